@@ -1,0 +1,35 @@
+# Two commands do all the set-up: `make serve` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HTTP_PORT ?= 8000
+GRPC_PORT ?= 8001
+METRICS_PORT ?= 8002
+PORTS := --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+# Exact pins (torch==2.13.0 is the local CPU wheel; anything looser pulls a CUDA build).
+PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: install serve demo test lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -e '.[server,dev]'
+	touch $@
+
+serve: install  ## train/export/build whatever is missing, then run tritonserver in the foreground
+	$(BIN)/maas serve $(PORTS)
+
+demo: install  ## the same pipeline, then classify samples over HTTP and gRPC and stop
+	$(BIN)/maas demo $(PORTS)
+
+test: install  ## the whole suite against a real tritonserver
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:  ## everything built; the venv stays
+	rm -rf artifacts .setuptools-build *.egg-info .pytest_cache
+	git clean -fdX model_repository

@@ -1,0 +1,60 @@
+"""The client's exceptions, one tree:
+
+    ClientError                 anything that went wrong talking to maas
+    ├── ServerUnavailable       nothing answers at that URL (refused, timed out, DNS)
+    ├── ModelNotReady           the server answers but the model is missing or not loaded
+    ├── InvalidInput            the server refused the request: bad image, bad TOP_K, shape,
+    │                           datatype, batch too large (gRPC INVALID_ARGUMENT, HTTP 400)
+    └── InferenceFailed         the server accepted the request and failed on it
+
+Each keeps the server's message and, in `status`, its status code as tritonclient reported it.
+"""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    def __init__(self, message: str, status: str | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class ServerUnavailable(ClientError):
+    pass
+
+
+class ModelNotReady(ClientError):
+    pass
+
+
+class InvalidInput(ClientError):
+    pass
+
+
+class InferenceFailed(ClientError):
+    pass
+
+
+def from_triton(error: Exception) -> ClientError:
+    """Map a tritonclient/transport exception to our tree."""
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(error, ClientError):
+        return error
+    if isinstance(error, (ConnectionError, TimeoutError, OSError)):
+        return ServerUnavailable(f"cannot reach the server: {error}")
+    if not isinstance(error, InferenceServerException):
+        return InferenceFailed(f"{type(error).__name__}: {error}")
+    status = str(error.status() or "")
+    message = error.message() or str(error)
+    lowered = message.lower()
+    if "INVALID_ARGUMENT" in status or status == "400":
+        # Triton reports an unknown model as a bad argument over HTTP; say what it means.
+        if "unknown model" in lowered or "is not found" in lowered:
+            return ModelNotReady(message, status)
+        return InvalidInput(message, status)
+    if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status or "failed to connect" in lowered:
+        return ServerUnavailable(message, status)
+    if "NOT_FOUND" in status or status == "404" or "not ready" in lowered:
+        return ModelNotReady(message, status)
+    return InferenceFailed(message, status)

@@ -1,0 +1,24 @@
+"""maas: models as a service on Triton.
+
+Stages, one subpackage each (each lives in the top-level folder of the same name):
+
+    maas.training   train a CNN (training/), export it to ONNX
+    maas.build      turn the ONNX model into a Triton model repository (build/)
+    maas.clients    classify images over Triton's HTTP/gRPC protocols (clients/)
+    maas.benchmarks measure the served model (benchmarks/)
+
+plus the pure pre/post-processing transforms (maas.transforms) that the Python-backend
+models in model_repository/ call, and the tritonserver launcher (maas.serve).
+"""
+
+__version__ = "0.1.0"
+
+from pathlib import Path as _Path
+
+# The stage folders are subpackages of maas: maas.build is build/, and so on. A wheel puts them
+# inside maas/ (see package-dir in pyproject.toml). A source checkout keeps them beside maas/
+# and without __init__.py, so the top-level name `build` stays PyPA's even when the checkout is
+# on sys.path (`python -m build` run from it); here they join maas's search path instead.
+_checkout = _Path(__file__).resolve().parent.parent
+if (_checkout / "pyproject.toml").is_file() and (_checkout / "model_repository").is_dir():
+    __path__.append(str(_checkout))  # noqa: F821 - a package's __path__ is set by the import system

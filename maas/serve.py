@@ -1,0 +1,267 @@
+"""Run a real tritonserver on a model repository: `maas serve`, and the tests' server fixture.
+
+    with TritonServer("model_repository", Ports.free()) as server:
+        ...  # server.ports.http is ready and the ensemble has answered a probe image
+
+The binary is `tritonserver` from PATH (NGC containers) or, failing that, the CPU build inside
+the nvidia-pytriton wheel. For the wheel's Python backend we lay out a backend folder holding
+the stub built for the running Python, and put this interpreter's bin/ first on PATH so that
+model.py files import this environment's numpy, onnxruntime, Pillow and maas.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maas import contract as C
+from maas.transforms import encode_png
+
+
+class ServerError(RuntimeError):
+    """tritonserver failed to start or a model failed to load; the message holds its log."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Three ports the OS reports free on loopback right now."""
+        socks = [socket.socket() for _ in range(3)]
+        try:
+            for s in socks:
+                s.bind(("127.0.0.1", 0))
+            return cls(*(s.getsockname()[1] for s in socks))
+        finally:
+            for s in socks:
+                s.close()
+
+
+def find_tritonserver() -> tuple[Path, Path | None]:
+    """(binary, pytriton backends folder or None when the binary's own backends are used)."""
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        return Path(on_path), None
+    try:
+        import pytriton
+    except ImportError:
+        raise ServerError(
+            "no tritonserver: put one on PATH (NGC container) or `pip install nvidia-pytriton`"
+        ) from None
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    return root / "bin" / "tritonserver", root / "backends"
+
+
+def _python_backend_dir(backends: Path, into: Path) -> Path:
+    """A backends folder like the wheel's, with the Python stub for this interpreter."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = backends.parent / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise ServerError(f"nvidia-pytriton has no Python backend stub for Python {version}")
+    for entry in backends.iterdir():
+        (into / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    python = into / "python"
+    python.unlink()
+    python.mkdir()
+    for entry in (backends / "python").iterdir():
+        (python / entry.name).symlink_to(entry)
+    (python / "triton_python_backend_stub").symlink_to(stub)
+    return into
+
+
+def probe_image(height: int = 32, width: int = 32) -> bytes:
+    """A real PNG (a gradient) that the probe sends through the ensemble."""
+    ramp = np.linspace(0, 255, height * width * 3).reshape(height, width, 3)
+    return encode_png(ramp.astype(np.uint8))
+
+
+class TritonServer:
+    def __init__(
+        self,
+        repository: str | Path,
+        ports: Ports | None = None,
+        *,
+        echo: bool = False,
+        extra_args: tuple[str, ...] = (),
+        start_timeout: float = 180.0,
+    ):
+        self.repository = Path(repository).resolve()
+        self.ports = ports or Ports()
+        self.echo = echo  # print the server's log as it comes
+        self.extra_args = tuple(extra_args)
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen | None = None
+        self.log: collections.deque[str] = collections.deque(maxlen=2000)
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports.grpc}"
+
+    def command(self) -> list[str]:
+        binary, backends = find_tritonserver()
+        cmd = [
+            str(binary),
+            f"--model-repository={self.repository}",
+            f"--http-port={self.ports.http}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-port={self.ports.metrics}",
+            "--log-verbose=0",
+        ]
+        if backends is not None:
+            assert self._tmp is not None
+            backend_dir = _python_backend_dir(backends, Path(self._tmp.name))
+            cmd.append(f"--backend-directory={backend_dir}")
+        return [*cmd, *self.extra_args]
+
+    def start(self) -> TritonServer:
+        if not self.repository.is_dir():
+            raise ServerError(f"no model repository at {self.repository}: run `maas build`")
+        self._tmp = tempfile.TemporaryDirectory(prefix="maas-triton-")
+        env = dict(os.environ)
+        # The Python stub takes its interpreter environment from PATH: ours first.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
+            errors="replace",
+            start_new_session=True,  # our signals reach it only through us: clean shutdown
+        )
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _read_log(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log.append(line.rstrip("\n"))
+            if self.echo:
+                print(line, end="", flush=True)
+
+    def error_lines(self) -> str:
+        """Triton's error lines (E...), or the log's tail when there are none."""
+        lines = list(self.log)
+        errors = [ln for ln in lines if ln[:1] == "E" or "error" in ln.lower()]
+        return "\n".join(errors or lines[-30:])
+
+    def _wait_ready(self) -> None:
+        import tritonclient.http as httpclient
+
+        deadline = time.monotonic() + self.start_timeout
+        client = httpclient.InferenceServerClient(self.http_url)
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    self._reader.join(timeout=5)
+                    raise ServerError(
+                        f"tritonserver exited with code {self.process.returncode}:\n"
+                        f"{self.error_lines()}"
+                    )
+                try:
+                    if client.is_server_ready():
+                        break
+                except Exception:  # noqa: BLE001 - not listening yet
+                    pass
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"tritonserver not ready after {self.start_timeout:.0f} s:\n"
+                        f"{self.error_lines()}"
+                    )
+                time.sleep(0.25)
+            self._probe(client)
+        finally:
+            client.close()
+
+    def _probe(self, client) -> None:
+        """Ready only once an image has gone through the ensemble: /v2/health/ready says 200
+        even when a Python stub cannot import its modules."""
+        import tritonclient.http as httpclient
+
+        pixels = client.get_model_config(C.PREPROCESS)
+        _, height, width = pixels["output"][0]["dims"]
+        image = httpclient.InferInput(C.IMAGE, [1, 1], "BYTES")
+        image.set_data_from_numpy(np.array([[probe_image(height, width)]], dtype=object))
+        try:
+            result = client.infer(C.ENSEMBLE, [image])
+            labels = result.as_numpy(C.LABELS)
+        except Exception as e:
+            raise ServerError(
+                f"tritonserver is up but the probe image failed in {C.ENSEMBLE}: {e}\n"
+                f"{self.error_lines()}"
+            ) from None
+        if labels is None or labels.shape[0] != 1:
+            raise ServerError(f"probe through {C.ENSEMBLE} returned no labels")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (Triton drains in-flight requests), SIGKILL if it hangs; returns its code."""
+        proc, self.process = self.process, None
+        code = None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            code = proc.returncode
+            if self._reader is not None:
+                self._reader.join(timeout=5)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+        return code
+
+    def wait(self) -> int:
+        """Block until the server exits, forwarding SIGINT/SIGTERM to it."""
+        assert self.process is not None
+        proc = self.process
+
+        def forward(signum, _frame):
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+        old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return proc.wait()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            self.stop()
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

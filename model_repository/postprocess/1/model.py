@@ -1,0 +1,61 @@
+"""Triton Python-backend model: LOGITS (+ optional TOP_K) -> LABELS, SCORES, CLASS_IDS.
+
+Softmax and top-k run once over all requests of a dynamic batch (at the largest k asked for);
+each request then takes its own k columns. Labels come from labels.txt beside this config.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from maas import contract as C
+from maas.transforms import postprocess, split_batch
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config["parameters"].items()}
+        labels_file = Path(args["model_repository"]) / params["labels_file"]
+        self.labels = labels_file.read_text().splitlines()
+        self.default_k = int(params["default_top_k"])
+
+    def _top_k(self, request) -> int:
+        tensor = pb_utils.get_input_tensor_by_name(request, C.TOP_K)
+        if tensor is None:
+            return self.default_k
+        values = np.unique(tensor.as_numpy())
+        if len(values) != 1:
+            raise ValueError(f"{C.TOP_K} must be the same for every image of a request")
+        if values[0] < 1:
+            raise ValueError(f"{C.TOP_K} must be at least 1, got {values[0]}")
+        return int(values[0])
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        logits, ks, ok = [], [], []
+        for i, request in enumerate(requests):
+            try:
+                ks.append(self._top_k(request))
+            except ValueError as e:
+                error = pb_utils.TritonError(str(e), pb_utils.TritonError.INVALID_ARG)
+                responses[i] = pb_utils.InferenceResponse(error=error)
+                continue
+            logits.append(pb_utils.get_input_tensor_by_name(request, C.LOGITS).as_numpy())
+            ok.append(i)
+        if ok:
+            labels, scores, ids = postprocess(np.concatenate(logits), max(ks), self.labels)
+            counts = [len(x) for x in logits]
+            for i, k, lab, sc, cid in zip(
+                ok, ks, *(split_batch(a, counts) for a in (labels, scores, ids))
+            ):
+                responses[i] = pb_utils.InferenceResponse(
+                    [
+                        pb_utils.Tensor(C.LABELS, lab[:, :k]),
+                        pb_utils.Tensor(C.SCORES, sc[:, :k]),
+                        pb_utils.Tensor(C.CLASS_IDS, cid[:, :k]),
+                    ]
+                )
+        return responses

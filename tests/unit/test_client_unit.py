@@ -1,0 +1,52 @@
+"""Client pieces that need no server: URL parsing and the error tree."""
+
+from __future__ import annotations
+
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from maas.clients.client import parse_url
+from maas.clients.errors import InferenceFailed, InvalidInput, ModelNotReady, ServerUnavailable, from_triton
+
+
+@pytest.mark.parametrize(
+    ("url", "protocol", "expected"),
+    [
+        ("http://localhost:8000", None, ("http", "localhost:8000")),
+        ("grpc://10.0.0.1", None, ("grpc", "10.0.0.1:8001")),
+        ("localhost:9001", "grpc", ("grpc", "localhost:9001")),
+        ("localhost", None, ("http", "localhost:8000")),
+        ("grpc://[::1]:7001", None, ("grpc", "[::1]:7001")),
+    ],
+)
+def test_parse_url(url, protocol, expected):
+    assert parse_url(url, protocol) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "protocol", "message"),
+    [("ftp://x", None, "unsupported protocol"), ("grpc://x:1", "http", "says grpc"), ("http://", None, "no host")],
+)
+def test_parse_url_errors(url, protocol, message):
+    with pytest.raises(ValueError, match=message):
+        parse_url(url, protocol)
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "kind"),
+    [
+        ("StatusCode.INVALID_ARGUMENT", "IMAGE: empty image", InvalidInput),
+        ("400", "unexpected shape", InvalidInput),
+        ("400", "Request for unknown model: 'nope' is not found", ModelNotReady),
+        ("StatusCode.UNAVAILABLE", "failed to connect", ServerUnavailable),
+        ("StatusCode.NOT_FOUND", "no model", ModelNotReady),
+        ("StatusCode.INTERNAL", "boom", InferenceFailed),
+    ],
+)
+def test_error_mapping(status, message, kind):
+    error = from_triton(InferenceServerException(message, status=status))
+    assert type(error) is kind and error.status == status and message in str(error)
+
+
+def test_connection_errors_are_unavailable():
+    assert isinstance(from_triton(ConnectionRefusedError(111, "refused")), ServerUnavailable)

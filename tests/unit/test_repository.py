@@ -1,0 +1,101 @@
+"""The built repository: every config parses with Triton's ModelConfig schema and is wired
+consistently; the build is atomic."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from maas import contract as C
+from maas.build import configs
+from maas.build.repository import build_repository
+from maas.transforms import decode
+
+
+def all_configs(root: Path) -> dict[Path, mc.ModelConfig]:
+    paths = [*root.glob("*/config.pbtxt"), *root.glob("*/configs/*.pbtxt")]
+    return {p: text_format.Parse(p.read_text(), mc.ModelConfig()) for p in paths}
+
+
+def test_every_config_parses_with_tritons_schema(repository):
+    parsed = all_configs(repository)
+    assert {p.parent.name if p.name == "config.pbtxt" else p.name for p in parsed} == {
+        C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS, C.ENSEMBLE, "onnxruntime.pbtxt",
+    }  # fmt: skip
+    for path, config in parsed.items():
+        assert config.max_batch_size > 0, path
+        assert config.name == path.parent.name or path.parent.name == "configs"
+
+
+def test_committed_model_files_are_the_ones_served(repository):
+    source = Path(__file__).resolve().parents[2] / "model_repository"
+    for name in (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS):
+        assert (repository / name / "1" / "model.py").read_text() == (
+            source / name / "1" / "model.py"
+        ).read_text()
+
+
+def test_composing_models_batch_and_warm_up(repository):
+    parsed = {p.parent.name: c for p, c in all_configs(repository).items() if p.name == "config.pbtxt"}
+    for name in (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS):
+        assert parsed[name].HasField("dynamic_batching"), name
+        assert parsed[name].model_warmup, name
+    assert parsed[C.CLASSIFIER].dynamic_batching.max_queue_delay_microseconds > 0
+    warm = parsed[C.PREPROCESS].model_warmup[0].inputs[C.IMAGE].input_data_file
+    blob = (repository / C.PREPROCESS / "warmup" / warm).read_bytes()
+    (length,) = struct.unpack("<I", blob[:4])  # Triton's TYPE_STRING element: length, bytes
+    assert length == len(blob) - 4 and decode(blob[4:]).size == (32, 32)
+
+
+def test_ensemble_wiring_matches_the_composing_models(repository):
+    parsed = {p.parent.name: c for p, c in all_configs(repository).items() if p.name == "config.pbtxt"}
+    ensemble = parsed[C.ENSEMBLE]
+    produced = {i.name for i in ensemble.input}
+    for step in ensemble.ensemble_scheduling.step:
+        model = parsed[step.model_name]
+        assert set(step.input_map) <= {i.name for i in model.input}
+        assert set(step.output_map) <= {o.name for o in model.output}
+        assert set(step.input_map.values()) <= produced, f"{step.model_name} reads unset tensors"
+        produced |= set(step.output_map.values())
+    assert {o.name for o in ensemble.output} <= produced
+    # Shapes agree across the hand-offs: preprocess output = classifier input, etc.
+    assert parsed[C.PREPROCESS].output[0].dims == parsed[C.CLASSIFIER].input[0].dims
+    assert parsed[C.CLASSIFIER].output[0].dims == parsed[C.POSTPROCESS].input[0].dims == [10]
+
+
+def test_onnxruntime_variant_matches_python_classifier(repository):
+    parsed = all_configs(repository)
+    ort_cfg = parsed[repository / C.CLASSIFIER / "configs" / "onnxruntime.pbtxt"]
+    py_cfg = parsed[repository / C.CLASSIFIER / "config.pbtxt"]
+    assert ort_cfg.platform == "onnxruntime_onnx" and py_cfg.backend == "python"
+    assert ort_cfg.input == py_cfg.input and ort_cfg.output == py_cfg.output
+    assert (repository / C.CLASSIFIER / "1" / "model.onnx").is_file()
+
+
+def test_labels_and_normalisation_come_from_the_checkpoint(repository, checkpoint):
+    labels = (repository / C.POSTPROCESS / "labels.txt").read_text().splitlines()
+    assert labels == checkpoint.class_names
+    pre = text_format.Parse((repository / C.PREPROCESS / "config.pbtxt").read_text(), mc.ModelConfig())
+    mean = [float(v) for v in pre.parameters["mean"].string_value.split(",")]
+    assert mean == checkpoint.mean
+
+
+def test_parse_rejects_what_triton_would(repository):
+    with pytest.raises(text_format.ParseError):
+        configs.parse_pbtxt('name: "x"\nmax_batch_sise: 4\n')
+
+
+def test_failed_build_leaves_repository_untouched(tmp_path, checkpoint_path, onnx_path):
+    target = build_repository(checkpoint_path, onnx_path, tmp_path / "repo")
+    before = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    with pytest.raises(FileNotFoundError, match="maas export"):
+        build_repository(checkpoint_path, tmp_path / "missing.onnx", target)
+    with pytest.raises(ValueError, match="max_batch_size"):
+        build_repository(checkpoint_path, onnx_path, target, configs.ServingOptions(max_batch_size=0))
+    after = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]  # no staging folder left

@@ -1,0 +1,71 @@
+"""The checkpoint: weights plus everything later stages need (config, classes, normalisation).
+
+Export and build read only this file, so a model trained on other data or at another size
+flows through the pipeline without flags repeated by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from maas.training.model import SmallCNN
+from maas.transforms import Preprocessing
+
+
+@dataclass
+class Checkpoint:
+    model_state: dict[str, torch.Tensor]
+    model_args: dict[str, int]  # SmallCNN(**model_args)
+    class_names: list[str]
+    mean: list[float]
+    std: list[float]
+    input_size: list[int]  # [height, width]
+    dataset: dict[str, Any]  # name, data_dir, seed: enough to rebuild the held-out split
+    config: dict[str, Any]  # the resolved training config
+    epoch: int = 0
+    val_accuracy: float = 0.0
+    test_accuracy: float | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def build_model(self) -> SmallCNN:
+        model = SmallCNN(**self.model_args)
+        model.load_state_dict(self.model_state)
+        return model.eval()
+
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(
+            height=self.input_size[0],
+            width=self.input_size[1],
+            mean=tuple(self.mean),
+            std=tuple(self.std),
+        )
+
+    def save(self, path: str | Path) -> None:
+        atomic_write(path, lambda f: torch.save(self.__dict__, f))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Checkpoint:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}: run `maas train` first")
+        return cls(**torch.load(path, map_location="cpu", weights_only=True))
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call write(file) on a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
