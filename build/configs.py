@@ -34,7 +34,7 @@ class ServingOptions:
     def __post_init__(self):
         if self.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
-        if not 1 <= self.default_top_k:
+        if not self.default_top_k >= 1:
             raise ValueError(f"default_top_k must be >= 1, got {self.default_top_k}")
 
 
@@ -64,7 +64,9 @@ def preprocess_config(pre: Preprocessing, opts: ServingOptions) -> mc.ModelConfi
         backend="python",
         max_batch_size=opts.max_batch_size,
         input=[mc.ModelInput(**_tensor(C.IMAGE, mc.TYPE_STRING, [1]))],
-        output=[mc.ModelOutput(name=C.PIXELS, data_type=mc.TYPE_FP32, dims=[3, pre.height, pre.width])],
+        output=[
+            mc.ModelOutput(name=C.PIXELS, data_type=mc.TYPE_FP32, dims=[3, pre.height, pre.width])
+        ],
         dynamic_batching=_batching(opts),
         instance_group=_cpu(opts.preprocess_instances),
         # The checkpoint's normalisation, read by model.py: the one place it is written down.
@@ -85,7 +87,9 @@ def preprocess_config(pre: Preprocessing, opts: ServingOptions) -> mc.ModelConfi
 
 def _classifier_io(pre: Preprocessing, num_classes: int):
     return dict(
-        input=[mc.ModelInput(name=C.PIXELS, data_type=mc.TYPE_FP32, dims=[3, pre.height, pre.width])],
+        input=[
+            mc.ModelInput(name=C.PIXELS, data_type=mc.TYPE_FP32, dims=[3, pre.height, pre.width])
+        ],
         output=[mc.ModelOutput(name=C.LOGITS, data_type=mc.TYPE_FP32, dims=[num_classes])],
     )
 

@@ -79,7 +79,9 @@ def _assemble(root: Path, ckpt: Checkpoint, onnx_model: Path, opts: configs.Serv
     )
 
     _write(root / C.POSTPROCESS / "config.pbtxt", configs.postprocess_config(n, opts))
-    _write_bytes(root / C.POSTPROCESS / "labels.txt", "".join(f"{c}\n" for c in ckpt.class_names).encode())
+    _write_bytes(
+        root / C.POSTPROCESS / "labels.txt", "".join(f"{c}\n" for c in ckpt.class_names).encode()
+    )
 
     (root / C.ENSEMBLE / "1").mkdir(parents=True)  # an ensemble still needs a version folder
     _write(root / C.ENSEMBLE / "config.pbtxt", configs.ensemble_config(opts))

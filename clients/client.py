@@ -78,10 +78,10 @@ def parse_result(result) -> list[Classification]:
         Classification(
             tuple(
                 Prediction(lab.decode() if isinstance(lab, bytes) else str(lab), float(s), int(c))
-                for lab, s, c in zip(row_l, row_s, row_c)
+                for lab, s, c in zip(row_l, row_s, row_c, strict=True)
             )
         )
-        for row_l, row_s, row_c in zip(labels, scores, ids)
+        for row_l, row_s, row_c in zip(labels, scores, ids, strict=True)
     ]
 
 
@@ -166,7 +166,9 @@ class AsyncClient:
         aio = importlib.import_module(f"tritonclient.{self.protocol}.aio")
         self._client = aio.InferenceServerClient(self.address)
         self._infer_kwargs = (
-            {"timeout": int(timeout_s)} if self.protocol == "http" else {"client_timeout": timeout_s}
+            {"timeout": int(timeout_s)}
+            if self.protocol == "http"
+            else {"client_timeout": timeout_s}
         )
 
     async def classify(
@@ -191,4 +193,3 @@ class AsyncClient:
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
-

@@ -21,4 +21,4 @@ from pathlib import Path as _Path
 # on sys.path (`python -m build` run from it); here they join maas's search path instead.
 _checkout = _Path(__file__).resolve().parent.parent
 if (_checkout / "pyproject.toml").is_file() and (_checkout / "model_repository").is_dir():
-    __path__.append(str(_checkout))  # noqa: F821 - a package's __path__ is set by the import system
+    __path__.append(str(_checkout))

@@ -6,6 +6,8 @@
     maas serve [--http-port 8000 ...]            builds what is missing, runs tritonserver
     maas classify IMAGE... [--url URL] [--protocol http|grpc] [--top-k K]
     maas demo                                    the pipeline, then classify over HTTP and gRPC
+
+Each subcommand's --help lists its options.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def cmd_classify(args) -> int:
     except (ClientError, OSError, ValueError) as e:
         print(f"maas classify: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    for path, result in zip(args.images, results):
+    for path, result in zip(args.images, results, strict=True):
         if args.json:
             preds = [dataclasses.asdict(p) for p in result.predictions]
             print(json.dumps({"image": str(path), "predictions": preds}))

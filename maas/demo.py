@@ -28,7 +28,7 @@ def run_demo(paths: Paths, ports: Ports, data_dir: str | None = None) -> int:
         for url in (f"http://{server.http_url}", f"grpc://{server.grpc_url}"):
             print(f"\n== {url} ==")
             with Client(url) as client:
-                for path, result in zip(samples, client.classify(samples, top_k=3)):
+                for path, result in zip(samples, client.classify(samples, top_k=3), strict=True):
                     top = ", ".join(f"{p.label} {p.score:.3f}" for p in result.predictions)
                     print(f"  {path.name:<16} -> {top}")
 

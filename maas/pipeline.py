@@ -50,7 +50,10 @@ def ensure_built(paths: Paths, data_dir: str | None = None, epochs: int | None =
         print(f"[maas] exporting {paths.checkpoint} -> {paths.onnx}")
         export(paths.checkpoint, paths.onnx)
     built = paths.repository / C.ENSEMBLE / "config.pbtxt"
-    if not (_newer(built, paths.onnx) and (paths.repository / C.CLASSIFIER / "1" / "model.onnx").exists()):
+    if not (
+        _newer(built, paths.onnx)
+        and (paths.repository / C.CLASSIFIER / "1" / "model.onnx").exists()
+    ):
         print(f"[maas] building {paths.repository}")
         build_repository(paths.checkpoint, paths.onnx, paths.repository)
     if not _newer(paths.samples, paths.checkpoint):

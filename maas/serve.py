@@ -191,7 +191,7 @@ class TritonServer:
                 try:
                     if client.is_server_ready():
                         break
-                except Exception:  # noqa: BLE001 - not listening yet
+                except Exception:
                     pass
                 if time.monotonic() > deadline:
                     raise ServerError(

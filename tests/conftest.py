@@ -78,7 +78,9 @@ def offline(onnx_path, checkpoint, heldout_png):
     from maas.transforms import postprocess, preprocess
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    logits = session.run(["LOGITS"], {"PIXELS": preprocess(heldout_png, checkpoint.preprocessing())})[0]
+    logits = session.run(
+        ["LOGITS"], {"PIXELS": preprocess(heldout_png, checkpoint.preprocessing())}
+    )[0]
     labels, scores, ids = postprocess(logits, 3, checkpoint.class_names)
     return {"logits": logits, "labels": labels, "scores": scores, "ids": ids}
 

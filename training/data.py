@@ -116,7 +116,9 @@ def _read_cifar_files(data_dir: Path) -> dict[str, dict]:
     names = {f"data_batch_{i}" for i in range(1, 6)} | {"test_batch", "batches.meta"}
     for folder in (data_dir / CIFAR10_DIR, data_dir):
         if (folder / "test_batch").is_file():
-            return {n: _unpickle((folder / n).read_bytes()) for n in names if (folder / n).is_file()}
+            return {
+                n: _unpickle((folder / n).read_bytes()) for n in names if (folder / n).is_file()
+            }
     for tar_path in (data_dir / CIFAR10_TAR, data_dir):
         if tar_path.is_file() and tarfile.is_tarfile(tar_path):
             out = {}

@@ -6,7 +6,13 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from maas.clients.client import parse_url
-from maas.clients.errors import InferenceFailed, InvalidInput, ModelNotReady, ServerUnavailable, from_triton
+from maas.clients.errors import (
+    InferenceFailed,
+    InvalidInput,
+    ModelNotReady,
+    ServerUnavailable,
+    from_triton,
+)
 
 
 @pytest.mark.parametrize(
@@ -25,7 +31,11 @@ def test_parse_url(url, protocol, expected):
 
 @pytest.mark.parametrize(
     ("url", "protocol", "message"),
-    [("ftp://x", None, "unsupported protocol"), ("grpc://x:1", "http", "says grpc"), ("http://", None, "no host")],
+    [
+        ("ftp://x", None, "unsupported protocol"),
+        ("grpc://x:1", "http", "says grpc"),
+        ("http://", None, "no host"),
+    ],
 )
 def test_parse_url_errors(url, protocol, message):
     with pytest.raises(ValueError, match=message):

@@ -27,7 +27,11 @@ def test_digits_split_is_deterministic_disjoint_and_stratified(digits):
 
 def _cifar_batch(rng, n, label_offset=0):
     data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-    return {b"batch_label": b"x", b"labels": [(i + label_offset) % 10 for i in range(n)], b"data": data}
+    return {
+        b"batch_label": b"x",
+        b"labels": [(i + label_offset) % 10 for i in range(n)],
+        b"data": data,
+    }
 
 
 def _write_cifar(folder, rng):
@@ -35,7 +39,18 @@ def _write_cifar(folder, rng):
     folder.mkdir(parents=True)
     batches = {f"data_batch_{i}": _cifar_batch(rng, 20, i) for i in range(1, 6)}
     batches["test_batch"] = _cifar_batch(rng, 10)
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    names = [
+        b"airplane",
+        b"automobile",
+        b"bird",
+        b"cat",
+        b"deer",
+        b"dog",
+        b"frog",
+        b"horse",
+        b"ship",
+        b"truck",
+    ]
     batches["batches.meta"] = {b"label_names": names, b"num_cases_per_batch": 20}
     for name, content in batches.items():
         (folder / name).write_bytes(pickle.dumps(content, protocol=2))

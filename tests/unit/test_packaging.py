@@ -18,25 +18,35 @@ def test_stage_folders_are_maas_subpackages():
     import maas.training
 
     for module, folder in [
-        (maas.build, "build"), (maas.clients, "clients"),
-        (maas.training, "training"), (maas.benchmarks, "benchmarks"),
-    ]:  # fmt: skip
+        (maas.build, "build"),
+        (maas.clients, "clients"),
+        (maas.training, "training"),
+        (maas.benchmarks, "benchmarks"),
+    ]:
         assert [Path(p) for p in module.__path__] == [ROOT / folder]
 
 
 def test_pypa_build_is_not_shadowed_even_from_the_checkout():
     # `python -c` puts the current directory first on sys.path, as `python -m build` does.
     origin = subprocess.run(
-        [sys.executable, "-c", "import build; print(build.__file__)"], cwd=ROOT,
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    assert origin and ROOT not in Path(origin).parents
-    assert importlib.util.find_spec("maas.build.repository").origin == str(ROOT / "build" / "repository.py")
+        [sys.executable, "-c", "import build; print(build.__file__)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert origin and ROOT / "build" not in Path(origin).parents
+    assert importlib.util.find_spec("maas.build.repository").origin == str(
+        ROOT / "build" / "repository.py"
+    )
 
 
 def test_install_left_build_folder_clean():
     untracked = subprocess.run(
-        ["git", "status", "--porcelain", "--ignored", "build"], cwd=ROOT, capture_output=True,
-        text=True, check=True,
-    ).stdout  # fmt: skip
+        ["git", "status", "--porcelain", "--ignored", "build"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert [ln for ln in untracked.splitlines() if "__pycache__" not in ln] == []

@@ -24,8 +24,12 @@ def all_configs(root: Path) -> dict[Path, mc.ModelConfig]:
 def test_every_config_parses_with_tritons_schema(repository):
     parsed = all_configs(repository)
     assert {p.parent.name if p.name == "config.pbtxt" else p.name for p in parsed} == {
-        C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS, C.ENSEMBLE, "onnxruntime.pbtxt",
-    }  # fmt: skip
+        C.PREPROCESS,
+        C.CLASSIFIER,
+        C.POSTPROCESS,
+        C.ENSEMBLE,
+        "onnxruntime.pbtxt",
+    }
     for path, config in parsed.items():
         assert config.max_batch_size > 0, path
         assert config.name == path.parent.name or path.parent.name == "configs"
@@ -40,7 +44,9 @@ def test_committed_model_files_are_the_ones_served(repository):
 
 
 def test_composing_models_batch_and_warm_up(repository):
-    parsed = {p.parent.name: c for p, c in all_configs(repository).items() if p.name == "config.pbtxt"}
+    parsed = {
+        p.parent.name: c for p, c in all_configs(repository).items() if p.name == "config.pbtxt"
+    }
     for name in (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS):
         assert parsed[name].HasField("dynamic_batching"), name
         assert parsed[name].model_warmup, name
@@ -52,7 +58,9 @@ def test_composing_models_batch_and_warm_up(repository):
 
 
 def test_ensemble_wiring_matches_the_composing_models(repository):
-    parsed = {p.parent.name: c for p, c in all_configs(repository).items() if p.name == "config.pbtxt"}
+    parsed = {
+        p.parent.name: c for p, c in all_configs(repository).items() if p.name == "config.pbtxt"
+    }
     ensemble = parsed[C.ENSEMBLE]
     produced = {i.name for i in ensemble.input}
     for step in ensemble.ensemble_scheduling.step:
@@ -79,7 +87,9 @@ def test_onnxruntime_variant_matches_python_classifier(repository):
 def test_labels_and_normalisation_come_from_the_checkpoint(repository, checkpoint):
     labels = (repository / C.POSTPROCESS / "labels.txt").read_text().splitlines()
     assert labels == checkpoint.class_names
-    pre = text_format.Parse((repository / C.PREPROCESS / "config.pbtxt").read_text(), mc.ModelConfig())
+    pre = text_format.Parse(
+        (repository / C.PREPROCESS / "config.pbtxt").read_text(), mc.ModelConfig()
+    )
     mean = [float(v) for v in pre.parameters["mean"].string_value.split(",")]
     assert mean == checkpoint.mean
 
@@ -95,7 +105,9 @@ def test_failed_build_leaves_repository_untouched(tmp_path, checkpoint_path, onn
     with pytest.raises(FileNotFoundError, match="maas export"):
         build_repository(checkpoint_path, tmp_path / "missing.onnx", target)
     with pytest.raises(ValueError, match="max_batch_size"):
-        build_repository(checkpoint_path, onnx_path, target, configs.ServingOptions(max_batch_size=0))
+        build_repository(
+            checkpoint_path, onnx_path, target, configs.ServingOptions(max_batch_size=0)
+        )
     after = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]  # no staging folder left

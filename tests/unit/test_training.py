@@ -15,7 +15,9 @@ from maas.training.train import TrainConfig, accuracy, predict_logits, train
 def test_model_shapes_and_width():
     model = SmallCNN(num_classes=7, width=8)
     assert model(torch.zeros(3, 3, 32, 32)).shape == (3, 7)
-    assert sum(p.numel() for p in SmallCNN(width=32).parameters()) == 122_570  # the Keras model's size
+    assert (
+        sum(p.numel() for p in SmallCNN(width=32).parameters()) == 122_570
+    )  # the Keras model's size
 
 
 def test_augmentation_identity_shift_and_flip():
@@ -28,7 +30,7 @@ def test_augmentation_identity_shift_and_flip():
     flipped = Augmentation(0, 0, hflip=True)(x, torch.Generator().manual_seed(1))
     mirrored = [
         torch.allclose(f, xi.flip(-1), atol=1e-5) or torch.allclose(f, xi, atol=1e-5)
-        for f, xi in zip(flipped, x)
+        for f, xi in zip(flipped, x, strict=True)
     ]
     assert all(mirrored) and not torch.allclose(flipped, x, atol=1e-5)
 
@@ -47,9 +49,14 @@ def test_short_training_learns_and_checkpoint_is_self_contained(checkpoint, digi
 
 def test_training_is_deterministic(tmp_path, digits):
     small = dataclasses.replace(
-        digits, train_x=digits.train_x[:128], train_y=digits.train_y[:128], val_x=digits.val_x[:64],
-        val_y=digits.val_y[:64], test_x=digits.test_x[:64], test_y=digits.test_y[:64],
-    )  # fmt: skip
+        digits,
+        train_x=digits.train_x[:128],
+        train_y=digits.train_y[:128],
+        val_x=digits.val_x[:64],
+        val_y=digits.val_y[:64],
+        test_x=digits.test_x[:64],
+        test_y=digits.test_y[:64],
+    )
     runs = [
         train(TrainConfig(out=str(tmp_path / f"{i}.pt"), epochs=1, plot=False), dataset=small)
         for i in range(2)

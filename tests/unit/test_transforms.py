@@ -35,7 +35,9 @@ def encoded(img: Image.Image, fmt: str, **kwargs) -> bytes:
 def gradient(w=48, h=40) -> Image.Image:
     x = np.linspace(0, 255, w, dtype=np.float32)
     y = np.linspace(0, 255, h, dtype=np.float32)[:, None]
-    rgb = np.stack([np.broadcast_to(x, (h, w)), np.broadcast_to(y, (h, w)), np.full((h, w), 60)], -1)
+    rgb = np.stack(
+        [np.broadcast_to(x, (h, w)), np.broadcast_to(y, (h, w)), np.full((h, w), 60)], -1
+    )
     return Image.fromarray(rgb.astype(np.uint8), "RGB")
 
 
@@ -100,10 +102,17 @@ def _png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims a huge size over a tiny payload: a decompression bomb."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bomb_refused_without_allocating():
@@ -137,7 +146,7 @@ def test_softmax_top_k_postprocess():
     ids, scores = top_k(probs, 3)
     assert ids.tolist() == [[1, 3, 2], [0, 1, 2]]  # a tie keeps the lower id first
     assert np.all(np.diff(scores, axis=1) <= 0)
-    labels, sc, cid = postprocess(logits, 10, ["a", "b", "c", "d"])
+    labels, _, cid = postprocess(logits, 10, ["a", "b", "c", "d"])
     assert labels.shape == (2, 4)  # k is capped at the number of classes
     assert labels[0].tolist() == [b"b", b"d", b"c", b"a"] and cid.dtype == np.int64
     with pytest.raises(ValueError, match="at least 1"):

@@ -48,9 +48,8 @@ class TritonPythonModel:
         if ok:
             labels, scores, ids = postprocess(np.concatenate(logits), max(ks), self.labels)
             counts = [len(x) for x in logits]
-            for i, k, lab, sc, cid in zip(
-                ok, ks, *(split_batch(a, counts) for a in (labels, scores, ids))
-            ):
+            parts = zip(*(split_batch(a, counts) for a in (labels, scores, ids)), strict=True)
+            for i, k, (lab, sc, cid) in zip(ok, ks, parts, strict=True):
                 responses[i] = pb_utils.InferenceResponse(
                     [
                         pb_utils.Tensor(C.LABELS, lab[:, :k]),

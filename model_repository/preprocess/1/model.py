@@ -47,6 +47,6 @@ class TritonPythonModel:
             ok.append(i)
         if ok:
             batch = normalize(np.concatenate(decoded), self.spec.mean, self.spec.std)
-            for i, pixels in zip(ok, split_batch(batch, counts)):
+            for i, pixels in zip(ok, split_batch(batch, counts), strict=True):
                 responses[i] = pb_utils.InferenceResponse([pb_utils.Tensor(C.PIXELS, pixels)])
         return responses
