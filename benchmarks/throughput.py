@@ -49,7 +49,7 @@ async def measure(
                 start = time.perf_counter()
                 try:
                     await client.classify(payload, top_k=1)
-                except Exception:
+                except Exception:  # counted and reported
                     errors += record
                     continue
                 if record:

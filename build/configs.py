@@ -6,6 +6,7 @@ Nothing here hand-formats config.pbtxt text, so every config we write parses by 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from google.protobuf import text_format
@@ -29,7 +30,19 @@ class ServingOptions:
     preprocess_instances: int = 1
     classifier_instances: int = 1
     postprocess_instances: int = 1
-    ort_intra_op_threads: int = 2  # this machine's cores; the batch is the classifier's parallelism
+    # ONNX Runtime threads per classifier instance; 0: this machine's cores shared among the
+    # instances (2 cores, 1 instance -> 2). Parallelism comes from the batch, hence one
+    # inter-op thread and sequential execution: a chain of convolutions has nothing to overlap.
+    ort_intra_op_threads: int = 0
+    ort_inter_op_threads: int = 1
+    ort_execution_mode: str = "sequential"  # or "parallel"
+    serve_versions: int = 1  # classifier versions Triton loads: the newest N
+
+    @property
+    def intra_op_threads(self) -> int:
+        if self.ort_intra_op_threads:
+            return self.ort_intra_op_threads
+        return max(1, (os.cpu_count() or 1) // self.classifier_instances)
 
     def __post_init__(self):
         if self.max_batch_size < 1:
@@ -110,39 +123,139 @@ def _classifier_warmup(pre: Preprocessing, opts: ServingOptions) -> list[mc.Mode
     ]
 
 
+def version_policy(versions: list[int], serve: int) -> mc.ModelVersionPolicy:
+    """The newest `serve` of `versions`, listed explicitly: `versions` are those of the newest
+    build's runtime, so a kept version of another runtime (an ONNX one beside a plan) is never
+    loaded by a config that cannot run it."""
+    newest = sorted(versions)[-serve:]
+    return mc.ModelVersionPolicy(specific=mc.ModelVersionPolicy.Specific(versions=newest))
+
+
+def _ort_params(opts: ServingOptions, **extra) -> dict[str, mc.ModelParameter]:
+    return _params(
+        intra_op_threads=opts.intra_op_threads,
+        inter_op_threads=opts.ort_inter_op_threads,
+        execution_mode=opts.ort_execution_mode,
+        **extra,
+    )
+
+
 def classifier_config(
-    pre: Preprocessing, num_classes: int, opts: ServingOptions, model_file: str = "model.onnx"
+    pre: Preprocessing, num_classes: int, opts: ServingOptions, versions: list[int]
 ) -> mc.ModelConfig:
-    """The classifier as a Python-backend model running ONNX Runtime (any Triton, CPU only)."""
+    """The classifier as a Python-backend model running ONNX Runtime (any Triton, CPU only).
+
+    model.py reads the session options from `parameters` and, from each version's
+    manifest.json, which file to load and whether its graph is already optimised."""
     return mc.ModelConfig(
         name=C.CLASSIFIER,
         backend="python",
         max_batch_size=opts.max_batch_size,
+        version_policy=version_policy(versions, opts.serve_versions),
         **_classifier_io(pre, num_classes),
         dynamic_batching=_batching(opts),
         instance_group=_cpu(opts.classifier_instances),
-        parameters=_params(model_file=model_file, intra_op_threads=opts.ort_intra_op_threads),
+        parameters=_ort_params(opts),
         model_warmup=_classifier_warmup(pre, opts),
     )
 
 
 def classifier_onnxruntime_config(
-    pre: Preprocessing, num_classes: int, opts: ServingOptions
+    pre: Preprocessing, num_classes: int, opts: ServingOptions, versions: list[int]
 ) -> mc.ModelConfig:
-    """The same model on Triton's onnxruntime backend (full Triton containers).
+    """The same versions on Triton's onnxruntime backend (full Triton containers, CPU).
 
     Select it with `tritonserver --model-config-name=onnxruntime`; models without a
-    configs/onnxruntime.pbtxt keep their config.pbtxt.
-    """
+    configs/onnxruntime.pbtxt keep their config.pbtxt. Our model.onnx files are saved
+    already optimised, so the backend's own graph optimisation is off (level -1)."""
     return mc.ModelConfig(
         name=C.CLASSIFIER,
         platform="onnxruntime_onnx",
         max_batch_size=opts.max_batch_size,
+        version_policy=version_policy(versions, opts.serve_versions),
         **_classifier_io(pre, num_classes),
         dynamic_batching=_batching(opts),
         instance_group=_cpu(opts.classifier_instances),
-        parameters=_params(intra_op_thread_count=opts.ort_intra_op_threads),
+        optimization=mc.ModelOptimizationPolicy(graph=mc.ModelOptimizationPolicy.Graph(level=-1)),
+        parameters=_params(
+            intra_op_thread_count=opts.intra_op_threads,
+            inter_op_thread_count=opts.ort_inter_op_threads,
+            execution_mode=int(opts.ort_execution_mode == "parallel"),
+        ),
         model_warmup=_classifier_warmup(pre, opts),
+    )
+
+
+def classifier_onnxruntime_tensorrt_config(
+    pre: Preprocessing,
+    num_classes: int,
+    opts: ServingOptions,
+    versions: list[int],
+    workspace_bytes: int = 1 << 30,
+) -> mc.ModelConfig:
+    """Triton's other route to TensorRT: the onnxruntime backend on a GPU with the TensorRT
+    execution accelerator (FP16); ONNX Runtime falls back to CUDA for what TensorRT can't take.
+    Select with `--model-config-name=onnxruntime_tensorrt` on a GPU Triton."""
+    accelerator = mc.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator
+    return mc.ModelConfig(
+        name=C.CLASSIFIER,
+        platform="onnxruntime_onnx",
+        max_batch_size=opts.max_batch_size,
+        version_policy=version_policy(versions, opts.serve_versions),
+        **_classifier_io(pre, num_classes),
+        dynamic_batching=_batching(opts),
+        instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=1)],
+        optimization=mc.ModelOptimizationPolicy(
+            execution_accelerators=mc.ModelOptimizationPolicy.ExecutionAccelerators(
+                gpu_execution_accelerator=[
+                    accelerator(
+                        name="tensorrt",
+                        parameters={
+                            "precision_mode": "FP16",
+                            "max_workspace_size_bytes": str(workspace_bytes),
+                            "trt_engine_cache_enable": "1",
+                        },
+                    ),
+                    accelerator(name="cuda"),
+                ]
+            )
+        ),
+        model_warmup=_classifier_warmup(pre, opts),
+    )
+
+
+def classifier_tensorrt_config(
+    pre: Preprocessing,
+    num_classes: int,
+    opts: ServingOptions,
+    versions: list[int],
+    max_batch_size: int,
+    cc_model_filenames: dict[str, str],
+) -> mc.ModelConfig:
+    """A TensorRT engine (`platform: tensorrt_plan`); max_batch_size is the profile's max.
+
+    A plan loads only on the TensorRT version and GPU compute capability that built it, so
+    each engine file is listed under its compute capability."""
+    opts_for_plan = ServingOptions(
+        max_batch_size=max_batch_size,
+        queue_delay_us=opts.queue_delay_us,
+        classifier_instances=opts.classifier_instances,
+        serve_versions=opts.serve_versions,
+    )
+    return mc.ModelConfig(
+        name=C.CLASSIFIER,
+        platform="tensorrt_plan",
+        max_batch_size=max_batch_size,
+        version_policy=version_policy(versions, opts.serve_versions),
+        **_classifier_io(pre, num_classes),
+        dynamic_batching=_batching(opts),
+        instance_group=[
+            mc.ModelInstanceGroup(
+                kind=mc.ModelInstanceGroup.KIND_GPU, count=opts.classifier_instances
+            )
+        ],
+        cc_model_filenames=cc_model_filenames,
+        model_warmup=_classifier_warmup(pre, opts_for_plan),
     )
 
 

@@ -1,30 +1,54 @@
-"""Build the Triton model repository from a checkpoint and its ONNX export.
+"""Build the Triton model repository: the next classifier version, gated, plus the rest.
 
-    maas build                      # artifacts/{checkpoint.pt,model.onnx} -> model_repository/
+    maas build                        # --variant auto: every buildable variant, fastest that passes
+    maas build --variant ort-int8     # one variant; exits non-zero if it fails the gate
+    maas build --variant trt-fp16 --trt-opt-batch 16 --trt-max-batch 64   # GPU + TensorRT
 
-Writes, for each model, config.pbtxt (generated from build/configs.py), plus the classifier's
-model.onnx, the labels file and the warm-up image. The model.py adapters come from the committed
-model_repository/. The whole repository is assembled in a temporary folder beside the target
-and renamed into place, so a failed build leaves the old repository exactly as it was.
+Each build adds a numbered version to `classifier/` (model file, manifest.json, and model.py for
+the Python backend), keeps the newest --keep-versions folders, and has Triton serve the newest
+--serve-versions of them. Configs are generated (build/configs.py); labels and normalisation
+come from the checkpoint. Everything is assembled in a temporary folder beside the target and
+renamed into place, so a failed build leaves the repository exactly as it was.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from maas import contract as C
-from maas.build import configs
+from maas.build import candidates as cands
+from maas.build import configs, manifest, variants
+from maas.build.gate import GateError
+from maas.build.tensorrt import EngineOptions, Profile, compute_capability
 from maas.training.checkpoint import Checkpoint
 from maas.transforms import Preprocessing, encode_png
 
-# The committed model.py adapters: <repo>/model_repository/<model>/<version>/model.py
+# The committed model.py adapters live in <checkout>/model_repository.
 SOURCE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
-PYTHON_MODELS = {C.PREPROCESS: "1", C.CLASSIFIER: "1", C.POSTPROCESS: "1"}
+FIXED_MODELS = {C.PREPROCESS: "1", C.POSTPROCESS: "1"}  # Python models with one version
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    variant: str = "auto"
+    tolerance: float | None = None  # accuracy points; None: each variant's default
+    keep_versions: int = 3  # classifier version folders left on disk
+    calibration_images: int = 256  # training images for INT8 calibration
+    profile: Profile = field(default_factory=Profile)  # TensorRT's dynamic batch
+    workspace_bytes: int = 1 << 30
+    cache_dir: Path = Path("artifacts/tensorrt")  # timing and calibration caches, reused
+    speed_seconds: float = 0.5  # per batch size, for the manifest's speed figures
+
+    def __post_init__(self):
+        if self.keep_versions < 1:
+            raise ValueError(f"keep_versions must be >= 1, got {self.keep_versions}")
 
 
 def build_repository(
@@ -32,35 +56,83 @@ def build_repository(
     onnx_model: str | Path,
     target: str | Path,
     opts: configs.ServingOptions | None = None,
+    build: BuildOptions | None = None,
 ) -> Path:
     opts = opts or configs.ServingOptions()
+    build = build or BuildOptions()
+    checkpoint, onnx_model, target = Path(checkpoint), Path(onnx_model), Path(target).resolve()
     ckpt = Checkpoint.load(checkpoint)
-    onnx_model = Path(onnx_model)
     if not onnx_model.is_file():
         raise FileNotFoundError(f"no ONNX model at {onnx_model}: run `maas export` first")
-    target = Path(target).resolve()
+    wanted = variants.resolve(build.variant)
+    onnx_sha = manifest.sha256(onnx_model)
+    trt = EngineOptions(
+        precision="fp32",  # set per variant
+        profile=build.profile,
+        workspace_bytes=build.workspace_bytes,
+        timing_cache=build.cache_dir / "timing.cache",
+        calibration_cache=build.cache_dir / f"calibration-{onnx_sha[:12]}.cache",
+    )
+    if (
+        any(v.runtime == "tensorrt" for v in wanted)
+        and opts.max_batch_size > build.profile.max_batch
+    ):
+        raise ValueError(
+            f"max_batch_size {opts.max_batch_size} exceeds the TensorRT profile's max "
+            f"{build.profile.max_batch}: raise --trt-max-batch or lower --max-batch-size"
+        )
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.building-"))
-    try:
-        _assemble(staging, ckpt, onnx_model, opts)
-        _swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    print(f"built {target} ({', '.join(sorted(p.name for p in target.iterdir()))})")
+    with tempfile.TemporaryDirectory(prefix="maas-build-") as scratch:
+        found, held = cands.evaluate(
+            ckpt, onnx_model, wanted, Path(scratch),
+            tolerance=build.tolerance,
+            calibration_count=build.calibration_images,
+            intra_op_threads=opts.intra_op_threads,
+            trt=trt,
+            speed_seconds=build.speed_seconds,
+            stop_on_error=build.variant != "auto",
+        )  # fmt: skip
+        chosen = _choose(found)
+        print(cands.table(found, chosen))
+        if chosen is None:
+            failed = [
+                c.verdict.message() if c.verdict else f"{c.variant.name}: {c.error}" for c in found
+            ]
+            raise GateError("no variant passed; nothing written:\n  " + "\n  ".join(failed))
+
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.building-"))
+        try:
+            record = {
+                "checkpoint": str(checkpoint),
+                "checkpoint_sha256": manifest.sha256(checkpoint),
+                "onnx": str(onnx_model),
+                "onnx_sha256": onnx_sha,
+            }
+            version = _assemble(
+                staging, target, ckpt, opts, build, chosen, held, record, trt.calibration_cache
+            )
+            _swap_into_place(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    print(f"built {target}: classifier version {version} = {chosen.variant.name}")
     return target
 
 
-def _assemble(root: Path, ckpt: Checkpoint, onnx_model: Path, opts: configs.ServingOptions):
+def _choose(found: list[cands.Candidate]) -> cands.Candidate | None:
+    """The fastest at batch 64 (what dynamic batching feeds it) among those that passed."""
+    passed = [c for c in found if c.passed]
+    return max(passed, key=lambda c: c.speed.images_per_s[64], default=None)
+
+
+def _assemble(root, previous, ckpt, opts, build, chosen, held, record, calibration_cache) -> int:
     pre = ckpt.preprocessing()
     pre = Preprocessing(pre.height, pre.width, pre.mean, pre.std, opts.max_pixels)
     n = len(ckpt.class_names)
-    for name, version in PYTHON_MODELS.items():
-        source = SOURCE_REPOSITORY / name / version / "model.py"
-        if not source.is_file():
-            raise FileNotFoundError(f"missing {source}: build runs from a maas source checkout")
+    for name, version in FIXED_MODELS.items():
         (root / name / version).mkdir(parents=True)
-        shutil.copy2(source, root / name / version / "model.py")
+        shutil.copy2(_source(name, version, "model.py"), root / name / version / "model.py")
 
     _write(root / C.PREPROCESS / "config.pbtxt", configs.preprocess_config(pre, opts))
     warmup = encode_png(np.full((pre.height, pre.width, 3), 128, np.uint8))
@@ -69,22 +141,126 @@ def _assemble(root: Path, ckpt: Checkpoint, onnx_model: Path, opts: configs.Serv
         root / C.PREPROCESS / "warmup" / configs.WARMUP_IMAGE_FILE,
         struct.pack("<I", len(warmup)) + warmup,
     )
-
-    classifier = root / C.CLASSIFIER
-    shutil.copy2(onnx_model, classifier / "1" / "model.onnx")
-    _write(classifier / "config.pbtxt", configs.classifier_config(pre, n, opts))
-    _write(
-        classifier / "configs" / "onnxruntime.pbtxt",
-        configs.classifier_onnxruntime_config(pre, n, opts),
-    )
-
     _write(root / C.POSTPROCESS / "config.pbtxt", configs.postprocess_config(n, opts))
-    _write_bytes(
-        root / C.POSTPROCESS / "labels.txt", "".join(f"{c}\n" for c in ckpt.class_names).encode()
-    )
-
+    labels = "".join(f"{c}\n" for c in ckpt.class_names).encode()
+    _write_bytes(root / C.POSTPROCESS / "labels.txt", labels)
     (root / C.ENSEMBLE / "1").mkdir(parents=True)  # an ensemble still needs a version folder
     _write(root / C.ENSEMBLE / "config.pbtxt", configs.ensemble_config(opts))
+
+    io = {"input": [3, pre.height, pre.width], "classes": n}
+    kept = _previous_versions(previous / C.CLASSIFIER, io)
+    version = max([0, *_version_numbers(previous / C.CLASSIFIER)]) + 1
+    classifier = root / C.CLASSIFIER
+    classifier.mkdir()
+    # The adapter's source stays at the model level too (Triton ignores it there), so a build
+    # into the checkout's own model_repository/ keeps the committed file.
+    shutil.copy2(_source(C.CLASSIFIER, None, "model.py"), classifier / "model.py")
+    for number in kept[-(build.keep_versions - 1) :] if build.keep_versions > 1 else []:
+        shutil.copytree(previous / C.CLASSIFIER / str(number), classifier / str(number))
+    _write_version(
+        classifier / str(version), version, chosen, held, opts, build, io, record, calibration_cache
+    )
+
+    runtimes = {v: _manifest(classifier / str(v))["runtime"] for v in _version_numbers(classifier)}
+    same = [v for v, rt in runtimes.items() if rt == chosen.variant.runtime]
+    if chosen.variant.runtime == "onnxruntime":
+        _write(classifier / "config.pbtxt", configs.classifier_config(pre, n, opts, same))
+        _write(
+            classifier / "configs" / "onnxruntime.pbtxt",
+            configs.classifier_onnxruntime_config(pre, n, opts, same),
+        )
+        _write(
+            classifier / "configs" / "onnxruntime_tensorrt.pbtxt",
+            configs.classifier_onnxruntime_tensorrt_config(
+                pre, n, opts, same, build.workspace_bytes
+            ),
+        )
+    else:
+        cc_files = {}
+        for v in same:
+            cc_files.update(_manifest(classifier / str(v)).get("cc_model_filenames", {}))
+        _write(
+            classifier / "config.pbtxt",
+            configs.classifier_tensorrt_config(
+                pre, n, opts, same, build.profile.max_batch, cc_files
+            ),
+        )
+    return version
+
+
+def _write_version(
+    folder: Path, version, chosen, held, opts, build, io, record, calibration_cache=None
+) -> None:
+    variant = chosen.variant
+    folder.mkdir(parents=True)
+    shutil.copy2(chosen.path, folder / variant.model_file)
+    entry = {
+        "version": version,
+        "variant": variant.name,
+        "runtime": variant.runtime,
+        "precision": variant.precision,
+        "model_file": variant.model_file,
+        "size_bytes": chosen.size_bytes,
+        "io": io,
+        "source": record,
+        "accuracy": {
+            "heldout_images": len(held.y),
+            "reference_pytorch": held.reference,
+            "variant": chosen.verdict.accuracy,
+            "drop_points": round(chosen.verdict.drop_points, 4),
+            "tolerance_points": chosen.verdict.tolerance,
+        },
+        "speed_in_process": {
+            "latency_ms_batch1": round(chosen.speed.latency_ms_batch1, 4),
+            "images_per_s": {str(b): round(v, 1) for b, v in chosen.speed.images_per_s.items()},
+            "intra_op_threads": opts.intra_op_threads if variant.runtime == "onnxruntime" else None,
+        },
+        "libraries": manifest.library_versions(),
+        "host": manifest.host(),
+        "gpu_compute_capability": None,
+    }
+    if variant.runtime == "onnxruntime":
+        shutil.copy2(_source(C.CLASSIFIER, None, "model.py"), folder / "model.py")
+        entry["onnxruntime"] = {"graph_optimized": True}
+    else:
+        cc = compute_capability()
+        plan = f"model_sm{cc.replace('.', '')}.plan"
+        (folder / variant.model_file).rename(folder / plan)
+        entry.update(model_file=plan, gpu_compute_capability=cc, cc_model_filenames={cc: plan})
+        entry["tensorrt"] = {
+            "profile": asdict(build.profile),
+            "workspace_bytes": build.workspace_bytes,
+        }
+        if variant.precision == "int8" and calibration_cache and calibration_cache.is_file():
+            shutil.copy2(calibration_cache, folder / "calibration.cache")  # beside the engine
+    _write_bytes(folder / "manifest.json", (json.dumps(entry, indent=2) + "\n").encode())
+
+
+def _source(model: str, version: str | None, name: str) -> Path:
+    path = SOURCE_REPOSITORY / model / (version or "") / name
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path}: build runs from a maas source checkout")
+    return path
+
+
+def _version_numbers(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def _previous_versions(model_dir: Path, io: dict) -> list[int]:
+    """Earlier versions worth keeping: built by us, for a model of the same input/classes."""
+    keep = []
+    for v in _version_numbers(model_dir):
+        path = model_dir / str(v) / "manifest.json"
+        if path.is_file() and json.loads(path.read_text()).get("io") == io:
+            keep.append(v)
+    return keep
 
 
 def _write(path: Path, config) -> None:

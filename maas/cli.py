@@ -54,14 +54,37 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_build(args) -> int:
+def serving_options(args):
     from maas.build.configs import ServingOptions
-    from maas.build.repository import build_repository
 
-    opts = ServingOptions(
-        max_batch_size=args.max_batch_size, default_top_k=args.top_k, max_pixels=args.max_pixels
+    return ServingOptions(
+        max_batch_size=args.max_batch_size,
+        default_top_k=args.top_k,
+        max_pixels=args.max_pixels,
+        serve_versions=args.serve_versions,
+        classifier_instances=args.classifier_instances,
+        ort_intra_op_threads=args.intra_op_threads,
     )
-    build_repository(args.checkpoint, args.onnx, args.repository, opts)
+
+
+def cmd_build(args) -> int:
+    from maas.build.gate import GateError
+    from maas.build.repository import BuildOptions, build_repository
+    from maas.build.tensorrt import Profile, TensorRTUnavailable
+
+    try:
+        build = BuildOptions(
+            variant=args.variant,
+            tolerance=args.tolerance,
+            keep_versions=args.keep_versions,
+            calibration_images=args.calibration_images,
+            profile=Profile(args.trt_min_batch, args.trt_opt_batch, args.trt_max_batch),
+            workspace_bytes=args.workspace_mb << 20,
+        )
+        build_repository(args.checkpoint, args.onnx, args.repository, serving_options(args), build)
+    except (GateError, TensorRTUnavailable, ValueError, FileNotFoundError) as e:
+        print(f"maas build: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -141,15 +164,37 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     from maas.build.configs import ServingOptions
+    from maas.build.repository import BuildOptions
+    from maas.build.variants import VARIANTS
 
-    opts = ServingOptions()
-    p = sub.add_parser("build", help="ONNX -> Triton model repository")
+    opts, build = ServingOptions(), BuildOptions()
+    p = sub.add_parser("build", help="ONNX -> a gated classifier version in the Triton repository")
     p.add_argument("--checkpoint", type=Path, default=Path("artifacts/checkpoint.pt"))
     p.add_argument("--onnx", type=Path, default=Path("artifacts/model.onnx"))
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
+    p.add_argument(
+        "--variant", default="auto", choices=["auto", *VARIANTS],
+        help="auto: every variant this machine can build; the fastest that passes the gate",
+    )  # fmt: skip
+    p.add_argument(
+        "--tolerance", type=float, default=None,
+        help="accuracy points a variant may lose vs PyTorch (default: 0.5 fp32/fp16, 1.0 int8)",
+    )  # fmt: skip
+    p.add_argument("--keep-versions", type=int, default=build.keep_versions)
+    p.add_argument("--serve-versions", type=int, default=opts.serve_versions)
+    p.add_argument("--calibration-images", type=int, default=build.calibration_images)
+    p.add_argument("--trt-min-batch", type=int, default=build.profile.min_batch)
+    p.add_argument("--trt-opt-batch", type=int, default=build.profile.opt_batch)
+    p.add_argument("--trt-max-batch", type=int, default=build.profile.max_batch)
+    p.add_argument("--workspace-mb", type=int, default=build.workspace_bytes >> 20)
     p.add_argument("--max-batch-size", type=int, default=opts.max_batch_size)
     p.add_argument("--top-k", type=int, default=opts.default_top_k, help="default TOP_K")
     p.add_argument("--max-pixels", type=int, default=opts.max_pixels, help="decode limit")
+    p.add_argument("--classifier-instances", type=int, default=opts.classifier_instances)
+    p.add_argument(
+        "--intra-op-threads", type=int, default=opts.ort_intra_op_threads,
+        help="ONNX Runtime threads per classifier instance (0: cores / instances)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("serve", help="build what is missing, run tritonserver in the foreground")

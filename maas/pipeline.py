@@ -54,7 +54,7 @@ def ensure_built(paths: Paths, data_dir: str | None = None, epochs: int | None =
         _newer(built, paths.onnx)
         and (paths.repository / C.CLASSIFIER / "1" / "model.onnx").exists()
     ):
-        print(f"[maas] building {paths.repository}")
+        print(f"[maas] building {paths.repository} (every variant this machine can build)")
         build_repository(paths.checkpoint, paths.onnx, paths.repository)
     if not _newer(paths.samples, paths.checkpoint):
         write_samples(paths)

@@ -191,7 +191,7 @@ class TritonServer:
                 try:
                     if client.is_server_ready():
                         break
-                except Exception:
+                except Exception:  # not listening yet
                     pass
                 if time.monotonic() > deadline:
                     raise ServerError(

@@ -57,10 +57,13 @@ def onnx_path(checkpoint_path, digits) -> Path:
 
 @pytest.fixture(scope="session")
 def repository(tmp_path_factory, checkpoint_path, onnx_path) -> Path:
-    from maas.build.repository import build_repository
+    from maas.build.repository import BuildOptions, build_repository
 
     return build_repository(
-        checkpoint_path, onnx_path, tmp_path_factory.mktemp("serve") / "model_repository"
+        checkpoint_path,
+        onnx_path,
+        tmp_path_factory.mktemp("serve") / "model_repository",
+        build=BuildOptions(variant="onnx", speed_seconds=0.1),
     )
 
 

@@ -12,8 +12,10 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from maas import contract as C
 from maas.build import configs
-from maas.build.repository import build_repository
+from maas.build.repository import BuildOptions, build_repository
 from maas.transforms import decode
+
+FAST = BuildOptions(variant="onnx", speed_seconds=0.05)
 
 
 def all_configs(root: Path) -> dict[Path, mc.ModelConfig]:
@@ -29,6 +31,7 @@ def test_every_config_parses_with_tritons_schema(repository):
         C.POSTPROCESS,
         C.ENSEMBLE,
         "onnxruntime.pbtxt",
+        "onnxruntime_tensorrt.pbtxt",
     }
     for path, config in parsed.items():
         assert config.max_batch_size > 0, path
@@ -37,10 +40,18 @@ def test_every_config_parses_with_tritons_schema(repository):
 
 def test_committed_model_files_are_the_ones_served(repository):
     source = Path(__file__).resolve().parents[2] / "model_repository"
-    for name in (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS):
+    for name in (C.PREPROCESS, C.POSTPROCESS):
         assert (repository / name / "1" / "model.py").read_text() == (
             source / name / "1" / "model.py"
         ).read_text()
+    # The classifier's adapter is copied into every numbered version, and stays at the model
+    # level too, so that a build into the checkout's own model_repository/ keeps it.
+    assert (repository / C.CLASSIFIER / "model.py").read_text() == (
+        source / C.CLASSIFIER / "model.py"
+    ).read_text()
+    assert (repository / C.CLASSIFIER / "1" / "model.py").read_text() == (
+        source / C.CLASSIFIER / "model.py"
+    ).read_text()
 
 
 def test_composing_models_batch_and_warm_up(repository):
@@ -81,7 +92,14 @@ def test_onnxruntime_variant_matches_python_classifier(repository):
     py_cfg = parsed[repository / C.CLASSIFIER / "config.pbtxt"]
     assert ort_cfg.platform == "onnxruntime_onnx" and py_cfg.backend == "python"
     assert ort_cfg.input == py_cfg.input and ort_cfg.output == py_cfg.output
+    assert ort_cfg.version_policy == py_cfg.version_policy
+    assert list(py_cfg.version_policy.specific.versions) == [1]
     assert (repository / C.CLASSIFIER / "1" / "model.onnx").is_file()
+    trt_cfg = parsed[repository / C.CLASSIFIER / "configs" / "onnxruntime_tensorrt.pbtxt"]
+    accelerators = trt_cfg.optimization.execution_accelerators.gpu_execution_accelerator
+    assert [a.name for a in accelerators] == ["tensorrt", "cuda"]
+    assert accelerators[0].parameters["precision_mode"] == "FP16"
+    assert trt_cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
 
 
 def test_labels_and_normalisation_come_from_the_checkpoint(repository, checkpoint):
@@ -100,7 +118,7 @@ def test_parse_rejects_what_triton_would(repository):
 
 
 def test_failed_build_leaves_repository_untouched(tmp_path, checkpoint_path, onnx_path):
-    target = build_repository(checkpoint_path, onnx_path, tmp_path / "repo")
+    target = build_repository(checkpoint_path, onnx_path, tmp_path / "repo", build=FAST)
     before = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
     with pytest.raises(FileNotFoundError, match="maas export"):
         build_repository(checkpoint_path, tmp_path / "missing.onnx", target)

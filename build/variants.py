@@ -1,0 +1,122 @@
+"""The classifier variants `maas build` can produce, and how to make and run each.
+
+name      runtime      precision  default gate (accuracy points below PyTorch)
+onnx      onnxruntime  fp32       0.5   graph optimised (ALL) once, saved
+ort-int8  onnxruntime  int8       1.0   static QDQ, per-channel, calibrated
+trt-fp32  tensorrt     fp32       0.5   TensorRT 10 engine (GPU; not run in CI)
+trt-fp16  tensorrt     fp16       0.5
+trt-int8  tensorrt     int8       1.0   entropy calibrator, cache reused
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from maas import contract as C
+from maas.build import tensorrt
+from maas.build.calibration import calibration_batches
+from maas.build.optimize import optimize
+from maas.build.quantize import quantize_int8
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    runtime: str  # "onnxruntime" (Python backend / onnxruntime_onnx) or "tensorrt" (tensorrt_plan)
+    precision: str
+    tolerance: float  # accuracy points it may lose against the PyTorch model
+
+    @property
+    def model_file(self) -> str:
+        return "model.onnx" if self.runtime == "onnxruntime" else "model.plan"
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("onnx", "onnxruntime", "fp32", 0.5),
+        Variant("ort-int8", "onnxruntime", "int8", 1.0),
+        Variant("trt-fp32", "tensorrt", "fp32", 0.5),
+        Variant("trt-fp16", "tensorrt", "fp16", 0.5),
+        Variant("trt-int8", "tensorrt", "int8", 1.0),
+    )
+}
+
+
+def unavailable_reason(variant: Variant) -> str | None:
+    """None when this machine can build `variant`, else a one-line reason."""
+    if variant.runtime != "tensorrt":
+        return None
+    try:
+        tensorrt.load_tensorrt()
+    except tensorrt.TensorRTUnavailable as e:
+        return str(e)
+    return None
+
+
+def resolve(name: str) -> list[Variant]:
+    """The variants a --variant value asks for: one by name, or every buildable one for auto."""
+    if name == "auto":
+        return [v for v in VARIANTS.values() if unavailable_reason(v) is None]
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose auto or one of {', '.join(VARIANTS)}")
+    reason = unavailable_reason(VARIANTS[name])
+    if reason:
+        raise tensorrt.TensorRTUnavailable(f"cannot build {name}: {reason}")
+    return [VARIANTS[name]]
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """What every variant is made from."""
+
+    onnx: Path
+    chw: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    calibration: np.ndarray  # uint8 NHWC training images
+    trt: tensorrt.EngineOptions | None = None  # profile, workspace, caches (precision is set here)
+
+
+def produce(variant: Variant, inputs: BuildInputs, folder: Path) -> Path:
+    """Write the variant's model file into `folder`; return its path."""
+    out = folder / variant.model_file
+    if variant.name == "onnx":
+        return optimize(inputs.onnx, out)
+    if variant.name == "ort-int8":
+        batches = calibration_batches(inputs.calibration, inputs.mean, inputs.std, batch_size=32)
+        return quantize_int8(inputs.onnx, out, batches)
+    options = inputs.trt or tensorrt.EngineOptions(precision=variant.precision)
+    options = tensorrt.EngineOptions(
+        variant.precision, options.profile, options.workspace_bytes,
+        options.timing_cache, options.calibration_cache,
+    )  # fmt: skip
+    batches = calibration_batches(
+        inputs.calibration, inputs.mean, inputs.std, options.profile.opt_batch, full_only=True
+    )
+    return tensorrt.build_engine(inputs.onnx, out, inputs.chw, options, batches)
+
+
+def ort_session(path: Path, intra_op_threads: int, optimized: bool = True) -> ort.InferenceSession:
+    """An ONNX Runtime session set up as the served classifier sets it up."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    if optimized:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def runner(
+    variant: Variant, path: Path, intra_op_threads: int, max_batch: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    """float32 NCHW batch -> logits, on the runtime the server will use."""
+    if variant.runtime == "tensorrt":
+        return tensorrt.engine_runner(path, max_batch)
+    session = ort_session(path, intra_op_threads)
+    return lambda x: session.run([C.LOGITS], {C.PIXELS: x})[0]

@@ -1,0 +1,160 @@
+"""maas build: variants, the accuracy gate, versions and manifests, and the TensorRT seam
+(everything up to the TensorRT calls, which cannot run on these machines)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from google.protobuf import text_format
+from onnx import numpy_helper
+from tritonclient.grpc import model_config_pb2 as mc
+
+from maas import contract as C
+from maas.build import configs, variants
+from maas.build.calibration import calibration_batches, calibration_images
+from maas.build.gate import GateError, Verdict
+from maas.build.repository import BuildOptions, build_repository
+from maas.build.tensorrt import INSTALL_HINT, Profile, TensorRTUnavailable
+from maas.transforms import normalize
+
+
+def tensorrt_buildable() -> bool:
+    return variants.unavailable_reason(variants.VARIANTS["trt-fp16"]) is None
+
+
+def test_unknown_variant_lists_the_choices():
+    with pytest.raises(ValueError, match="choose auto or one of onnx, ort-int8, trt-fp32"):
+        variants.resolve("fp8")
+
+
+@pytest.mark.skipif(tensorrt_buildable(), reason="this machine can build TensorRT engines")
+def test_auto_picks_cpu_variants_and_trt_says_what_to_install():
+    assert [v.name for v in variants.resolve("auto")] == ["onnx", "ort-int8"]
+    with pytest.raises(TensorRTUnavailable) as err:
+        variants.resolve("trt-fp16")
+    assert "\n" not in str(err.value) and "pip install 'maas[tensorrt]'" in str(err.value)
+
+
+@pytest.mark.skipif(tensorrt_buildable(), reason="this machine can build TensorRT engines")
+def test_cli_trt_variant_fails_in_one_line(checkpoint_path, onnx_path, tmp_path):
+    maas = str(Path(sys.executable).with_name("maas"))
+    run = subprocess.run(
+        [maas, "build", "--variant", "trt-fp16", "--checkpoint", str(checkpoint_path),
+         "--onnx", str(onnx_path), "--repository", str(tmp_path / "repo")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [f"maas build: cannot build trt-fp16: {INSTALL_HINT}"]
+    assert not (tmp_path / "repo").exists()
+
+
+def test_profile_shapes_and_checks():
+    assert Profile(1, 16, 64).shapes((3, 32, 32)) == (
+        (1, 3, 32, 32),
+        (16, 3, 32, 32),
+        (64, 3, 32, 32),
+    )
+    for bad in [(0, 1, 1), (1, 32, 16), (8, 4, 64)]:
+        with pytest.raises(ValueError, match="1 <= min <= opt <= max"):
+            Profile(*bad)
+
+
+def test_calibration_batches_are_real_preprocessed_training_images(digits, checkpoint):
+    images = calibration_images(digits.train_x, 100, seed=0)
+    assert len(images) == 100 and np.array_equal(images, calibration_images(digits.train_x, 100))
+    train = {x.tobytes() for x in digits.train_x}
+    assert all(x.tobytes() in train for x in images)
+    batches = list(calibration_batches(images, checkpoint.mean, checkpoint.std, 32, full_only=True))
+    assert [b.shape for b in batches] == [(32, 3, 32, 32)] * 3  # TensorRT: fixed batch size
+    assert len(list(calibration_batches(images, checkpoint.mean, checkpoint.std, 32))) == 4
+    np.testing.assert_array_equal(
+        batches[0], normalize(images[:32], checkpoint.mean, checkpoint.std)
+    )
+
+
+def test_tensorrt_plan_config_matches_profile(checkpoint):
+    pre, profile = checkpoint.preprocessing(), Profile(1, 8, 32)
+    opts = configs.ServingOptions(max_batch_size=32, serve_versions=2)
+    engines = {"8.9": "model_sm89.plan", "9.0": "model_sm90.plan"}
+    cfg = configs.classifier_tensorrt_config(pre, 10, opts, [3, 4], profile.max_batch, engines)
+    parsed = text_format.Parse(configs.to_pbtxt(cfg), mc.ModelConfig())
+    assert parsed.platform == "tensorrt_plan" and parsed.max_batch_size == profile.max_batch
+    assert list(parsed.input[0].dims) == list(profile.shapes((3, 32, 32))[2][1:])
+    assert dict(parsed.cc_model_filenames) == {"8.9": "model_sm89.plan", "9.0": "model_sm90.plan"}
+    assert parsed.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert list(parsed.version_policy.specific.versions) == [3, 4]
+    assert {w.batch_size for w in parsed.model_warmup} == {1, 32}
+
+
+def test_verdict_boundary():
+    assert Verdict("x", 0.90, 0.895, 0.5).passed
+    assert not Verdict("x", 0.90, 0.894, 0.5).passed
+    assert "reference (PyTorch) 90.00%, x 89.40%" in Verdict("x", 0.90, 0.894, 0.5).message()
+
+
+FAST = dict(speed_seconds=0.05, calibration_images=64)
+
+
+def test_versions_manifests_and_retention(tmp_path, checkpoint_path, onnx_path, checkpoint):
+    repo = tmp_path / "repo"
+    serve2 = configs.ServingOptions(serve_versions=2)
+    build_repository(checkpoint_path, onnx_path, repo, serve2, BuildOptions("onnx", **FAST))
+    build_repository(checkpoint_path, onnx_path, repo, serve2, BuildOptions("ort-int8", **FAST))
+    classifier = repo / C.CLASSIFIER
+    one, two = (json.loads((classifier / v / "manifest.json").read_text()) for v in "12")
+    assert (one["variant"], one["precision"], two["variant"], two["precision"]) == (
+        "onnx", "fp32", "ort-int8", "int8",
+    )  # fmt: skip
+    assert two["size_bytes"] < one["size_bytes"] / 2  # INT8 weights
+    for m in (one, two):
+        assert (
+            m["source"]["onnx_sha256"]
+            == __import__("hashlib").sha256(onnx_path.read_bytes()).hexdigest()
+        )
+        assert m["accuracy"]["heldout_images"] == 270
+        assert m["accuracy"]["reference_pytorch"] == checkpoint.test_accuracy
+        assert m["libraries"]["onnxruntime"] and "tensorrt" in m["libraries"]
+        assert m["speed_in_process"]["images_per_s"]["64"] > 0 and m["host"]["built_at"]
+    config = text_format.Parse((classifier / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert list(config.version_policy.specific.versions) == [1, 2]
+
+    for _ in range(2):
+        build_repository(
+            checkpoint_path, onnx_path, repo, None, BuildOptions("onnx", keep_versions=2, **FAST)
+        )
+    assert sorted(p.name for p in classifier.iterdir() if p.name.isdigit()) == ["3", "4"]
+    config = text_format.Parse((classifier / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert list(config.version_policy.specific.versions) == [4]
+
+
+def damaged(onnx_path: Path, out: Path) -> Path:
+    """The same graph with its first convolution's weights scrambled: a broken model."""
+    model = onnx.load(str(onnx_path))
+    init = next(i for i in model.graph.initializer if numpy_helper.to_array(i).ndim == 4)
+    weights = numpy_helper.to_array(init)
+    scrambled = np.random.default_rng(0).permutation(weights.ravel()).reshape(weights.shape)
+    init.CopyFrom(numpy_helper.from_array(scrambled.astype(weights.dtype), init.name))
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.mark.parametrize("variant", ["onnx", "ort-int8", "auto"])
+def test_gate_failure_leaves_repository_untouched(tmp_path, checkpoint_path, onnx_path, variant):
+    repo = build_repository(
+        checkpoint_path, onnx_path, tmp_path / "repo", None, BuildOptions("onnx", **FAST)
+    )
+    before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+    broken = damaged(onnx_path, tmp_path / "broken.onnx")
+    with pytest.raises(GateError) as err:
+        build_repository(checkpoint_path, broken, repo, None, BuildOptions(variant, **FAST))
+    message = str(err.value)
+    assert "accuracy gate failed for" in message and "reference (PyTorch)" in message
+    assert "tolerance of" in message and "nothing written" in message
+    assert {p: p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.onnx", "repo"]
