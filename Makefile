@@ -9,13 +9,13 @@ PORTS := --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METR
 # Exact pins (torch==2.13.0 is the local CPU wheel; anything looser pulls a CUDA build).
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install serve demo test lint clean
+.PHONY: install serve demo test lint clean perf-analyzer bench tune
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) -e '.[server,dev]'
+	$(PIP_INSTALL) -e '.[server,dev,bench]'
 	touch $@
 
 serve: install  ## train/export/build whatever is missing, then run tritonserver in the foreground
@@ -26,6 +26,16 @@ demo: install  ## the same pipeline, then classify samples over HTTP and gRPC an
 
 test: install  ## the whole suite against a real tritonserver
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+perf-analyzer: install  ## perf_analyzer sweeps (needs perf_analyzer: Triton SDK container)
+	$(BIN)/python -m maas.benchmarks.perf_analyzer_inputs
+	bash benchmarks/perf_analyzer.sh
+
+bench: install  ## the side-by-side comparison -> benchmarks/results/
+	$(BIN)/python -m maas.benchmarks.compare
+
+tune: install  ## search serving configs on this machine -> benchmarks/results/tuning.*
+	$(BIN)/maas tune
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -27,6 +27,7 @@ class ServingOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     # A short wait lets concurrent requests share one Python-backend call and one ORT run.
     queue_delay_us: int = 500
+    preferred_batch_size: int = 0  # 0: none; else the dynamic batcher's preferred size
     preprocess_instances: int = 1
     classifier_instances: int = 1
     postprocess_instances: int = 1
@@ -56,7 +57,11 @@ def _tensor(name: str, dtype: int, dims, optional: bool = False):
 
 
 def _batching(opts: ServingOptions) -> mc.ModelDynamicBatching:
-    return mc.ModelDynamicBatching(max_queue_delay_microseconds=opts.queue_delay_us)
+    preferred = [min(opts.preferred_batch_size, opts.max_batch_size)]
+    return mc.ModelDynamicBatching(
+        max_queue_delay_microseconds=opts.queue_delay_us,
+        preferred_batch_size=preferred if opts.preferred_batch_size else [],
+    )
 
 
 def _cpu(count: int) -> list[mc.ModelInstanceGroup]:

@@ -6,6 +6,7 @@
     maas serve [--http-port 8000 ...]            builds what is missing, runs tritonserver
     maas classify IMAGE... [--url URL] [--protocol http|grpc] [--top-k K]
     maas demo                                    the pipeline, then classify over HTTP and gRPC
+    maas tune [--p99-budget MS] [--apply DIR]    search serving configs on this machine
 
 Each subcommand's --help lists its options.
 """
@@ -133,6 +134,12 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_tune(argv: list[str]) -> int:
+    from maas.benchmarks.tune import main as tune
+
+    return 0 if tune(argv) is not None else 1
+
+
 def cmd_demo(args) -> int:
     from maas.demo import run_demo
 
@@ -212,6 +219,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_classify)
 
+    sub.add_parser("tune", help="search serving configs on this machine (see maas tune -h)")
+
     p = sub.add_parser("demo", help="pipeline + server + classify over HTTP and gRPC")
     _add_paths(p)
     _add_ports(p)
@@ -220,6 +229,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["tune"]:  # its own parser: benchmarks/tune.py
+        return cmd_tune(argv[1:])
     args = parser().parse_args(argv)
     return args.func(args)
 

@@ -1,0 +1,216 @@
+"""Side by side, in one run, on this machine, with the same held-out images:
+
+  (a) the served ensemble over gRPC and over HTTP
+  (b) the same pipeline in-process, batched: one worker per core (the ceiling) and one process
+  (c) a naive FastAPI + ONNX Runtime server (benchmarks/naive_server.py)
+  (d) dynamic batching off vs on; preprocess/postprocess instances 1 vs 2; 1 vs 8 images/request
+  (e) ensemble vs BLS vs preprocessing on the client (tensors to the classifier), and where the
+      time goes, per step, from Triton's statistics
+
+    python -m maas.benchmarks.compare          # or: make bench  (~5 minutes on 2 cores)
+
+Writes benchmarks/results/compare.csv (perf_analyzer columns + ours), compare.png (throughput
+against p99 latency per configuration, with (b) and (c)) and compare.md (the summary, with
+ratios to (b) and (c)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from maas import contract as C
+from maas.benchmarks import inprocess
+from maas.benchmarks.load import Result, Target, load_images, run_load, tensor_spec
+from maas.serve import Ports, TritonServer
+from maas.training.checkpoint import Checkpoint
+
+BLS = "image_classifier_bls"
+
+
+def edit_configs(repo: Path, edit) -> None:
+    for path in repo.glob("*/config.pbtxt"):
+        config = text_format.Parse(path.read_text(), mc.ModelConfig())
+        edit(config)
+        path.write_text(text_format.MessageToString(config))
+
+
+def no_dynamic_batching(config: mc.ModelConfig) -> None:
+    config.ClearField("dynamic_batching")
+
+
+def instances(pre_post: int):
+    def edit(config: mc.ModelConfig) -> None:
+        if config.name in (C.PREPROCESS, C.POSTPROCESS):
+            for group in config.instance_group:
+                group.count = pre_post
+
+    return edit
+
+
+def add_bls(repo: Path) -> None:
+    ensemble = text_format.Parse((repo / C.ENSEMBLE / "config.pbtxt").read_text(), mc.ModelConfig())
+    config = mc.ModelConfig(
+        name=BLS,
+        backend="python",
+        max_batch_size=ensemble.max_batch_size,
+        input=ensemble.input,
+        output=ensemble.output,
+        dynamic_batching=mc.ModelDynamicBatching(),
+        instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)],
+    )
+    (repo / BLS / "1").mkdir(parents=True)
+    shutil.copy2(Path(__file__).with_name("bls") / "model.py", repo / BLS / "1" / "model.py")
+    (repo / BLS / "config.pbtxt").write_text(text_format.MessageToString(config))
+
+
+class Run:
+    """Collects results, each tagged with the scenario that produced it."""
+
+    def __init__(self, images, spec, window):
+        self.images, self.spec, self.window = images, spec, window
+        self.results: list[tuple[str, Result]] = []
+
+    def load(self, scenario, target: Target, concurrency, stats_url=None):
+        for c in concurrency:
+            r = run_load(
+                target,
+                self.images,
+                concurrency=c,
+                window_s=self.window,
+                stats_url=stats_url,
+                spec=self.spec if target.tensors else None,
+            )
+            self.results.append((scenario, r))
+            print(
+                f"  {scenario:<34} c={c:<3} {r.images_per_s:8.1f} img/s  p50 {r.p50_ms:6.2f}"
+                f"  p99 {r.p99_ms:7.2f} ms  errors {r.errors}"
+                f"{'  CLIENT-BOUND' if r.client_bound else ''}",
+                flush=True,
+            )
+
+    def serve(self, repo: Path, scenarios):
+        with TritonServer(repo, Ports.free()) as server:
+            grpc, http = f"grpc://{server.grpc_url}", f"http://{server.http_url}"
+            for scenario, target_args, concurrency in scenarios(grpc, http):
+                self.load(scenario, Target(**target_args), concurrency, stats_url=grpc)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def naive(run: Run, onnx: Path, checkpoint: Path, concurrency) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "maas.benchmarks.naive_server",
+            "--onnx",
+            str(onnx),
+            "--checkpoint",
+            str(checkpoint),
+            "--port",
+            str(port),
+        ],
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        run.load("(c) naive FastAPI", Target(f"naive+http://127.0.0.1:{port}"), concurrency)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from maas.benchmarks.report import write_report
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repository", type=Path, default=Path("model_repository"), help="built")
+    ap.add_argument("--checkpoint", type=Path, default=Path("artifacts/checkpoint.pt"))
+    ap.add_argument("--onnx", type=Path, default=Path("artifacts/model.onnx"))
+    ap.add_argument("--window", type=float, default=1.0)
+    ap.add_argument("--seconds", type=float, default=3.0, help="per in-process measurement")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--quick", action="store_true", help="fewer points (for tests)")
+    args = ap.parse_args(argv)
+
+    ckpt = Checkpoint.load(args.checkpoint)
+    images = load_images(args.checkpoint)
+    run = Run(images, tensor_spec(args.checkpoint), args.window)
+    cores = os.cpu_count() or 1
+    low, high = ([1, 16], [16]) if args.quick else ([1, 16, 64], [16, 64])
+
+    print("(b) in-process pipeline")
+    spec, labels = ckpt.preprocessing(), ckpt.class_names
+    ceiling = {
+        (p, b): inprocess.throughput(args.onnx, spec, labels, images, b, p, args.seconds)
+        for p in sorted({1, cores})
+        for b in (1, 8, 64)
+    }
+    latency = inprocess.latency_ms(args.onnx, spec, labels, images)
+    for (p, b), c in ceiling.items():
+        print(f"  {p} process(es), batch {b:>2}: {c.images_per_s:8.1f} img/s")
+    print(f"  one image, one process: p50 {latency:.3f} ms")
+    steps = inprocess.step_times_ms(args.onnx, spec, labels, images)
+
+    print("(a, d, e) the served pipeline")
+
+    def main_scenarios(grpc, http):
+        yield "(a) ensemble gRPC", {"url": grpc}, low
+        yield "(a) ensemble HTTP", {"url": http}, low
+        yield "(d) ensemble gRPC, 8 images/request", {"url": grpc, "batch": 8}, [1, 16]
+        yield (
+            "(e) client preprocessing, gRPC",
+            {"url": grpc, "model": C.CLASSIFIER, "tensors": True},
+            [1, 16],
+        )
+
+    run.serve(args.repository, main_scenarios)
+    with tempfile.TemporaryDirectory(prefix="maas-compare-") as tmp:
+        configs = {
+            p.parent.name: text_format.Parse(p.read_text(), mc.ModelConfig())
+            for p in args.repository.glob("*/config.pbtxt")
+        }
+        current = configs[C.PREPROCESS].instance_group[0].count
+        other = 2 if current == 1 else 1
+        variants = [
+            ("no-batching", no_dynamic_batching, "(d) dynamic batching off"),
+            (f"inst{other}", instances(other), f"(d) pre/post instances {other} (tuned {current})"),
+        ]
+        for name, edit, label in variants:
+            repo = Path(tmp) / name
+            shutil.copytree(args.repository, repo)
+            edit_configs(repo, edit)
+            run.serve(repo, lambda grpc, http, label=label: [(label, {"url": grpc}, high)])
+        repo = Path(tmp) / "bls"
+        shutil.copytree(args.repository, repo)
+        add_bls(repo)
+        run.serve(repo, lambda grpc, http: [("(e) BLS gRPC", {"url": grpc, "model": BLS}, low)])
+
+    print("(c) naive server")
+    naive(run, args.onnx, args.checkpoint, low)
+    write_report(run.results, ceiling, latency, steps, args.out, cores)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,393 @@
+"""Our load generator, since perf_analyzer cannot be installed here. It measures the server,
+not itself: its own CPU is reported, and it warns when it, not the server, is the bottleneck.
+
+    python -m maas.benchmarks.load --url grpc://127.0.0.1:8001 --concurrency 1 4 16 64
+    python -m maas.benchmarks.load --url http://127.0.0.1:8000 --rate 200 500 --batch 8
+
+Closed loop (--concurrency: C requests always in flight) or open loop (--rate: requests/s
+sent on a fixed schedule whatever the answers). After a warm-up it measures in windows until
+three in a row agree within --stability (10%) on throughput, as perf_analyzer does, and reports
+those three: images/s, p50/p90/p95/p99 latency, errors, and Triton's per-model queue and
+compute times for the same span. The CSV has perf_analyzer's `-f` columns where they apply
+(latencies in microseconds) plus ours. --processes spreads the load over client processes.
+
+Targets: the ensemble over gRPC/HTTP (IMAGE bytes), `--tensors` (preprocess on the client,
+PIXELS to the classifier, top-k on the client), and `naive+http://` (benchmarks/naive_server.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import multiprocessing as mp
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from maas import contract as C
+
+PERF_ANALYZER_COLUMNS = [
+    "Concurrency", "Inferences/Second", "Client Send", "Network+Server Send/Recv",
+    "Server Queue", "Server Compute Input", "Server Compute Infer", "Server Compute Output",
+    "Client Recv", "p50 latency", "p90 latency", "p95 latency", "p99 latency", "Avg latency",
+    "request/response", "response wait",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str  # grpc://host:port, http://host:port, or naive+http://host:port
+    model: str = C.ENSEMBLE
+    batch: int = 1  # images per request
+    tensors: bool = False  # preprocess on the client and send PIXELS to `model`
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or f"{self.url.split('://')[0]}:{self.model}:b{self.batch}"
+
+
+@dataclass
+class Result:
+    target: str
+    model: str
+    mode: str  # concurrency | rate
+    value: float
+    images_per_request: int
+    requests: int
+    errors: int
+    images_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    avg_ms: float
+    stable: bool
+    windows: int
+    client_cpu_cores: float  # all client processes together, during the run
+    client_cpu_max_process: float  # the busiest client process, fraction of one core
+    server: dict = field(default_factory=dict)  # model -> per-request averages (us), counts
+
+    @property
+    def client_bound(self) -> bool:
+        return self.client_cpu_max_process > 0.85
+
+
+# ---------------------------------------------------------------- client processes
+
+
+async def _sender(target: Target, spec):
+    """An async function sending one request of encoded images; and a close function."""
+    scheme, address = target.url.split("://", 1)
+    if scheme == "naive+http":
+        import aiohttp
+
+        session = aiohttp.ClientSession(f"http://{address}")
+
+        async def send_naive(images):
+            async with session.post("/classify", data=images[0]) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"HTTP {resp.status}: {await resp.text()}")
+                await resp.read()
+
+        return send_naive, session.close
+    import importlib
+
+    module = importlib.import_module(f"tritonclient.{scheme}")
+    client = importlib.import_module(f"tritonclient.{scheme}.aio").InferenceServerClient(address)
+
+    if target.tensors:
+        from maas.transforms import postprocess, preprocess
+
+        labels = [str(i) for i in range(spec["classes"])]
+
+        async def send_tensors(images):
+            pixels = preprocess(images, spec["pre"])
+            tensor = module.InferInput(C.PIXELS, list(pixels.shape), "FP32")
+            tensor.set_data_from_numpy(pixels)
+            result = await client.infer(target.model, [tensor])
+            postprocess(result.as_numpy(C.LOGITS), 3, labels)
+
+        return send_tensors, client.close
+
+    async def send_images(images):
+        tensor = module.InferInput(C.IMAGE, [len(images), 1], "BYTES")
+        tensor.set_data_from_numpy(np.array(images, dtype=object).reshape(-1, 1))
+        await client.infer(target.model, [tensor])
+
+    return send_images, client.close
+
+
+def _worker(target, images, concurrency, rate, stop, counter, out, spec):
+    out.put(asyncio.run(_drive(target, images, concurrency, rate, stop, counter, spec)))
+
+
+async def _drive(target, images, concurrency, rate, stop, counter, spec):
+    send, close = await _sender(target, spec)
+    records: list[tuple[float, float, bool]] = []  # (end, latency s, ok)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+
+    async def one(i: int):
+        batch = [images[(i * target.batch + j) % len(images)] for j in range(target.batch)]
+        start = time.monotonic()
+        try:
+            await send(batch)
+            ok = True
+        except Exception:  # counted as an error, reported
+            ok = False
+        end = time.monotonic()
+        records.append((end, end - start, ok))
+        with counter.get_lock():
+            counter.value += 1
+
+    async def closed(w: int):
+        i = w
+        while not stop.is_set():
+            await one(i)
+            i += concurrency
+
+    async def opened():
+        interval, next_t, i, tasks = 1.0 / rate, time.monotonic(), 0, set()
+        while not stop.is_set():
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.ensure_future(one(i))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            i, next_t = i + 1, next_t + interval
+        await asyncio.gather(*tasks)
+
+    try:
+        if rate:
+            await opened()
+        else:
+            await asyncio.gather(*(closed(w) for w in range(concurrency)))
+    finally:
+        await close()
+    return records, time.process_time() - cpu0, time.monotonic() - wall0
+
+
+# ---------------------------------------------------------------- the coordinator
+
+
+def triton_stats(url: str) -> dict[str, dict]:
+    """Cumulative statistics of every model, by name, from Triton's statistics API."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    scheme, address = url.split("://", 1)
+    module = grpcclient if scheme == "grpc" else httpclient
+    client = module.InferenceServerClient(address)
+    try:
+        kwargs = {"as_json": True} if scheme == "grpc" else {}
+        stats = client.get_inference_statistics(**kwargs)
+    finally:
+        client.close()
+    return {f"{m['name']}:{m['version']}": m for m in stats.get("model_stats", [])}
+
+
+def stats_delta(before: dict, after: dict) -> dict[str, dict]:
+    """Per model that ran: request count, executions, and average us per request per phase."""
+    out = {}
+    for key, b in after.items():
+        a = before.get(key, {})
+        get = lambda s, *path: int(  # noqa: E731 - a two-level lookup with defaults
+            s.get("inference_stats", {}).get(path[0], {}).get(path[1], 0)
+        )
+        count = get(b, "success", "count") - get(a, "success", "count")
+        if count <= 0:
+            continue
+        row = {
+            "requests": count,
+            "inferences": int(b.get("inference_count", 0)) - int(a.get("inference_count", 0)),
+            "executions": int(b.get("execution_count", 0)) - int(a.get("execution_count", 0)),
+        }
+        for phase in ("queue", "compute_input", "compute_infer", "compute_output"):
+            row[f"{phase}_us"] = (get(b, phase, "ns") - get(a, phase, "ns")) / count / 1e3
+        out[key.rsplit(":", 1)[0]] = row
+    return out
+
+
+def run_load(
+    target: Target,
+    images: list[bytes],
+    *,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    processes: int = 1,
+    warmup_s: float = 1.0,
+    window_s: float = 1.0,
+    stability: float = 0.10,
+    max_windows: int = 10,
+    stats_url: str | None = None,
+    spec: dict | None = None,
+) -> Result:
+    if (concurrency is None) == (rate is None):
+        raise ValueError("give exactly one of concurrency or rate")
+    processes = max(1, min(processes, concurrency or processes))
+    ctx = mp.get_context("spawn")  # no inherited gRPC state: a clean client per process
+    stop, counter, out = ctx.Event(), ctx.Value("q", 0), ctx.Queue()
+    procs = []
+    for p in range(processes):
+        share_c = (concurrency // processes + (p < concurrency % processes)) if concurrency else 0
+        share_r = rate / processes if rate else None
+        procs.append(ctx.Process(
+            target=_worker, args=(target, images, share_c, share_r, stop, counter, out, spec),
+            daemon=True,
+        ))  # fmt: skip
+    for proc in procs:
+        proc.start()
+    try:
+        time.sleep(warmup_s + 0.5 * processes)  # spawn + imports, then warm-up
+        marks, counts = [time.monotonic()], [counter.value]
+        snaps = [triton_stats(stats_url)] if stats_url else []
+        rates: list[float] = []
+        stable = False
+        while len(rates) < max_windows:
+            time.sleep(window_s)
+            marks.append(time.monotonic())
+            counts.append(counter.value)
+            if stats_url:
+                snaps.append(triton_stats(stats_url))
+            rates.append((counts[-1] - counts[-2]) / (marks[-1] - marks[-2]))
+            last = rates[-3:]
+            if len(last) == 3 and max(last) - min(last) <= stability * statistics.mean(last):
+                stable = True
+                break
+    finally:
+        stop.set()
+        results = [out.get(timeout=120) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=30)
+
+    start, end = marks[-4] if len(marks) >= 4 else marks[0], marks[-1]
+    records = [r for recs, _, _ in results for r in recs if start < r[0] <= end]
+    ok = np.array([lat for _, lat, good in records if good]) * 1e3
+    pct = (lambda q: float(np.percentile(ok, q))) if len(ok) else (lambda q: float("nan"))
+    cpu = [c / w for _, c, w in results]
+    server = stats_delta(snaps[-4] if len(snaps) >= 4 else snaps[0], snaps[-1]) if snaps else {}
+    return Result(
+        target=target.name,
+        model=target.model,
+        mode="rate" if rate else "concurrency",
+        value=rate or concurrency,
+        images_per_request=target.batch,
+        requests=len(records),
+        errors=sum(1 for r in records if not r[2]),
+        images_per_s=len(ok) * target.batch / (end - start),
+        p50_ms=pct(50), p90_ms=pct(90), p95_ms=pct(95), p99_ms=pct(99),
+        avg_ms=float(ok.mean()) if len(ok) else float("nan"),
+        stable=stable,
+        windows=len(rates),
+        client_cpu_cores=sum(cpu),
+        client_cpu_max_process=max(cpu),
+        server=server,
+    )  # fmt: skip
+
+
+def csv_row(r: Result) -> dict:
+    """perf_analyzer's -f columns where they apply (us), then ours."""
+    names = ("queue", "compute_input", "compute_infer", "compute_output")
+    # An ensemble's own entry already adds up its steps: count the steps, as perf_analyzer does.
+    steps = {k: v for k, v in r.server.items() if k != r.model} or r.server
+    phases = {p: sum(m[f"{p}_us"] for m in steps.values()) for p in names}
+    row = dict.fromkeys(PERF_ANALYZER_COLUMNS, "")
+    row.update({
+        "Concurrency" if r.mode == "concurrency" else "Request Rate": r.value,
+        "Inferences/Second": round(r.images_per_s, 2),
+        "p50 latency": round(r.p50_ms * 1e3), "p90 latency": round(r.p90_ms * 1e3),
+        "p95 latency": round(r.p95_ms * 1e3), "p99 latency": round(r.p99_ms * 1e3),
+        "Avg latency": round(r.avg_ms * 1e3),
+    })  # fmt: skip
+    if r.server:  # summed over the models that served the request, as perf_analyzer does
+        for column, phase in zip(PERF_ANALYZER_COLUMNS[4:8], names, strict=True):
+            row[column] = round(phases[phase])
+    extra = asdict(r)
+    extra.pop("server")
+    return {**row, **extra}
+
+
+def write_csv(results: list[Result], path: Path) -> None:
+    rows = [csv_row(r) for r in results]
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def describe(r: Result) -> str:
+    text = (
+        f"{r.target:<28} {r.mode[:4]} {r.value:>6g}  {r.images_per_s:>8.1f} img/s  "
+        f"p50 {r.p50_ms:6.2f}  p99 {r.p99_ms:7.2f} ms  errors {r.errors}  "
+        f"client cpu {r.client_cpu_cores:.2f} cores{'' if r.stable else '  (unstable)'}"
+    )
+    if r.client_bound:
+        text += (
+            "\n  WARNING: a client process used >85% of a core: the client, not the server, "
+            "may be the bottleneck; add --processes"
+        )
+    return text
+
+
+def load_images(checkpoint: Path) -> list[bytes]:
+    from maas.pipeline import heldout
+    from maas.transforms import encode_png
+
+    return [encode_png(x) for x in heldout(checkpoint)[0]]
+
+
+def tensor_spec(checkpoint: Path) -> dict:
+    from maas.training.checkpoint import Checkpoint
+
+    ckpt = Checkpoint.load(checkpoint)
+    return {"pre": ckpt.preprocessing(), "classes": len(ckpt.class_names)}
+
+
+def main(argv: list[str] | None = None) -> list[Result]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--url", default="grpc://127.0.0.1:8001")
+    ap.add_argument("--model", default=C.ENSEMBLE)
+    ap.add_argument("--tensors", action="store_true", help="client-side preprocessing")
+    ap.add_argument("--checkpoint", type=Path, default=Path("artifacts/checkpoint.pt"))
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--concurrency", type=int, nargs="+")
+    group.add_argument("--rate", type=float, nargs="+", help="requests/s, open loop")
+    ap.add_argument("--batch", type=int, default=1, help="images per request")
+    ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--window", type=float, default=1.0, help="seconds per measurement window")
+    ap.add_argument("--stability", type=float, default=0.10)
+    ap.add_argument("--max-windows", type=int, default=10)
+    ap.add_argument("--stats-url", help="Triton gRPC/HTTP URL for statistics (default: --url)")
+    ap.add_argument("--csv", type=Path)
+    args = ap.parse_args(argv)
+
+    model = C.CLASSIFIER if args.tensors and args.model == C.ENSEMBLE else args.model
+    target = Target(args.url, model, args.batch, args.tensors)
+    images = load_images(args.checkpoint)
+    spec = tensor_spec(args.checkpoint) if args.tensors else None
+    stats_url = args.stats_url or (None if args.url.startswith("naive") else args.url)
+    results = []
+    for value in args.rate or args.concurrency or [1]:
+        kind = {"rate": value} if args.rate else {"concurrency": int(value)}
+        r = run_load(
+            target, images, processes=args.processes, warmup_s=args.warmup,
+            window_s=args.window, stability=args.stability, max_windows=args.max_windows,
+            stats_url=stats_url, spec=spec, **kind,
+        )  # fmt: skip
+        print(describe(r), flush=True)
+        results.append(r)
+    if args.csv:
+        write_csv(results, args.csv)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""perf_analyzer input data: real held-out images for the ensemble, real tensors for the
+classifier. For users who have perf_analyzer (Triton SDK container); see perf_analyzer.sh.
+
+    python -m maas.benchmarks.perf_analyzer_inputs      # -> benchmarks/perf_analyzer/*.json
+
+The ensemble's IMAGE is BYTES: each entry is {"b64": ...} of the serialised tensor, i.e. a
+4-byte little-endian length followed by the encoded image, as perf_analyzer expects for BYTES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from maas import contract as C
+
+
+def serialize_bytes_element(data: bytes) -> bytes:
+    """Triton's BYTES wire form of one element: 4-byte little-endian length, then the bytes."""
+    return struct.pack("<I", len(data)) + data
+
+
+def ensemble_input_data(images: list[bytes]) -> dict:
+    return {
+        "data": [
+            {C.IMAGE: {"b64": base64.b64encode(serialize_bytes_element(img)).decode()}}
+            for img in images
+        ]
+    }
+
+
+def classifier_input_data(pixels: np.ndarray) -> dict:
+    """pixels: float32 (N, 3, H, W), already preprocessed; one entry per image."""
+    return {
+        "data": [
+            {C.PIXELS: {"content": [round(float(v), 5) for v in p.ravel()], "shape": list(p.shape)}}
+            for p in pixels
+        ]
+    }
+
+
+def main(argv: list[str] | None = None) -> tuple[Path, Path]:
+    from maas.pipeline import heldout
+    from maas.training.checkpoint import Checkpoint
+    from maas.transforms import encode_png, normalize
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", type=Path, default=Path("artifacts/checkpoint.pt"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/perf_analyzer"))
+    ap.add_argument("--images", type=int, default=64, help="held-out images for the ensemble")
+    ap.add_argument(
+        "--tensors", type=int, default=16, help="for the classifier (3,072 floats each)"
+    )
+    args = ap.parse_args(argv)
+
+    ckpt = Checkpoint.load(args.checkpoint)
+    images = heldout(args.checkpoint)[0][: args.images]
+    args.out.mkdir(parents=True, exist_ok=True)
+    ensemble = args.out / "ensemble_inputs.json"
+    classifier = args.out / "classifier_inputs.json"
+    ensemble.write_text(json.dumps(ensemble_input_data([encode_png(x) for x in images])))
+    pixels = normalize(images[: args.tensors], ckpt.mean, ckpt.std)
+    classifier.write_text(json.dumps(classifier_input_data(pixels)))
+    print(f"wrote {ensemble} ({len(images)} images) and {classifier} ({len(pixels)} tensors)")
+    return ensemble, classifier
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""The comparison's outputs: compare.csv, compare.png and compare.md with the headline ratios."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timezone
+from pathlib import Path
+
+from maas import contract as C
+from maas.benchmarks.load import Result, csv_row
+
+
+def write_report(results, ceiling, latency_ms, steps, out: Path, cores: int) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    _csv(results, ceiling, out / "compare.csv")
+    _plot(results, ceiling, out / "compare.png")
+    text = summary(results, ceiling, latency_ms, steps, cores)
+    (out / "compare.md").write_text(text)
+    print(text)
+    return text
+
+
+def _csv(results, ceiling, path: Path) -> None:
+    rows = [{"scenario": s, **csv_row(r)} for s, r in results]
+    for (p, b), c in ceiling.items():
+        rows.append(
+            {
+                "scenario": f"(b) in-process, {p} process(es), batch {b}",
+                "Inferences/Second": round(c.images_per_s, 2),
+            }
+        )
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _plot(results, ceiling, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 6))
+    by_scenario: dict[str, list[Result]] = {}
+    for s, r in results:
+        by_scenario.setdefault(s, []).append(r)
+    for s, rs in by_scenario.items():
+        rs = sorted(rs, key=lambda r: r.value)
+        style = "k--o" if s.startswith("(c)") else "-o"
+        ax.plot([r.p99_ms for r in rs], [r.images_per_s for r in rs], style, label=s)
+        for r in rs:
+            ax.annotate(
+                f"c{r.value:g}",
+                (r.p99_ms, r.images_per_s),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(3, 3),
+            )
+    best = max(ceiling.values(), key=lambda c: c.images_per_s)
+    ax.axhline(
+        best.images_per_s,
+        color="green",
+        ls=":",
+        label=f"(b) in-process ceiling: {best.processes} proc, batch {best.batch}",
+    )
+    single = ceiling.get((1, 1))
+    if single:
+        ax.axhline(
+            single.images_per_s, color="grey", ls=":", label="(b) in-process, 1 proc, batch 1"
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("p99 latency (ms)")
+    ax.set_ylabel("images/s")
+    ax.set_title("maas on this machine: throughput against p99 latency")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _find(results, scenario, value):
+    return next((r for s, r in results if s == scenario and r.value == value), None)
+
+
+def summary(results, ceiling, latency_ms, steps, cores) -> str:
+    best_b = max(ceiling.values(), key=lambda c: c.images_per_s)
+    lines = [
+        "# maas benchmark: side by side on one machine",
+        "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {cores} cores; load from "
+        "`maas.benchmarks.load` (closed loop, its own CPU counted in the 'client cpu' column); "
+        "reproduce with `make bench`.",
+        "",
+        f"(b) ceiling: {best_b.images_per_s:,.0f} images/s ({best_b.processes} processes, batch "
+        f"{best_b.batch}); one process: "
+        + ", ".join(f"batch {b} {c.images_per_s:,.0f}" for (p, b), c in ceiling.items() if p == 1)
+        + f"; one image in one process: p50 {latency_ms:.3f} ms.",
+        "",
+        "| scenario | concurrency | images/s | p50 ms | p99 ms | errors | client cpu (cores) "
+        "| vs (b) ceiling | vs (c) naive at same concurrency |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s, r in results:
+        naive = _find(results, "(c) naive FastAPI", r.value)
+        vs_c = (
+            f"{r.images_per_s / naive.images_per_s:.2f}x"
+            if naive and not s.startswith("(c)")
+            else ""
+        )
+        vs_b = r.images_per_s / best_b.images_per_s
+        lines.append(
+            f"| {s} | {r.value:g} | {r.images_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.errors} | {r.client_cpu_cores:.2f} | {vs_b:.2f}x | {vs_c} |"
+        )
+    lines += ["", "## Targets", ""]
+    lines += _targets(results, best_b, latency_ms)
+    lines += ["", "## Where the time goes (one image per request, concurrency 1, gRPC)", ""]
+    lines += _breakdown(results, latency_ms, steps)
+    return "\n".join(lines) + "\n"
+
+
+def _targets(results, best_b, latency_ms) -> list[str]:
+    out = []
+    b8 = [r for s, r in results if s == "(d) ensemble gRPC, 8 images/request"]
+    b1 = [r for s, r in results if s == "(a) ensemble gRPC"]
+    for label, rs, goal in (("8 images/request", b8, 0.8), ("1 image/request", b1, None)):
+        if rs:
+            top = max(rs, key=lambda r: r.images_per_s)
+            ratio = top.images_per_s / best_b.images_per_s
+            verdict = (
+                ""
+                if goal is None
+                else (" (target >= 0.8x: met)" if ratio >= goal else " (target >= 0.8x: NOT met)")
+            )
+            out.append(
+                f"- {label}: best served {top.images_per_s:,.0f} images/s at concurrency "
+                f"{top.value:g} = {ratio:.2f}x the in-process ceiling{verdict}"
+            )
+    one = _find(results, "(a) ensemble gRPC", 1)
+    if one:
+        overhead = one.p50_ms - latency_ms
+        out.append(
+            f"- per-request overhead: served p50 {one.p50_ms:.2f} ms - in-process p50 "
+            f"{latency_ms:.3f} ms = {overhead:.2f} ms (target <= 1 ms: "
+            f"{'met' if overhead <= 1 else 'NOT met'})"
+        )
+    for c in (16, 64):
+        served, naive = (
+            _find(results, "(a) ensemble gRPC", c),
+            _find(results, "(c) naive FastAPI", c),
+        )
+        if served and naive:
+            ratio = served.images_per_s / naive.images_per_s
+            lower = served.p99_ms < naive.p99_ms
+            met = ratio >= 1.5 and lower
+            out.append(
+                f"- vs naive at concurrency {c}: {ratio:.2f}x throughput, p99 {served.p99_ms:.1f}"
+                f" vs {naive.p99_ms:.1f} ms (target >= 1.5x with lower p99: "
+                f"{'met' if met else 'NOT met'})"
+            )
+    return out
+
+
+def _breakdown(results, latency_ms, steps) -> list[str]:
+    one = _find(results, "(a) ensemble gRPC", 1)
+    if one is None or not one.server:
+        return ["(no statistics)"]
+    work = {
+        C.PREPROCESS: steps["decode"] + steps["normalize"],
+        C.CLASSIFIER: steps["onnxruntime"],
+        C.POSTPROCESS: steps["top-k"],
+    }
+    lines = [
+        "| step | queue us | compute us (input + infer + output) | in-process work us | "
+        "Python-backend and IPC overhead us |",
+        "|---|---|---|---|---|",
+    ]
+    in_server = 0.0
+    for model in (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS):
+        m = one.server.get(model)
+        if not m:
+            continue
+        compute = m["compute_input_us"] + m["compute_infer_us"] + m["compute_output_us"]
+        in_server += m["queue_us"] + compute
+        lines.append(
+            f"| {model} | {m['queue_us']:.0f} | {compute:.0f} | {work[model] * 1e3:.0f} | "
+            f"{compute - work[model] * 1e3:.0f} |"
+        )
+    rest = one.p50_ms * 1e3 - in_server
+    lines += [
+        "",
+        f"Client p50 {one.p50_ms * 1e3:.0f} us = {in_server:.0f} us in the three models (queue + "
+        f"compute) + {rest:.0f} us for the ensemble scheduler, gRPC, (de)serialisation and the "
+        f"client (statistics are means, p50 a median: the split is approximate). In-process, "
+        f"the whole pipeline takes {latency_ms * 1e3:.0f} us: "
+        + ", ".join(f"{k} {v * 1e3:.0f} us" for k, v in steps.items())
+        + ".",
+    ]
+    return lines

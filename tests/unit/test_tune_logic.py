@@ -1,0 +1,62 @@
+"""`maas tune`'s pure parts: rewriting a config for a trial, and the search."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from maas.benchmarks.tune import SPACE, Outcome, Trial, apply, choose, search
+from maas.build import configs
+
+
+def test_apply_rewrites_batching_instances_and_clamps_warmup(checkpoint):
+    opts = configs.ServingOptions()
+    pre = checkpoint.preprocessing()
+    trial = Trial(
+        queue_delay_us=0,
+        preferred_batch=32,
+        max_batch_size=16,
+        preprocess_instances=2,
+        classifier_instances=2,
+        postprocess_instances=1,
+    )
+    cls = apply(configs.classifier_config(pre, 10, opts, [1]), trial)
+    assert cls.max_batch_size == 16 and cls.dynamic_batching.max_queue_delay_microseconds == 0
+    assert list(cls.dynamic_batching.preferred_batch_size) == [16]  # capped at max_batch_size
+    assert cls.instance_group[0].count == 2
+    assert max(w.batch_size for w in cls.model_warmup) == 16
+    assert int(cls.parameters["intra_op_threads"].string_value) >= 1
+    ens = apply(configs.ensemble_config(opts), trial)
+    assert ens.max_batch_size == 16 and not ens.HasField("dynamic_batching")
+    assert apply(configs.preprocess_config(pre, opts), trial).instance_group[0].count == 2
+
+
+def test_search_walks_one_parameter_at_a_time_and_respects_the_budget():
+    base = Trial(500, 0, 64, 1, 1, 1)
+
+    def evaluate(t: Trial) -> Outcome:
+        # A made-up landscape: more instances help, a long delay breaks the latency budget.
+        ips = 100.0 + 10 * t.postprocess_instances + 5 * t.preprocess_instances
+        feasible = t.queue_delay_us < 2000
+        return Outcome(t, {16: ips}, {16: 10.0 if feasible else 999.0}, 0, feasible)
+
+    outcomes = search(base, evaluate, SPACE, log=lambda _: None)
+    assert outcomes[0].trial == base
+    assert (
+        len(outcomes) == len({o.trial for o in outcomes}) <= 1 + sum(len(v) for v in SPACE.values())
+    )
+    best = choose(outcomes)
+    assert best.trial.postprocess_instances == 2 and best.trial.preprocess_instances == 2
+    assert best.trial.queue_delay_us != 2000
+
+
+def test_shipped_defaults_are_the_tuned_configuration():
+    """The repository `maas build` writes by default is what `maas tune` chose on this machine
+    kind; tuning.json says what it was measured on."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "tuning.json"
+    summary = json.loads(path.read_text())
+    assert summary["measured_on"]["cores"] and summary["measured_on"]["cpu"]
+    chosen = summary["chosen"]["config"]
+    assert dataclasses.asdict(Trial.from_options(configs.ServingOptions())) == chosen
+    assert set(chosen) == set(SPACE)
