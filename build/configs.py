@@ -22,17 +22,19 @@ WARMUP_IMAGE_FILE = "probe_image.bin"  # under preprocess/warmup/: length-prefix
 class ServingOptions:
     """How the repository serves; defaults suit a 2-core CPU machine."""
 
-    max_batch_size: int = 64
     default_top_k: int = 3
     max_pixels: int = DEFAULT_MAX_PIXELS
-    # A short wait lets concurrent requests share one Python-backend call and one ORT run.
+    # Batching and instances: what `maas tune` chose on a 2-core machine, measured there
+    # (benchmarks/results/tuning.json). A short wait lets concurrent requests share one
+    # Python-backend call and one ORT run; two classifier instances overlap their IPC.
+    max_batch_size: int = 64
     queue_delay_us: int = 500
-    preferred_batch_size: int = 0  # 0: none; else the dynamic batcher's preferred size
+    preferred_batch_size: int = 16  # 0: none; else the dynamic batcher's preferred size
     preprocess_instances: int = 1
-    classifier_instances: int = 1
+    classifier_instances: int = 2
     postprocess_instances: int = 1
     # ONNX Runtime threads per classifier instance; 0: this machine's cores shared among the
-    # instances (2 cores, 1 instance -> 2). Parallelism comes from the batch, hence one
+    # instances (2 cores, 2 instances -> 1 each). Parallelism comes from the batch, hence one
     # inter-op thread and sequential execution: a chain of convolutions has nothing to overlap.
     ort_intra_op_threads: int = 0
     ort_inter_op_threads: int = 1

@@ -63,7 +63,11 @@ def serving_options(args):
         default_top_k=args.top_k,
         max_pixels=args.max_pixels,
         serve_versions=args.serve_versions,
+        queue_delay_us=args.queue_delay_us,
+        preferred_batch_size=args.preferred_batch_size,
+        preprocess_instances=args.preprocess_instances,
         classifier_instances=args.classifier_instances,
+        postprocess_instances=args.postprocess_instances,
         ort_intra_op_threads=args.intra_op_threads,
     )
 
@@ -197,7 +201,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=opts.max_batch_size)
     p.add_argument("--top-k", type=int, default=opts.default_top_k, help="default TOP_K")
     p.add_argument("--max-pixels", type=int, default=opts.max_pixels, help="decode limit")
+    p.add_argument("--queue-delay-us", type=int, default=opts.queue_delay_us)
+    p.add_argument("--preferred-batch-size", type=int, default=opts.preferred_batch_size)
+    p.add_argument("--preprocess-instances", type=int, default=opts.preprocess_instances)
     p.add_argument("--classifier-instances", type=int, default=opts.classifier_instances)
+    p.add_argument("--postprocess-instances", type=int, default=opts.postprocess_instances)
     p.add_argument(
         "--intra-op-threads", type=int, default=opts.ort_intra_op_threads,
         help="ONNX Runtime threads per classifier instance (0: cores / instances)",

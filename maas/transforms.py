@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 # Formats we decode; anything else is refused before Pillow tries a plugin on it.
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
@@ -58,13 +58,17 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     try:
         img.seek(0)  # GIF/TIFF/WebP animations: the first frame
         img.load()
-        img = ImageOps.exif_transpose(img)
+        # Most images carry no rotation: check the tag before exif_transpose copies the image.
+        if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+            img = ImageOps.exif_transpose(img)
         return _to_rgb(img)
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's truncated/corrupt data errors
         raise ImageError(f"truncated or corrupt {img.format} image: {e}") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit (or 32-bit integer) grey: keep the top 8 bits of a 16-bit range.
         arr = np.asarray(img, dtype=np.uint32) >> 8
