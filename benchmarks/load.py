@@ -129,11 +129,11 @@ async def _sender(target: Target, spec):
     return send_images, client.close
 
 
-def _worker(target, images, concurrency, rate, stop, counter, out, spec):
-    out.put(asyncio.run(_drive(target, images, concurrency, rate, stop, counter, spec)))
+def _worker(target, images, concurrency, rate, stop, counter, out, spec, deadline):
+    out.put(asyncio.run(_drive(target, images, concurrency, rate, stop, counter, spec, deadline)))
 
 
-async def _drive(target, images, concurrency, rate, stop, counter, spec):
+async def _drive(target, images, concurrency, rate, stop, counter, spec, deadline):
     send, close = await _sender(target, spec)
     records: list[tuple[float, float, bool]] = []  # (end, latency s, ok)
     cpu0, wall0 = time.process_time(), time.monotonic()
@@ -152,15 +152,19 @@ async def _drive(target, images, concurrency, rate, stop, counter, spec):
         with counter.get_lock():
             counter.value += 1
 
+    def running() -> bool:
+        # The deadline bounds the load even if the coordinator dies without setting `stop`.
+        return not stop.is_set() and time.monotonic() < deadline
+
     async def closed(w: int):
         i = w
-        while not stop.is_set():
+        while running():
             await one(i)
             i += concurrency
 
     async def opened():
         interval, next_t, i, tasks = 1.0 / rate, time.monotonic(), 0, set()
-        while not stop.is_set():
+        while running():
             delay = next_t - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -240,12 +244,15 @@ def run_load(
     processes = max(1, min(processes, concurrency or processes))
     ctx = mp.get_context("spawn")  # no inherited gRPC state: a clean client per process
     stop, counter, out = ctx.Event(), ctx.Value("q", 0), ctx.Queue()
+    # Time.monotonic is system-wide on Linux: one deadline for every process.
+    deadline = time.monotonic() + warmup_s + 0.5 * processes + (max_windows + 2) * window_s + 30
     procs = []
     for p in range(processes):
         share_c = (concurrency // processes + (p < concurrency % processes)) if concurrency else 0
         share_r = rate / processes if rate else None
         procs.append(ctx.Process(
-            target=_worker, args=(target, images, share_c, share_r, stop, counter, out, spec),
+            target=_worker,
+            args=(target, images, share_c, share_r, stop, counter, out, spec, deadline),
             daemon=True,
         ))  # fmt: skip
     for proc in procs:

@@ -174,9 +174,9 @@ def _breakdown(results, latency_ms, steps) -> list[str]:
         C.POSTPROCESS: steps["top-k"],
     }
     lines = [
-        "| step | queue us | compute us (input + infer + output) | in-process work us | "
-        "Python-backend and IPC overhead us |",
-        "|---|---|---|---|---|",
+        "| step | queue us | compute input us | compute infer us | compute output us | "
+        "in-process work us | Python-backend and IPC overhead us |",
+        "|---|---|---|---|---|---|---|",
     ]
     in_server = 0.0
     for model in (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS):
@@ -186,8 +186,9 @@ def _breakdown(results, latency_ms, steps) -> list[str]:
         compute = m["compute_input_us"] + m["compute_infer_us"] + m["compute_output_us"]
         in_server += m["queue_us"] + compute
         lines.append(
-            f"| {model} | {m['queue_us']:.0f} | {compute:.0f} | {work[model] * 1e3:.0f} | "
-            f"{compute - work[model] * 1e3:.0f} |"
+            f"| {model} | {m['queue_us']:.0f} | {m['compute_input_us']:.0f} | "
+            f"{m['compute_infer_us']:.0f} | {m['compute_output_us']:.0f} | "
+            f"{work[model] * 1e3:.0f} | {compute - work[model] * 1e3:.0f} |"
         )
     rest = one.p50_ms * 1e3 - in_server
     lines += [

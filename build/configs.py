@@ -6,6 +6,7 @@ Nothing here hand-formats config.pbtxt text, so every config we write parses by 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -105,12 +106,20 @@ def preprocess_config(pre: Preprocessing, opts: ServingOptions) -> mc.ModelConfi
     )
 
 
-def _classifier_io(pre: Preprocessing, num_classes: int):
+def _classifier_common(
+    pre: Preprocessing, num_classes: int, opts: ServingOptions, versions: list[int]
+) -> dict:
+    """The fields every classifier config shares, whatever runs it."""
     return dict(
+        name=C.CLASSIFIER,
+        max_batch_size=opts.max_batch_size,
+        version_policy=version_policy(versions, opts.serve_versions),
         input=[
             mc.ModelInput(name=C.PIXELS, data_type=mc.TYPE_FP32, dims=[3, pre.height, pre.width])
         ],
         output=[mc.ModelOutput(name=C.LOGITS, data_type=mc.TYPE_FP32, dims=[num_classes])],
+        dynamic_batching=_batching(opts),
+        model_warmup=_classifier_warmup(pre, opts),
     )
 
 
@@ -155,15 +164,10 @@ def classifier_config(
     model.py reads the session options from `parameters` and, from each version's
     manifest.json, which file to load and whether its graph is already optimised."""
     return mc.ModelConfig(
-        name=C.CLASSIFIER,
+        **_classifier_common(pre, num_classes, opts, versions),
         backend="python",
-        max_batch_size=opts.max_batch_size,
-        version_policy=version_policy(versions, opts.serve_versions),
-        **_classifier_io(pre, num_classes),
-        dynamic_batching=_batching(opts),
         instance_group=_cpu(opts.classifier_instances),
         parameters=_ort_params(opts),
-        model_warmup=_classifier_warmup(pre, opts),
     )
 
 
@@ -176,12 +180,8 @@ def classifier_onnxruntime_config(
     configs/onnxruntime.pbtxt keep their config.pbtxt. Our model.onnx files are saved
     already optimised, so the backend's own graph optimisation is off (level -1)."""
     return mc.ModelConfig(
-        name=C.CLASSIFIER,
+        **_classifier_common(pre, num_classes, opts, versions),
         platform="onnxruntime_onnx",
-        max_batch_size=opts.max_batch_size,
-        version_policy=version_policy(versions, opts.serve_versions),
-        **_classifier_io(pre, num_classes),
-        dynamic_batching=_batching(opts),
         instance_group=_cpu(opts.classifier_instances),
         optimization=mc.ModelOptimizationPolicy(graph=mc.ModelOptimizationPolicy.Graph(level=-1)),
         parameters=_params(
@@ -189,7 +189,6 @@ def classifier_onnxruntime_config(
             inter_op_thread_count=opts.ort_inter_op_threads,
             execution_mode=int(opts.ort_execution_mode == "parallel"),
         ),
-        model_warmup=_classifier_warmup(pre, opts),
     )
 
 
@@ -205,12 +204,8 @@ def classifier_onnxruntime_tensorrt_config(
     Select with `--model-config-name=onnxruntime_tensorrt` on a GPU Triton."""
     accelerator = mc.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator
     return mc.ModelConfig(
-        name=C.CLASSIFIER,
+        **_classifier_common(pre, num_classes, opts, versions),
         platform="onnxruntime_onnx",
-        max_batch_size=opts.max_batch_size,
-        version_policy=version_policy(versions, opts.serve_versions),
-        **_classifier_io(pre, num_classes),
-        dynamic_batching=_batching(opts),
         instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=1)],
         optimization=mc.ModelOptimizationPolicy(
             execution_accelerators=mc.ModelOptimizationPolicy.ExecutionAccelerators(
@@ -227,7 +222,6 @@ def classifier_onnxruntime_tensorrt_config(
                 ]
             )
         ),
-        model_warmup=_classifier_warmup(pre, opts),
     )
 
 
@@ -243,26 +237,16 @@ def classifier_tensorrt_config(
 
     A plan loads only on the TensorRT version and GPU compute capability that built it, so
     each engine file is listed under its compute capability."""
-    opts_for_plan = ServingOptions(
-        max_batch_size=max_batch_size,
-        queue_delay_us=opts.queue_delay_us,
-        classifier_instances=opts.classifier_instances,
-        serve_versions=opts.serve_versions,
-    )
+    plan_opts = dataclasses.replace(opts, max_batch_size=max_batch_size)
     return mc.ModelConfig(
-        name=C.CLASSIFIER,
+        **_classifier_common(pre, num_classes, plan_opts, versions),
         platform="tensorrt_plan",
-        max_batch_size=max_batch_size,
-        version_policy=version_policy(versions, opts.serve_versions),
-        **_classifier_io(pre, num_classes),
-        dynamic_batching=_batching(opts),
         instance_group=[
             mc.ModelInstanceGroup(
                 kind=mc.ModelInstanceGroup.KIND_GPU, count=opts.classifier_instances
             )
         ],
         cc_model_filenames=cc_model_filenames,
-        model_warmup=_classifier_warmup(pre, opts_for_plan),
     )
 
 

@@ -90,7 +90,21 @@ def _chunks(items: list[bytes], size: int):
         yield items[i : i + size]
 
 
-class Client:
+class _Base:
+    """What both clients share: the URL, the model, and requests of at most batch_size."""
+
+    def __init__(self, url: str, protocol: str | None, model: str, batch_size: int):
+        self.protocol, self.address = parse_url(url, protocol)
+        self.model = model
+        self.batch_size = batch_size
+        self._module = importlib.import_module(f"tritonclient.{self.protocol}")
+
+    def _requests(self, images: Iterable[ImageInput], top_k: int | None):
+        for chunk in _chunks(read_images(images), self.batch_size):
+            yield build_inputs(self._module, chunk, top_k)
+
+
+class Client(_Base):
     def __init__(
         self,
         url: str = "http://127.0.0.1:8000",
@@ -100,10 +114,7 @@ class Client:
         batch_size: int = 32,
         timeout_s: float = 60.0,
     ):
-        self.protocol, self.address = parse_url(url, protocol)
-        self.model = model
-        self.batch_size = batch_size
-        self._module = importlib.import_module(f"tritonclient.{self.protocol}")
+        super().__init__(url, protocol, model, batch_size)
         if self.protocol == "http":
             self._client = self._module.InferenceServerClient(
                 self.address, connection_timeout=timeout_s, network_timeout=timeout_s
@@ -118,11 +129,9 @@ class Client:
     ) -> list[Classification]:
         """One Classification per image, in order; top_k=None uses the server's default."""
         out: list[Classification] = []
-        for chunk in _chunks(read_images(images), self.batch_size):
+        for inputs in self._requests(images, top_k):
             try:
-                result = self._client.infer(
-                    self.model, build_inputs(self._module, chunk, top_k), **self._infer_kwargs
-                )
+                result = self._client.infer(self.model, inputs, **self._infer_kwargs)
             except Exception as e:
                 raise from_triton(e) from e
             out.extend(parse_result(result))
@@ -147,7 +156,7 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Base):
     """`Client` over tritonclient.http.aio / tritonclient.grpc.aio; use in `async with`."""
 
     def __init__(
@@ -159,10 +168,7 @@ class AsyncClient:
         batch_size: int = 32,
         timeout_s: float = 60.0,
     ):
-        self.protocol, self.address = parse_url(url, protocol)
-        self.model = model
-        self.batch_size = batch_size
-        self._module = importlib.import_module(f"tritonclient.{self.protocol}")
+        super().__init__(url, protocol, model, batch_size)
         aio = importlib.import_module(f"tritonclient.{self.protocol}.aio")
         self._client = aio.InferenceServerClient(self.address)
         self._infer_kwargs = (
@@ -175,11 +181,9 @@ class AsyncClient:
         self, images: Iterable[ImageInput], top_k: int | None = None
     ) -> list[Classification]:
         out: list[Classification] = []
-        for chunk in _chunks(read_images(images), self.batch_size):
+        for inputs in self._requests(images, top_k):
             try:
-                result = await self._client.infer(
-                    self.model, build_inputs(self._module, chunk, top_k), **self._infer_kwargs
-                )
+                result = await self._client.infer(self.model, inputs, **self._infer_kwargs)
             except Exception as e:
                 raise from_triton(e) from e
             out.extend(parse_result(result))
