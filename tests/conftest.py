@@ -94,3 +94,19 @@ def server(repository):
 
     with TritonServer(repository, Ports.free()) as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def model_counts(server):
+    """model name -> (inference_count, execution_count) now, from Triton's statistics API."""
+    import tritonclient.grpc as grpcclient
+
+    def counts(name: str) -> tuple[int, int]:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        try:
+            stats = client.get_inference_statistics(name, as_json=True)["model_stats"][0]
+        finally:
+            client.close()
+        return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+    return counts

@@ -120,12 +120,12 @@ def test_bad_tensors_rejected(server, heldout_png, offline, scheme, case, messag
     assert_still_serving(server, heldout_png, offline)
 
 
-def test_bad_image_fails_only_its_own_request_in_a_batch(server, heldout_png, bad_images, offline):
+def test_bad_image_fails_only_its_own_request_in_a_batch(
+    server, heldout_png, bad_images, offline, model_counts
+):
     """32 requests at once, one of them broken: the broken one fails, the 31 others succeed,
     and preprocess ran fewer times than it got requests, so they did share batches."""
-    from tests.e2e.test_batching import model_stats
-
-    before = model_stats(server, C.PREPROCESS)
+    before = model_counts(C.PREPROCESS)
     bad_at = 13
 
     async def run():
@@ -150,7 +150,7 @@ def test_bad_image_fails_only_its_own_request_in_a_batch(server, heldout_png, ba
         if i != bad_at:
             assert r.as_numpy(C.CLASS_IDS)[0, 0] == offline["ids"][i, 0]
     inferences, executions = (
-        a - b for a, b in zip(model_stats(server, C.PREPROCESS), before, strict=True)
+        a - b for a, b in zip(model_counts(C.PREPROCESS), before, strict=True)
     )
     assert inferences == 32 and executions < 32
     assert_still_serving(server, heldout_png, offline)

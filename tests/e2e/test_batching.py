@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import tritonclient.grpc as grpcclient
-
 from maas import contract as C
 from maas.clients.client import Client
 
 
-def model_stats(server, name: str) -> tuple[int, int]:
-    """(inference_count, execution_count) from Triton's statistics API."""
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    try:
-        stats = client.get_inference_statistics(name, as_json=True)["model_stats"][0]
-    finally:
-        client.close()
-    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
-
-
-def test_sixteen_concurrent_clients_batched(server, heldout_png, offline):
-    before = model_stats(server, C.CLASSIFIER)
+def test_sixteen_concurrent_clients_batched(server, heldout_png, offline, model_counts):
+    before = model_counts(C.CLASSIFIER)
 
     def worker(w: int) -> list[tuple[int, int]]:
         scheme, url = ("grpc", server.grpc_url) if w % 2 else ("http", server.http_url)
@@ -36,7 +24,7 @@ def test_sixteen_concurrent_clients_batched(server, heldout_png, offline):
     assert all(got == offline["ids"][i, 0] for i, got in answers)
 
     inferences, executions = (
-        a - b for a, b in zip(model_stats(server, C.CLASSIFIER), before, strict=True)
+        a - b for a, b in zip(model_counts(C.CLASSIFIER), before, strict=True)
     )
     assert inferences == len(heldout_png)
     assert executions < inferences, "dynamic batching never merged two requests"
