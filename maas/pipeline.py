@@ -51,8 +51,7 @@ def ensure_built(paths: Paths, data_dir: str | None = None, epochs: int | None =
         export(paths.checkpoint, paths.onnx)
     built = paths.repository / C.ENSEMBLE / "config.pbtxt"
     if not (
-        _newer(built, paths.onnx)
-        and (paths.repository / C.CLASSIFIER / "1" / "model.onnx").exists()
+        _newer(built, paths.onnx) and (paths.repository / C.CLASSIFIER / "config.pbtxt").exists()
     ):
         print(f"[maas] building {paths.repository} (every variant this machine can build)")
         build_repository(paths.checkpoint, paths.onnx, paths.repository)
@@ -63,10 +62,9 @@ def ensure_built(paths: Paths, data_dir: str | None = None, epochs: int | None =
 def heldout(checkpoint: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The checkpoint's held-out test split: uint8 images, labels, class names."""
     from maas.training.checkpoint import Checkpoint
-    from maas.training.data import load_dataset
 
     ckpt = Checkpoint.load(checkpoint)
-    ds = load_dataset(ckpt.dataset.get("data_dir"), seed=ckpt.dataset.get("seed", 0))
+    ds = ckpt.load_dataset()
     return ds.test_x, ds.test_y, ckpt.class_names
 
 
