@@ -106,14 +106,8 @@ class Run:
                 self.load(scenario, Target(**target_args), concurrency, stats_url=grpc)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def naive(run: Run, onnx: Path, checkpoint: Path, concurrency) -> None:
-    port = free_port()
+    port = Ports.free().http
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -14,7 +14,7 @@ from maas.build import gate, variants
 from maas.build.calibration import calibration_images
 from maas.build.variants import BuildInputs, Variant
 from maas.training.checkpoint import Checkpoint
-from maas.training.data import Dataset, load_dataset
+from maas.training.data import Dataset
 from maas.training.train import accuracy, predict_logits
 from maas.transforms import normalize
 
@@ -47,10 +47,6 @@ def heldout_set(ckpt: Checkpoint, ds: Dataset) -> Heldout:
     return Heldout(normalize(ds.test_x, ckpt.mean, ckpt.std), ds.test_y, reference)
 
 
-def dataset_of(ckpt: Checkpoint) -> Dataset:
-    return load_dataset(ckpt.dataset.get("data_dir"), seed=ckpt.dataset.get("seed", 0))
-
-
 def evaluate(
     ckpt: Checkpoint,
     onnx: Path,
@@ -65,7 +61,7 @@ def evaluate(
     stop_on_error: bool = True,
     dataset: Dataset | None = None,
 ) -> tuple[list[Candidate], Heldout]:
-    ds = dataset or dataset_of(ckpt)
+    ds = dataset or ckpt.load_dataset()
     held = heldout_set(ckpt, ds)
     inputs = BuildInputs(
         onnx=onnx,

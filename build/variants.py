@@ -10,6 +10,7 @@ trt-int8  tensorrt     int8       1.0   entropy calibrator, cache reused
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,11 +92,8 @@ def produce(variant: Variant, inputs: BuildInputs, folder: Path) -> Path:
     if variant.name == "ort-int8":
         batches = calibration_batches(inputs.calibration, inputs.mean, inputs.std, batch_size=32)
         return quantize_int8(inputs.onnx, out, batches)
-    options = inputs.trt or tensorrt.EngineOptions(precision=variant.precision)
-    options = tensorrt.EngineOptions(
-        variant.precision, options.profile, options.workspace_bytes,
-        options.timing_cache, options.calibration_cache,
-    )  # fmt: skip
+    base = inputs.trt or tensorrt.EngineOptions(precision=variant.precision)
+    options = dataclasses.replace(base, precision=variant.precision)
     batches = calibration_batches(
         inputs.calibration, inputs.mean, inputs.std, options.profile.opt_batch, full_only=True
     )

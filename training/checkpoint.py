@@ -46,6 +46,12 @@ class Checkpoint:
             std=tuple(self.std),
         )
 
+    def load_dataset(self):
+        """The dataset and split this checkpoint was trained on (its held-out set included)."""
+        from maas.training.data import load_dataset
+
+        return load_dataset(self.dataset.get("data_dir"), seed=self.dataset.get("seed", 0))
+
     def save(self, path: str | Path) -> None:
         atomic_write(path, lambda f: torch.save(self.__dict__, f))
 

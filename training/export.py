@@ -20,7 +20,6 @@ import onnxruntime as ort
 import torch
 
 from maas.training.checkpoint import Checkpoint, atomic_write
-from maas.training.data import load_dataset
 from maas.transforms import normalize
 
 INPUT_NAME = "PIXELS"  # the names the Triton configs use for the classifier's tensors
@@ -43,8 +42,7 @@ def export(
     model = ckpt.build_model()
     height, width = ckpt.input_size
     if parity_batch is None:
-        ds = load_dataset(ckpt.dataset.get("data_dir"), seed=ckpt.dataset.get("seed", 0))
-        parity_batch = ds.test_x[:64]
+        parity_batch = ckpt.load_dataset().test_x[:64]
     x = normalize(parity_batch, ckpt.mean, ckpt.std)
 
     batch = torch.export.Dim("batch", min=1, max=4096)
