@@ -26,12 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas import contract as C
 from maas.benchmarks import inprocess
 from maas.benchmarks.load import Result, Target, load_images, run_load, tensor_spec
+from maas.build.configs import read_config, write_config
 from maas.serve import Ports, TritonServer
 from maas.training.checkpoint import Checkpoint
 
@@ -40,9 +40,9 @@ BLS = "image_classifier_bls"
 
 def edit_configs(repo: Path, edit) -> None:
     for path in repo.glob("*/config.pbtxt"):
-        config = text_format.Parse(path.read_text(), mc.ModelConfig())
+        config = read_config(path)
         edit(config)
-        path.write_text(text_format.MessageToString(config))
+        write_config(path, config)
 
 
 def no_dynamic_batching(config: mc.ModelConfig) -> None:
@@ -59,7 +59,7 @@ def instances(pre_post: int):
 
 
 def add_bls(repo: Path) -> None:
-    ensemble = text_format.Parse((repo / C.ENSEMBLE / "config.pbtxt").read_text(), mc.ModelConfig())
+    ensemble = read_config(repo / C.ENSEMBLE / "config.pbtxt")
     config = mc.ModelConfig(
         name=BLS,
         backend="python",
@@ -71,7 +71,7 @@ def add_bls(repo: Path) -> None:
     )
     (repo / BLS / "1").mkdir(parents=True)
     shutil.copy2(Path(__file__).with_name("bls") / "model.py", repo / BLS / "1" / "model.py")
-    (repo / BLS / "config.pbtxt").write_text(text_format.MessageToString(config))
+    write_config(repo / BLS / "config.pbtxt", config)
 
 
 class Run:
@@ -181,10 +181,7 @@ def main(argv: list[str] | None = None) -> None:
 
     run.serve(args.repository, main_scenarios)
     with tempfile.TemporaryDirectory(prefix="maas-compare-") as tmp:
-        configs = {
-            p.parent.name: text_format.Parse(p.read_text(), mc.ModelConfig())
-            for p in args.repository.glob("*/config.pbtxt")
-        }
+        configs = {p.parent.name: read_config(p) for p in args.repository.glob("*/config.pbtxt")}
         current = configs[C.PREPROCESS].instance_group[0].count
         other = 2 if current == 1 else 1
         variants = [

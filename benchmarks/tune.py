@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas import contract as C
 from maas.benchmarks.load import Target, load_images, run_load
-from maas.build.configs import ServingOptions
+from maas.build.configs import ServingOptions, read_config, write_config
 from maas.serve import Ports, TritonServer
 
 COMPOSING = (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS)
@@ -99,8 +98,8 @@ def apply(config: mc.ModelConfig, trial: Trial) -> mc.ModelConfig:
 def write_trial(source: Path, target: Path, trial: Trial) -> Path:
     shutil.copytree(source, target, symlinks=True)
     for path in target.glob("*/config.pbtxt"):
-        config = text_format.Parse(path.read_text(), mc.ModelConfig())
-        path.write_text(text_format.MessageToString(apply(config, trial)))
+        config = read_config(path)
+        write_config(path, apply(config, trial))
     return target
 
 
@@ -222,10 +221,7 @@ def main(argv: list[str] | None = None) -> Outcome | None:
     args = ap.parse_args(argv)
 
     images = load_images(args.checkpoint)
-    configs = {
-        p.parent.name: text_format.Parse(p.read_text(), mc.ModelConfig())
-        for p in args.repository.glob("*/config.pbtxt")
-    }
+    configs = {p.parent.name: read_config(p) for p in args.repository.glob("*/config.pbtxt")}
     base = _current(configs)
     space = args.space or SPACE
 
@@ -258,7 +254,7 @@ def main(argv: list[str] | None = None) -> Outcome | None:
     if args.apply:
         for name, config in configs.items():
             path = args.apply / name / "config.pbtxt"
-            path.write_text(text_format.MessageToString(apply(config, best.trial)))
+            write_config(path, apply(config, best.trial))
         print(f"wrote the chosen configs into {args.apply}")
     return best
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -325,6 +326,49 @@ def to_pbtxt(config: mc.ModelConfig) -> str:
     return text_format.MessageToString(config)
 
 
-def parse_pbtxt(text: str) -> mc.ModelConfig:
-    """Parse with Triton's schema; unknown fields or bad values raise ParseError."""
-    return text_format.Parse(text, mc.ModelConfig())
+class ConfigError(ValueError):
+    """A config.pbtxt that Triton would refuse; the message names the file and the field."""
+
+
+def check(config: mc.ModelConfig) -> list[str]:
+    """What Triton refuses at load although the schema allows it (its ValidateModelConfig):
+    a config that a tool edited (`maas tune`, Model Analyzer) can break these."""
+    problems = []
+    for size in config.dynamic_batching.preferred_batch_size:
+        if size <= 0:
+            problems.append(f"dynamic batching preferred size {size} must be positive")
+        elif size > config.max_batch_size:
+            problems.append(
+                f"dynamic batching preferred size {size} must be <= max_batch_size "
+                f"{config.max_batch_size}"
+            )
+    if config.HasField("sequence_batching") and not config.sequence_batching.control_input:
+        problems.append("sequence batching must specify at least one control tensor")
+    return problems
+
+
+def parse_pbtxt(text: str, source: str = "config.pbtxt") -> mc.ModelConfig:
+    """Parse with Triton's schema and check as Triton does at load; raises ConfigError naming
+    `source` and the offending field."""
+    try:
+        config = text_format.Parse(text, mc.ModelConfig())
+    except text_format.ParseError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    problems = check(config)
+    if problems:
+        raise ConfigError(f"{source}: model {config.name!r}: " + "; ".join(problems))
+    return config
+
+
+def read_config(path: str | os.PathLike) -> mc.ModelConfig:
+    """A config.pbtxt from disk, parsed and checked (see parse_pbtxt)."""
+    return parse_pbtxt(Path(path).read_text(), str(path))
+
+
+def write_config(path: str | os.PathLike, config: mc.ModelConfig) -> None:
+    """Check, then write; a config Triton would refuse raises ConfigError and is not written."""
+    problems = check(config)
+    if problems:
+        raise ConfigError(f"{path}: model {config.name!r}: " + "; ".join(problems))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(to_pbtxt(config))

@@ -264,7 +264,7 @@ def _previous_versions(model_dir: Path, io: dict) -> list[int]:
 
 
 def _write(path: Path, config) -> None:
-    _write_bytes(path, configs.to_pbtxt(config).encode())
+    configs.write_config(path, config)  # a refused config fails the build before the swap
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from maas import contract as C
-from maas.clients.errors import ServerUnavailable, from_triton
+from maas.clients.errors import InvalidInput, ServerUnavailable, from_triton
 
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 ImageInput = bytes | str | Path
@@ -129,13 +129,35 @@ class Client(_Base):
     ) -> list[Classification]:
         """One Classification per image, in order; top_k=None uses the server's default."""
         out: list[Classification] = []
-        for inputs in self._requests(images, top_k):
-            try:
-                result = self._client.infer(self.model, inputs, **self._infer_kwargs)
-            except Exception as e:
-                raise from_triton(e) from e
-            out.extend(parse_result(result))
+        for chunk in _chunks(read_images(images), self.batch_size):
+            out.extend(self._infer(chunk, top_k))
         return out
+
+    def classify_each(
+        self, images: Iterable[ImageInput], top_k: int | None = None
+    ) -> list[Classification | InvalidInput]:
+        """Like `classify`, but an image the server refuses gets its InvalidInput in its place
+        while the others are answered; any other error is raised. One bad image fails its
+        whole request, so such a request is sent again one image at a time."""
+        out: list[Classification | InvalidInput] = []
+        for chunk in _chunks(read_images(images), self.batch_size):
+            try:
+                out.extend(self._infer(chunk, top_k))
+            except InvalidInput as e:
+                if len(chunk) == 1:
+                    out.append(e)
+                else:
+                    for image in chunk:
+                        out.extend(self.classify_each([image], top_k))
+        return out
+
+    def _infer(self, images: list[bytes], top_k: int | None) -> list[Classification]:
+        inputs = build_inputs(self._module, images, top_k)
+        try:
+            result = self._client.infer(self.model, inputs, **self._infer_kwargs)
+        except Exception as e:
+            raise from_triton(e) from e
+        return parse_result(result)
 
     def is_ready(self) -> bool:
         """True when the server and the model are ready; False when either is not."""

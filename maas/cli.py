@@ -19,8 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-from maas.pipeline import Paths
-
 
 def _add_ports(p: argparse.ArgumentParser) -> None:
     p.add_argument("--http-port", type=int, default=8000)
@@ -94,48 +92,64 @@ def cmd_build(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from maas.pipeline import ensure_built
+    from maas.pipeline import Paths, ensure_built
     from maas.serve import ServerError, TritonServer
 
     paths = Paths(args.artifacts, args.repository)
     if not args.no_build:
         ensure_built(paths, data_dir=args.data_dir)
     server = TritonServer(paths.repository, _ports(args), echo=not args.quiet)
+
+    def announce(server: TritonServer) -> None:
+        p = server.ports
+        print(
+            f"\n[maas] ready: HTTP {p.http}, gRPC {p.grpc}, metrics {p.metrics} "
+            f"(a probe image went through {paths.repository}/image_classifier; "
+            f"tritonserver pid {server.process.pid})\n"
+            f"[maas] try: .venv/bin/maas classify {paths.samples}/* "
+            f"--url grpc://127.0.0.1:{p.grpc}\n"
+            f"[maas] Ctrl-C stops the server",
+            flush=True,
+        )
+
     try:
-        server.start()
+        code = server.run(on_ready=announce)
     except ServerError as e:
         print(f"maas serve: {e}", file=sys.stderr)
         return 1
-    p = server.ports
-    print(
-        f"\n[maas] ready: HTTP {p.http}, gRPC {p.grpc}, metrics {p.metrics} "
-        f"(a probe image went through {paths.repository}/image_classifier)\n"
-        f"[maas] try: .venv/bin/maas classify {paths.samples}/* --url grpc://127.0.0.1:{p.grpc}\n"
-        f"[maas] Ctrl-C stops the server",
-        flush=True,
-    )
-    code = server.wait()
     return 0 if code in (0, -2, -15) else code
 
 
 def cmd_classify(args) -> int:
+    """Classify every readable image; each file that fails is named on stderr, and the exit
+    code is 1 if any did, after the others were answered."""
     from maas.clients.client import Client
-    from maas.clients.errors import ClientError
+    from maas.clients.errors import ClientError, InvalidInput
 
+    readable, failed = [], 0
+    for path in args.images:
+        try:
+            readable.append((path, path.read_bytes()))
+        except OSError as e:
+            print(f"maas classify: {path}: {e.strerror or e}", file=sys.stderr)
+            failed += 1
     try:
         with Client(args.url, args.protocol) as client:
-            results = client.classify(args.images, top_k=args.top_k)
-    except (ClientError, OSError, ValueError) as e:
+            outcomes = client.classify_each([data for _, data in readable], top_k=args.top_k)
+    except (ClientError, ValueError) as e:  # the server, not an image: nothing can be answered
         print(f"maas classify: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    for path, result in zip(args.images, results, strict=True):
-        if args.json:
+    for (path, _), result in zip(readable, outcomes, strict=True):
+        if isinstance(result, InvalidInput):
+            print(f"maas classify: {path}: {result}", file=sys.stderr)
+            failed += 1
+        elif args.json:
             preds = [dataclasses.asdict(p) for p in result.predictions]
-            print(json.dumps({"image": str(path), "predictions": preds}))
+            print(json.dumps({"image": str(path), "predictions": preds}), flush=True)
         else:
             top = ", ".join(f"{p.label} ({p.score:.3f})" for p in result.predictions)
-            print(f"{path}: {top}")
-    return 0
+            print(f"{path}: {top}", flush=True)
+    return 1 if failed else 0
 
 
 def cmd_tune(argv: list[str]) -> int:
@@ -146,17 +160,14 @@ def cmd_tune(argv: list[str]) -> int:
 
 def cmd_demo(args) -> int:
     from maas.demo import run_demo
+    from maas.pipeline import Paths
 
     return run_demo(Paths(args.artifacts, args.repository), _ports(args), data_dir=args.data_dir)
 
 
-def parser() -> argparse.ArgumentParser:
+def _train_args(p: argparse.ArgumentParser) -> None:
     from maas.training.train import TrainConfig
 
-    ap = argparse.ArgumentParser(prog="maas", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train the CNN")
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -166,20 +177,20 @@ def parser() -> argparse.ArgumentParser:
         else:
             kind = str if f.name in ("data_dir", "out") else type(value)
             p.add_argument(flag, type=kind, default=None, help=f"default: {value}")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("export", help="checkpoint -> ONNX, parity-gated")
+
+def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, default=Path("artifacts/checkpoint.pt"))
     p.add_argument("--out", type=Path, default=Path("artifacts/model.onnx"))
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference")
-    p.set_defaults(func=cmd_export)
 
+
+def _build_args(p: argparse.ArgumentParser) -> None:
     from maas.build.configs import ServingOptions
     from maas.build.repository import BuildOptions
     from maas.build.variants import VARIANTS
 
     opts, build = ServingOptions(), BuildOptions()
-    p = sub.add_parser("build", help="ONNX -> a gated classifier version in the Triton repository")
     p.add_argument("--checkpoint", type=Path, default=Path("artifacts/checkpoint.pt"))
     p.add_argument("--onnx", type=Path, default=Path("artifacts/model.onnx"))
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
@@ -210,29 +221,61 @@ def parser() -> argparse.ArgumentParser:
         "--intra-op-threads", type=int, default=opts.ort_intra_op_threads,
         help="ONNX Runtime threads per classifier instance (0: cores / instances)",
     )  # fmt: skip
-    p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("serve", help="build what is missing, run tritonserver in the foreground")
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
     _add_paths(p)
     _add_ports(p)
     p.add_argument("--no-build", action="store_true", help="serve the repository as it is")
     p.add_argument("--quiet", action="store_true", help="do not echo the server's log")
-    p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("classify", help="classify images with a running server")
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _classify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--url", default="http://127.0.0.1:8000", help="http://host:port, grpc://...")
     p.add_argument("--protocol", choices=["http", "grpc"], help="for a URL without a scheme")
-    p.add_argument("--top-k", type=int, default=None, help="default: the server's (3)")
+    p.add_argument("--top-k", type=_positive, default=None, help="default: the server's (3)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(func=cmd_classify)
 
-    sub.add_parser("tune", help="search serving configs on this machine (see maas tune -h)")
 
-    p = sub.add_parser("demo", help="pipeline + server + classify over HTTP and gRPC")
+def _demo_args(p: argparse.ArgumentParser) -> None:
     _add_paths(p)
     _add_ports(p)
-    p.set_defaults(func=cmd_demo)
+
+
+# name: (help, adds its options, runs it). Options are added only for the command being run,
+# so that a client command never imports what training and building need (torch: ~2.5 s).
+COMMANDS = {
+    "train": ("train the CNN", _train_args, cmd_train),
+    "export": ("checkpoint -> ONNX, parity-gated", _export_args, cmd_export),
+    "build": (
+        "ONNX -> a gated classifier version in the Triton repository",
+        _build_args,
+        cmd_build,
+    ),
+    "serve": ("build what is missing, run tritonserver in the foreground", _serve_args, cmd_serve),
+    "classify": ("classify images with a running server", _classify_args, cmd_classify),
+    "tune": ("search serving configs on this machine (see maas tune -h)", None, None),
+    "demo": ("pipeline + server + classify over HTTP and gRPC", _demo_args, cmd_demo),
+}
+
+
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or (with `command`) only that command's options filled in."""
+    ap = argparse.ArgumentParser(prog="maas", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, (text, add_arguments, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=text)
+        if add_arguments is not None and command in (None, name):
+            add_arguments(p)
+        p.set_defaults(func=run)
     return ap
 
 
@@ -240,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["tune"]:  # its own parser: benchmarks/tune.py
         return cmd_tune(argv[1:])
-    args = parser().parse_args(argv)
+    # Only the chosen command's options: `maas --help` or a typo needs none of them.
+    args = parser(argv[0] if argv else "").parse_args(argv)
     return args.func(args)
 
 

@@ -12,7 +12,9 @@ model.py files import this environment's numpy, onnxruntime, Pillow and maas.
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,43 @@ from maas.transforms import encode_png
 
 class ServerError(RuntimeError):
     """tritonserver failed to start or a model failed to load; the message holds its log."""
+
+
+class Interrupted(ServerError):
+    """SIGINT or SIGTERM arrived while the server was starting; it has been stopped."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by {signal.Signals(signum).name} during start-up")
+        self.signum = signum
+
+
+STUB = "triton_python_backend_stub"
+# What this tritonserver build prints on a machine without a GPU, though all is well: a CUDA
+# helper, pinned memory and the ensemble's CUDA stream all fall back to the CPU path.
+CPU_ONLY_NOISE = re.compile(
+    r"CudaDriverHelper has not been initialized"
+    r"|unable to create stream for \S+: CUDA driver version is insufficient"
+    r"|failed to allocate pinned system memory: no pinned memory pool"
+)
+# Options that keep it off the CUDA paths it can avoid (pools, GPU metrics) when there is no GPU.
+CPU_ONLY_ARGS = (
+    "--pinned-memory-pool-byte-size=0",
+    "--cuda-memory-pool-byte-size=0:0",
+    "--allow-gpu-metrics=false",
+)
+
+
+def has_gpu() -> bool:
+    """An NVIDIA driver is present (the device node every CUDA process opens)."""
+    return Path("/dev/nvidiactl").exists()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the launcher dies, even by SIGKILL (Linux), so no
+    path leaves an orphaned server holding the ports. The launcher is the thread that called
+    Popen: TritonServer is started from the main thread everywhere in maas."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass(frozen=True)
@@ -71,7 +111,7 @@ def find_tritonserver() -> tuple[Path, Path | None]:
 def _python_backend_dir(backends: Path, into: Path) -> Path:
     """A backends folder like the wheel's, with the Python stub for this interpreter."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    stub = backends.parent / "python_backend_stubs" / version / "triton_python_backend_stub"
+    stub = backends.parent / "python_backend_stubs" / version / STUB
     if not stub.is_file():
         raise ServerError(f"nvidia-pytriton has no Python backend stub for Python {version}")
     for entry in backends.iterdir():
@@ -80,8 +120,11 @@ def _python_backend_dir(backends: Path, into: Path) -> Path:
     python.unlink()
     python.mkdir()
     for entry in (backends / "python").iterdir():
-        (python / entry.name).symlink_to(entry)
-    (python / "triton_python_backend_stub").symlink_to(stub)
+        # A stub put into the wheel's folder by hand or by another tool may be built for
+        # another Python: ours, for this interpreter, takes its place.
+        if entry.name != STUB:
+            (python / entry.name).symlink_to(entry)
+    (python / STUB).symlink_to(stub)
     return into
 
 
@@ -92,6 +135,9 @@ def probe_image(height: int = 32, width: int = 32) -> bytes:
 
 
 class TritonServer:
+    """One tritonserver process. `start`/`stop` (or `with`) for tests and tools; `run` for a
+    foreground server that Ctrl-C stops (`maas serve`)."""
+
     def __init__(
         self,
         repository: str | Path,
@@ -108,8 +154,10 @@ class TritonServer:
         self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None
         self.log: collections.deque[str] = collections.deque(maxlen=2000)
+        self.gpu = has_gpu()
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._reader: threading.Thread | None = None
+        self._signal: int | None = None  # SIGINT/SIGTERM received while `run` is in charge
 
     @property
     def http_url(self) -> str:
@@ -128,6 +176,7 @@ class TritonServer:
             f"--grpc-port={self.ports.grpc}",
             f"--metrics-port={self.ports.metrics}",
             "--log-verbose=0",
+            *(() if self.gpu else CPU_ONLY_ARGS),
         ]
         if backends is not None:
             assert self._tmp is not None
@@ -143,19 +192,20 @@ class TritonServer:
         # The Python stub takes its interpreter environment from PATH: ours first.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.setdefault("PYTHONUNBUFFERED", "1")
-        self.process = subprocess.Popen(
-            self.command(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # our signals reach it only through us: clean shutdown
-        )
-        self._reader = threading.Thread(target=self._read_log, daemon=True)
-        self._reader.start()
         try:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                text=True,
+                errors="replace",
+                start_new_session=True,  # our signals reach it only through us: clean shutdown
+                preexec_fn=_die_with_parent,
+            )
+            self._reader = threading.Thread(target=self._read_log, daemon=True)
+            self._reader.start()
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -164,14 +214,23 @@ class TritonServer:
 
     def _read_log(self) -> None:
         assert self.process is not None and self.process.stdout is not None
+        hidden = False
         for line in self.process.stdout:
             self.log.append(line.rstrip("\n"))
-            if self.echo:
-                print(line, end="", flush=True)
+            if not self.echo:
+                continue
+            if not self.gpu and CPU_ONLY_NOISE.search(line):
+                if not hidden:
+                    print("[maas] no GPU here: Triton's CUDA start-up messages are expected "
+                          "on a CPU-only machine and are not shown", flush=True)  # fmt: skip
+                    hidden = True
+                continue
+            print(line, end="", flush=True)
 
     def error_lines(self) -> str:
-        """Triton's error lines (E...), or the log's tail when there are none."""
-        lines = list(self.log)
+        """Triton's error lines (E...), or the log's tail when there are none; without a GPU,
+        not the CUDA messages every CPU-only start prints."""
+        lines = [ln for ln in self.log if self.gpu or not CPU_ONLY_NOISE.search(ln)]
         errors = [ln for ln in lines if ln[:1] == "E" or "error" in ln.lower()]
         return "\n".join(errors or lines[-30:])
 
@@ -182,6 +241,8 @@ class TritonServer:
         client = httpclient.InferenceServerClient(self.http_url)
         try:
             while True:
+                if self._signal is not None:
+                    raise Interrupted(self._signal)
                 if self.process.poll() is not None:
                     self._reader.join(timeout=5)
                     raise ServerError(
@@ -243,22 +304,33 @@ class TritonServer:
             self._tmp = None
         return code
 
-    def wait(self) -> int:
-        """Block until the server exits, forwarding SIGINT/SIGTERM to it."""
-        assert self.process is not None
-        proc = self.process
+    def run(self, on_ready: Callable[[TritonServer], None] | None = None) -> int:
+        """Start, call `on_ready`, block until the server exits; returns its exit code.
+
+        SIGINT/SIGTERM are handled from the first instruction on: before the process exists
+        they cancel the start, after it they are forwarded (Triton drains and exits). Whatever
+        happens, the server is stopped before this returns or raises."""
 
         def forward(signum, _frame):
-            if proc.poll() is None:
+            self._signal = signum
+            proc = self.process
+            if proc is not None and proc.poll() is None:
                 proc.send_signal(signum)
 
         old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            return proc.wait()
+            self.start()
+            if self._signal is None and on_ready is not None:
+                on_ready(self)
+            return self.process.wait()
+        except ServerError:
+            if self._signal is None:
+                raise
+            return -self._signal  # a stop asked for during start-up, not a failure
         finally:
+            self.stop()
             for s, handler in old.items():
                 signal.signal(s, handler)
-            self.stop()
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -4,8 +4,10 @@ model fails to load, and SIGINT/SIGTERM forwarded by `maas serve`."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from maas import contract as C
-from maas.serve import Ports, ServerError, TritonServer
+from maas.build.configs import check, read_config, to_pbtxt
+from maas.serve import Ports, ServerError, TritonServer, has_gpu
 
 
 def broken_copy(repository: Path, tmp_path: Path, model: str, replace: tuple[str, str]) -> Path:
@@ -63,45 +66,122 @@ def test_ready_only_after_probe_passes(repository, tmp_path):
     assert "stub broken" in str(err.value)
 
 
-def test_serve_forwards_sigint_and_exits_cleanly(repository):
-    ports = Ports.free()
+def maas_serve(repository: Path, ports: Ports, *extra: str) -> subprocess.Popen:
     maas = str(Path(sys.executable).with_name("maas"))
-    proc = subprocess.Popen(
-        [
-            maas,
-            "serve",
-            "--no-build",
-            "--quiet",
-            "--repository",
-            str(repository),
-            "--http-port",
-            str(ports.http),
-            "--grpc-port",
-            str(ports.grpc),
-            "--metrics-port",
-            str(ports.metrics),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "[maas] ready" in line or time.monotonic() > deadline:
-                break
-        assert any("[maas] ready" in ln for ln in lines), "".join(lines)
-        assert f"HTTP {ports.http}" in "".join(lines)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
-        # The server went with it: nothing listens on its port any more.
-        with pytest.raises(ConnectionRefusedError):
-            import socket
+    flags = [f"--{kind}-port={getattr(ports, kind)}" for kind in ("http", "grpc", "metrics")]
+    command = [maas, "serve", "--no-build", "--repository", str(repository), *flags, *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-            socket.create_connection(("127.0.0.1", ports.http), timeout=2).close()
+
+def read_until_ready(proc: subprocess.Popen, timeout: float = 120) -> str:
+    deadline, lines = time.monotonic() + timeout, []
+    for line in proc.stdout:
+        lines.append(line)
+        if "[maas] ready" in line or time.monotonic() > deadline:
+            break
+    return "".join(lines)
+
+
+def tritonserver_child(pid: int, timeout: float = 60) -> int:
+    """The pid of the tritonserver that process `pid` started, once it exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                name, _, rest = stat.read_text().partition(") ")
+            except OSError:
+                continue
+            if name.endswith("(tritonserver") and int(rest.split()[1]) == pid:
+                return int(stat.parent.name)
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} started no tritonserver within {timeout} s")
+
+
+def gone(pid: int, timeout: float = 45) -> bool:
+    """True once `pid` no longer runs (exited and reaped, or a zombie)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def assert_port_closed(port: int) -> None:
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_forwards_signal_and_exits_cleanly(repository, signum):
+    ports = Ports.free()
+    proc = maas_serve(repository, ports)  # not --quiet: the log a newcomer sees
+    try:
+        out = read_until_ready(proc)
+        assert "[maas] ready" in out and f"HTTP {ports.http}" in out, out
+        triton = tritonserver_child(proc.pid)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=60) == 0
+        assert gone(triton, timeout=5)
+        assert_port_closed(ports.http)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+    # A healthy start shows no error line; without a GPU, one line says why CUDA's are hidden.
+    assert not re.search(r"^E\d{4} ", out, re.MULTILINE), out
+    if not has_gpu():
+        assert out.count("[maas] no GPU here") == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_startup_leaves_no_server(repository, signum):
+    """The signal lands after tritonserver was spawned, before it is ready (the gap where a
+    Ctrl-C used to kill `maas` and orphan the server)."""
+    ports = Ports.free()
+    proc = maas_serve(repository, ports, "--quiet")
+    try:
+        triton = tritonserver_child(proc.pid)
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "[maas] ready" not in out
+        assert gone(triton, timeout=5), "tritonserver outlived maas serve"
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_killed_launcher_takes_its_server_down(repository):
+    """SIGKILL cannot be caught: the server is told by the kernel (parent-death signal)."""
+    ports = Ports.free()
+    proc = maas_serve(repository, ports, "--quiet")
+    try:
+        assert "[maas] ready" in read_until_ready(proc)
+        triton = tritonserver_child(proc.pid)
+        proc.kill()
+        proc.wait()
+        assert gone(triton), "tritonserver kept running after maas was killed"
+        assert_port_closed(ports.http)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_config_check_agrees_with_triton(repository, tmp_path):
+    """A config our check refuses is one the real tritonserver refuses too."""
+    repo = tmp_path / "repo"
+    shutil.copytree(repository / C.POSTPROCESS, repo / C.POSTPROCESS)
+    config = read_config(repo / C.POSTPROCESS / "config.pbtxt")
+    config.max_batch_size = 8  # below the preferred batch size of 16
+    [problem] = check(config)
+    (repo / C.POSTPROCESS / "config.pbtxt").write_text(to_pbtxt(config))
+    with pytest.raises(ServerError, match="preferred size must be <= max batch size"):
+        TritonServer(repo, Ports.free(), start_timeout=120).start()
+    assert "preferred size 16 must be <= max_batch_size 8" in problem

@@ -44,10 +44,17 @@ def test_open_loop_rate_and_batches(server, heldout_png):
 
 
 def test_client_side_preprocessing_target(server, heldout_png, checkpoint):
+    """PIXELS straight to the classifier: only the classifier ran on the server, once per
+    request the client counted (the span's edges may hold a request in flight each)."""
     spec = {"pre": checkpoint.preprocessing(), "classes": len(checkpoint.class_names)}
     target = Target(f"grpc://{server.grpc_url}", model=C.CLASSIFIER, tensors=True)
-    r = run_load(target, heldout_png, concurrency=2, spec=spec, **SHORT)
-    assert r.errors == 0 and r.images_per_s > 0
+    r = run_load(target, heldout_png, concurrency=2, spec=spec, stats_url=target.url, **SHORT)
+    assert r.errors == 0 and r.requests > 10 and r.images_per_s > 0
+    assert set(r.server) == {C.CLASSIFIER}, "preprocess or the ensemble ran: not client-side"
+    served = r.server[C.CLASSIFIER]
+    assert served["inferences"] == served["requests"]  # one image each, as sent
+    assert abs(served["requests"] - r.requests) <= 2 * 2
+    assert served["compute_infer_us"] > 0
 
 
 def test_errors_are_counted_not_hidden(server):

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2 as mc
-
 from maas import contract as C
 from maas.benchmarks.tune import main
+from maas.build.configs import read_config
 from maas.serve import Ports, TritonServer
 
 
@@ -30,10 +28,7 @@ def test_tune_tiny_space_writes_loadable_configs(repository, checkpoint_path, tm
     }
     rows = (tmp_path / "results" / "tuning.csv").read_text().splitlines()
     assert len(rows) == 4 and "images_per_s_c4" in rows[0]
-    configs = {
-        p.parent.name: text_format.Parse(p.read_text(), mc.ModelConfig())
-        for p in applied.glob("*/config.pbtxt")
-    }
+    configs = {p.parent.name: read_config(p) for p in applied.glob("*/config.pbtxt")}
     assert configs[C.POSTPROCESS].instance_group[0].count == best.trial.postprocess_instances
     assert {c.max_batch_size for c in configs.values()} == {best.trial.max_batch_size}
     with TritonServer(applied, Ports.free()):  # loads, warms up, and a probe image goes through

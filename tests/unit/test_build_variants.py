@@ -18,6 +18,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from maas import contract as C
 from maas.build import configs, variants
 from maas.build.calibration import calibration_batches, calibration_images
+from maas.build.configs import read_config
 from maas.build.gate import GateError, Verdict
 from maas.build.repository import BuildOptions, build_repository
 from maas.build.tensorrt import INSTALL_HINT, Profile, TensorRTUnavailable
@@ -121,7 +122,7 @@ def test_versions_manifests_and_retention(tmp_path, checkpoint_path, onnx_path, 
         assert m["accuracy"]["reference_pytorch"] == checkpoint.test_accuracy
         assert m["libraries"]["onnxruntime"] and "tensorrt" in m["libraries"]
         assert m["speed_in_process"]["images_per_s"]["64"] > 0 and m["host"]["built_at"]
-    config = text_format.Parse((classifier / "config.pbtxt").read_text(), mc.ModelConfig())
+    config = read_config(classifier / "config.pbtxt")
     assert list(config.version_policy.specific.versions) == [1, 2]
 
     for _ in range(2):
@@ -129,7 +130,7 @@ def test_versions_manifests_and_retention(tmp_path, checkpoint_path, onnx_path, 
             checkpoint_path, onnx_path, repo, None, BuildOptions("onnx", keep_versions=2, **FAST)
         )
     assert sorted(p.name for p in classifier.iterdir() if p.name.isdigit()) == ["3", "4"]
-    config = text_format.Parse((classifier / "config.pbtxt").read_text(), mc.ModelConfig())
+    config = read_config(classifier / "config.pbtxt")
     assert list(config.version_policy.specific.versions) == [4]
 
 

@@ -7,11 +7,11 @@ import struct
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas import contract as C
 from maas.build import configs
+from maas.build.configs import read_config
 from maas.build.repository import BuildOptions, build_repository
 from maas.transforms import decode
 
@@ -20,7 +20,7 @@ FAST = BuildOptions(variant="onnx", speed_seconds=0.05)
 
 def all_configs(root: Path) -> dict[Path, mc.ModelConfig]:
     paths = [*root.glob("*/config.pbtxt"), *root.glob("*/configs/*.pbtxt")]
-    return {p: text_format.Parse(p.read_text(), mc.ModelConfig()) for p in paths}
+    return {p: read_config(p) for p in paths}
 
 
 def test_every_config_parses_with_tritons_schema(repository):
@@ -105,16 +105,30 @@ def test_onnxruntime_variant_matches_python_classifier(repository):
 def test_labels_and_normalisation_come_from_the_checkpoint(repository, checkpoint):
     labels = (repository / C.POSTPROCESS / "labels.txt").read_text().splitlines()
     assert labels == checkpoint.class_names
-    pre = text_format.Parse(
-        (repository / C.PREPROCESS / "config.pbtxt").read_text(), mc.ModelConfig()
-    )
+    pre = read_config(repository / C.PREPROCESS / "config.pbtxt")
     mean = [float(v) for v in pre.parameters["mean"].string_value.split(",")]
     assert mean == checkpoint.mean
 
 
-def test_parse_rejects_what_triton_would(repository):
-    with pytest.raises(text_format.ParseError):
-        configs.parse_pbtxt('name: "x"\nmax_batch_sise: 4\n')
+def test_read_config_names_the_file_and_what_triton_would_refuse(repository, tmp_path):
+    misspelt = tmp_path / "misspelt.pbtxt"
+    misspelt.write_text('name: "x"\nmax_batch_sise: 4\n')
+    with pytest.raises(configs.ConfigError, match=rf"{misspelt}.*max_batch_sise"):
+        configs.read_config(misspelt)
+    # Valid for the schema, refused by Triton at load (a tool that lowers max_batch_size
+    # without the preferred size does this); tests/e2e/test_launcher.py shows Triton agree.
+    config = configs.read_config(repository / C.PREPROCESS / "config.pbtxt")
+    config.max_batch_size = 8
+    refused = tmp_path / "preprocess" / "config.pbtxt"
+    with pytest.raises(configs.ConfigError, match=r"preferred size 16 must be <= max_batch_size 8"):
+        configs.write_config(refused, config)
+    assert not refused.exists()
+    refused.parent.mkdir()
+    refused.write_text(configs.to_pbtxt(config))
+    with pytest.raises(configs.ConfigError, match=rf"{refused}: model 'preprocess'"):
+        configs.read_config(refused)
+    config.dynamic_batching.preferred_batch_size[:] = [0]
+    assert configs.check(config) == ["dynamic batching preferred size 0 must be positive"]
 
 
 def test_failed_build_leaves_repository_untouched(tmp_path, checkpoint_path, onnx_path):

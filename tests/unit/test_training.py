@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from maas.training.augment import Augmentation
+from maas.training.checkpoint import Checkpoint
 from maas.training.model import SmallCNN
 from maas.training.train import TrainConfig, accuracy, predict_logits, train
 
@@ -47,23 +51,40 @@ def test_short_training_learns_and_checkpoint_is_self_contained(checkpoint, digi
     assert accuracy(logits, digits.test_y) == checkpoint.test_accuracy
 
 
-def test_training_is_deterministic(tmp_path, digits):
-    small = dataclasses.replace(
-        digits,
-        train_x=digits.train_x[:128],
-        train_y=digits.train_y[:128],
-        val_x=digits.val_x[:64],
-        val_y=digits.val_y[:64],
-        test_x=digits.test_x[:64],
-        test_y=digits.test_y[:64],
-    )
-    runs = [
-        train(TrainConfig(out=str(tmp_path / f"{i}.pt"), epochs=1, plot=False), dataset=small)
-        for i in range(2)
-    ]
-    for key, value in runs[0].model_state.items():
-        assert torch.equal(value, runs[1].model_state[key]), key
+def test_training_repeats_bit_for_bit_in_separate_processes(tmp_path):
+    """Two `maas train` runs, each a fresh process as two `make serve`s would be: identical
+    weights and curves, and the checkpoint records what else fixes them (threads, CPU ISA)."""
+    maas = str(Path(sys.executable).with_name("maas"))
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"{i}.pt"
+        subprocess.run(
+            [maas, "train", "--epochs", "2", "--out", str(out), "--no-plot"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        runs.append(Checkpoint.load(out))
+    a, b = runs
+    assert a.model_state.keys() == b.model_state.keys()
+    for key, value in a.model_state.items():
+        assert torch.equal(value, b.model_state[key]), key
+    assert a.history == b.history and a.epoch == b.epoch
+    assert a.config["torch_threads"] == TrainConfig().threads == 2
+    assert a.config["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert not (tmp_path / "training_curves.png").exists()
+
+
+def test_training_restores_the_callers_thread_count(tmp_path, digits):
+    small = dataclasses.replace(
+        digits, train_x=digits.train_x[:64], train_y=digits.train_y[:64],
+        val_x=digits.val_x[:32], val_y=digits.val_y[:32],
+        test_x=digits.test_x[:32], test_y=digits.test_y[:32],
+    )  # fmt: skip
+    before = torch.get_num_threads()
+    cfg = TrainConfig(out=str(tmp_path / "c.pt"), epochs=1, plot=False, threads=1)
+    assert train(cfg, dataset=small).config["torch_threads"] == 1
+    assert torch.get_num_threads() == before
 
 
 def test_training_curves_png_written(checkpoint_path):

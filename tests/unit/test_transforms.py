@@ -159,3 +159,52 @@ def test_split_batch_undoes_stacking():
     parts = split_batch(np.arange(10).reshape(5, 2), [2, 0, 3])
     assert [p.shape[0] for p in parts] == [2, 0, 3]
     assert parts[2].tolist() == [[4, 5], [6, 7], [8, 9]]
+
+
+# Four saturated, distinct colours, one per quadrant: any swap of channels, of mean and std, or
+# of height and width moves a known value to another place.
+QUADRANTS = {  # (row, col) of the quadrant: RGB
+    (0, 0): (200, 30, 90),
+    (0, 1): (10, 220, 40),
+    (1, 0): (60, 70, 250),
+    (1, 1): (255, 128, 0),
+}
+
+
+def quadrants(width: int, height: int) -> Image.Image:
+    rgb = np.zeros((height, width, 3), np.uint8)
+    for (r, c), colour in QUADRANTS.items():
+        rgb[r * height // 2 : (r + 1) * height // 2, c * width // 2 : (c + 1) * width // 2] = colour
+    return Image.fromarray(rgb, "RGB")
+
+
+def expected_normalised(rgb) -> np.ndarray:
+    return (np.asarray(rgb) / 255.0 - np.asarray(SPEC.mean)) / np.asarray(SPEC.std)
+
+
+def quadrant_centres(pixels: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+    """(3, H, W) model input -> the channel values at the centre of each quadrant."""
+    _, h, w = pixels.shape
+    return {(r, c): pixels[:, h // 4 + r * h // 2, w // 4 + c * w // 2] for r, c in QUADRANTS}
+
+
+def test_preprocess_known_colours_per_channel():
+    """A 64x48 coloured PNG resized to 32x32: each quadrant's value per channel, exactly."""
+    [pixels] = preprocess([encoded(quadrants(64, 48), "PNG")], SPEC)
+    for place, got in quadrant_centres(pixels).items():
+        np.testing.assert_allclose(got, expected_normalised(QUADRANTS[place]), atol=1e-5)
+
+
+def test_preprocess_exif_rotated_coloured_jpeg():
+    """Stored 64x32 with orientation 6 (rotate 90 degrees clockwise to display): the quadrant
+    stored bottom-left is displayed top-left, top-left goes top-right, and so on."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encoded(quadrants(64, 32), "JPEG", exif=exif.tobytes(), quality=95, subsampling=0)
+    assert decode(data).size == (32, 64)
+    [pixels] = preprocess([data], SPEC)
+    shown_from_stored = {(0, 0): (1, 0), (0, 1): (0, 0), (1, 1): (0, 1), (1, 0): (1, 1)}
+    tolerance = 6 / 255 / min(SPEC.std)  # JPEG moves a flat colour by a few levels at most
+    for place, got in quadrant_centres(pixels).items():
+        want = expected_normalised(QUADRANTS[shown_from_stored[place]])
+        np.testing.assert_allclose(got, want, atol=tolerance)

@@ -1,0 +1,77 @@
+"""The launcher's pieces that need no server: the backends folder it lays out, and which of
+Triton's log lines a CPU-only start hides."""
+
+from __future__ import annotations
+
+import io
+import sys
+from types import SimpleNamespace
+
+from maas.serve import STUB, TritonServer, _python_backend_dir
+
+CPU_START = """\
+E1201 19:40:40.677211 5740 server.cc:241] "CudaDriverHelper has not been initialized."
+I1201 19:40:40.678768 5740 model_lifecycle.cc:472] "loading: preprocess:1"
+W1201 19:40:42.170759 5740 pinned_memory_manager.cc:170] "failed to allocate pinned system memory: no pinned memory pool, falling back to non-pinned system memory"
+E1201 19:40:42.809493 5740 ensemble_scheduler.cc:1468] "unable to create stream for image_classifier: CUDA driver version is insufficient for CUDA runtime version"
+E1201 19:40:43.000000 5740 model_lifecycle.cc:641] "failed to load 'postprocess': labels unreadable"
+"""  # noqa: E501 - Triton's own lines, verbatim
+
+
+def wheel_layout(root, *, stub_in_python_folder: bool):
+    """The nvidia-pytriton wheel's tritonserver/ folder, as far as the launcher reads it."""
+    backends = root / "backends"
+    (backends / "python").mkdir(parents=True)
+    (backends / "python" / "libtriton_python.so").write_text("backend")
+    (backends / "python" / "triton_python_backend_utils.py").write_text("utils")
+    if stub_in_python_folder:  # what a set-up step or another tool may have put there
+        (backends / "python" / STUB).write_text("stub for another Python")
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for v in ("3.8", version):
+        (root / "python_backend_stubs" / v).mkdir(parents=True, exist_ok=True)
+        (root / "python_backend_stubs" / v / STUB).write_text(f"stub for {v}")
+    return backends, version
+
+
+def test_backend_dir_tolerates_a_stub_already_in_the_wheel(tmp_path):
+    for existing in (False, True):
+        root = tmp_path / f"wheel-{existing}"
+        backends, version = wheel_layout(root, stub_in_python_folder=existing)
+        into = tmp_path / f"backends-{existing}"
+        into.mkdir()
+        out = _python_backend_dir(backends, into)
+        # The stub is the one built for the running Python, whatever the wheel's folder held.
+        assert (out / "python" / STUB).read_text() == f"stub for {version}"
+        assert sorted(p.name for p in (out / "python").iterdir()) == sorted(
+            ["libtriton_python.so", "triton_python_backend_utils.py", STUB]
+        )
+        assert (backends / "python" / STUB).exists() == existing  # the wheel is not touched
+
+
+def replay(server: TritonServer, text: str) -> None:
+    server.process = SimpleNamespace(stdout=io.StringIO(text))
+    server._read_log()
+    server.process = None
+
+
+def test_cpu_only_start_hides_cuda_noise_and_keeps_real_errors(tmp_path, capsys):
+    server = TritonServer(tmp_path, echo=True)
+    server.gpu = False
+    replay(server, CPU_START)
+    shown = capsys.readouterr().out.splitlines()
+    assert [ln for ln in shown if ln.startswith("[maas]")] == [
+        "[maas] no GPU here: Triton's CUDA start-up messages are expected on a CPU-only "
+        "machine and are not shown"
+    ]
+    assert [ln[:1] for ln in shown if not ln.startswith("[maas]")] == ["I", "E"]
+    assert "labels unreadable" in shown[-1]
+    assert server.error_lines().splitlines() == [CPU_START.splitlines()[-1]]
+    assert len(server.log) == 5  # all kept for whoever reads the log
+
+
+def test_with_a_gpu_nothing_is_hidden(tmp_path, capsys):
+    server = TritonServer(tmp_path, echo=True)
+    server.gpu = True
+    replay(server, CPU_START)
+    assert capsys.readouterr().out == CPU_START
+    assert "CudaDriverHelper" in server.error_lines()
