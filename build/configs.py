@@ -15,9 +15,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas import contract as C
-from maas.transforms import DEFAULT_MAX_PIXELS, Preprocessing
-
-WARMUP_IMAGE_FILE = "probe_image.bin"  # under preprocess/warmup/: length-prefixed PNG bytes
+from maas.spec import Pipeline, Step, Tensor, Warmup
+from maas.transforms import DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,16 @@ class ServingOptions:
     ort_execution_mode: str = "sequential"  # or "parallel"
     serve_versions: int = 1  # classifier versions Triton loads: the newest N
 
+    def instances(self, step: Step) -> int:
+        """The instance count this build gives a step: the classifier's tuned counts for its
+        three models, the declaration's default for any other."""
+        counts = {
+            C.PREPROCESS: self.preprocess_instances,
+            C.CLASSIFIER: self.classifier_instances,
+            C.POSTPROCESS: self.postprocess_instances,
+        }
+        return counts.get(step.model, step.instances)
+
     @property
     def intra_op_threads(self) -> int:
         if self.ort_intra_op_threads:
@@ -56,8 +65,24 @@ class ServingOptions:
             raise ValueError(f"default_top_k must be >= 1, got {self.default_top_k}")
 
 
-def _tensor(name: str, dtype: int, dims, optional: bool = False):
-    return dict(name=name, data_type=dtype, dims=list(dims), optional=optional)
+# Triton's ModelConfig data types for the datatype names of maas.spec.
+DATA_TYPES = {
+    "FP32": mc.TYPE_FP32,
+    "INT32": mc.TYPE_INT32,
+    "INT64": mc.TYPE_INT64,
+    "UINT8": mc.TYPE_UINT8,
+    "BYTES": mc.TYPE_STRING,
+}
+
+
+def _input(t: Tensor) -> mc.ModelInput:
+    return mc.ModelInput(
+        name=t.name, data_type=DATA_TYPES[t.dtype], dims=list(t.dims), optional=t.optional
+    )
+
+
+def _output(t: Tensor) -> mc.ModelOutput:
+    return mc.ModelOutput(name=t.name, data_type=DATA_TYPES[t.dtype], dims=list(t.dims))
 
 
 def _batching(opts: ServingOptions) -> mc.ModelDynamicBatching:
@@ -76,68 +101,57 @@ def _params(**values) -> dict[str, mc.ModelParameter]:
     return {k: mc.ModelParameter(string_value=str(v)) for k, v in values.items()}
 
 
-def _csv(values) -> str:
-    return ",".join(repr(float(v)) for v in values)
+def warmup_file(warmup: Warmup, tensor: str) -> str:
+    """Where a bytes warm-up input is written, under the model's warmup/ folder."""
+    return f"{warmup.name}_{tensor}.bin"
 
 
-def preprocess_config(pre: Preprocessing, opts: ServingOptions) -> mc.ModelConfig:
+def _warmups(step: Step, max_batch_size: int) -> list[mc.ModelWarmup]:
+    out, sizes = [], set()
+    for w in step.warmup:
+        batch = min(w.batch_size or max_batch_size, max_batch_size)
+        if (batch, tuple(w.inputs)) in sizes:
+            continue  # "the largest batch" is batch 1 when max_batch_size is 1
+        sizes.add((batch, tuple(w.inputs)))
+        inputs = {}
+        for name, data in w.inputs.items():
+            t = step.tensor(name)
+            kind = {"zero": {"zero_data": True}, "random": {"random_data": True}}.get(
+                data if isinstance(data, str) else "", {"input_data_file": warmup_file(w, name)}
+            )
+            inputs[name] = mc.ModelWarmup.Input(
+                data_type=DATA_TYPES[t.dtype], dims=list(t.dims), **kind
+            )
+        out.append(mc.ModelWarmup(name=w.name, batch_size=batch, inputs=inputs))
+    return out
+
+
+def python_config(step: Step, opts: ServingOptions) -> mc.ModelConfig:
+    """A Python-backend step: its adapter reads `parameters`; batched like every step."""
     return mc.ModelConfig(
-        name=C.PREPROCESS,
+        name=step.model,
         backend="python",
         max_batch_size=opts.max_batch_size,
-        input=[mc.ModelInput(**_tensor(C.IMAGE, mc.TYPE_STRING, [1]))],
-        output=[
-            mc.ModelOutput(name=C.PIXELS, data_type=mc.TYPE_FP32, dims=[3, pre.height, pre.width])
-        ],
+        input=[_input(t) for t in step.inputs],
+        output=[_output(t) for t in step.outputs],
         dynamic_batching=_batching(opts),
-        instance_group=_cpu(opts.preprocess_instances),
-        # The checkpoint's normalisation, read by model.py: the one place it is written down.
-        parameters=_params(mean=_csv(pre.mean), std=_csv(pre.std), max_pixels=opts.max_pixels),
-        model_warmup=[
-            mc.ModelWarmup(
-                name="probe_image",
-                batch_size=1,
-                inputs={
-                    C.IMAGE: mc.ModelWarmup.Input(
-                        data_type=mc.TYPE_STRING, dims=[1], input_data_file=WARMUP_IMAGE_FILE
-                    )
-                },
-            )
-        ],
+        instance_group=_cpu(opts.instances(step)),
+        parameters=_params(**step.parameters),
+        model_warmup=_warmups(step, opts.max_batch_size),
     )
 
 
-def _classifier_common(
-    pre: Preprocessing, num_classes: int, opts: ServingOptions, versions: list[int]
-) -> dict:
-    """The fields every classifier config shares, whatever runs it."""
+def _core_common(step: Step, opts: ServingOptions, versions: list[int]) -> dict:
+    """The fields every config of a core model shares, whatever runs it."""
     return dict(
-        name=C.CLASSIFIER,
+        name=step.model,
         max_batch_size=opts.max_batch_size,
         version_policy=version_policy(versions, opts.serve_versions),
-        input=[
-            mc.ModelInput(name=C.PIXELS, data_type=mc.TYPE_FP32, dims=[3, pre.height, pre.width])
-        ],
-        output=[mc.ModelOutput(name=C.LOGITS, data_type=mc.TYPE_FP32, dims=[num_classes])],
+        input=[_input(t) for t in step.inputs],
+        output=[_output(t) for t in step.outputs],
         dynamic_batching=_batching(opts),
-        model_warmup=_classifier_warmup(pre, opts),
+        model_warmup=_warmups(step, opts.max_batch_size),
     )
-
-
-def _classifier_warmup(pre: Preprocessing, opts: ServingOptions) -> list[mc.ModelWarmup]:
-    # Batch 1 and the largest batch: ONNX Runtime allocates per shape on first use.
-    return [
-        mc.ModelWarmup(
-            name=f"zeros_batch_{n}",
-            batch_size=n,
-            inputs={
-                C.PIXELS: mc.ModelWarmup.Input(
-                    data_type=mc.TYPE_FP32, dims=[3, pre.height, pre.width], zero_data=True
-                )
-            },
-        )
-        for n in sorted({1, opts.max_batch_size})
-    ]
 
 
 def version_policy(versions: list[int], serve: int) -> mc.ModelVersionPolicy:
@@ -157,23 +171,21 @@ def _ort_params(opts: ServingOptions, **extra) -> dict[str, mc.ModelParameter]:
     )
 
 
-def classifier_config(
-    pre: Preprocessing, num_classes: int, opts: ServingOptions, versions: list[int]
-) -> mc.ModelConfig:
+def classifier_config(step: Step, opts: ServingOptions, versions: list[int]) -> mc.ModelConfig:
     """The classifier as a Python-backend model running ONNX Runtime (any Triton, CPU only).
 
     model.py reads the session options from `parameters` and, from each version's
     manifest.json, which file to load and whether its graph is already optimised."""
     return mc.ModelConfig(
-        **_classifier_common(pre, num_classes, opts, versions),
+        **_core_common(step, opts, versions),
         backend="python",
-        instance_group=_cpu(opts.classifier_instances),
+        instance_group=_cpu(opts.instances(step)),
         parameters=_ort_params(opts),
     )
 
 
 def classifier_onnxruntime_config(
-    pre: Preprocessing, num_classes: int, opts: ServingOptions, versions: list[int]
+    step: Step, opts: ServingOptions, versions: list[int]
 ) -> mc.ModelConfig:
     """The same versions on Triton's onnxruntime backend (full Triton containers, CPU).
 
@@ -181,9 +193,9 @@ def classifier_onnxruntime_config(
     configs/onnxruntime.pbtxt keep their config.pbtxt. Our model.onnx files are saved
     already optimised, so the backend's own graph optimisation is off (level -1)."""
     return mc.ModelConfig(
-        **_classifier_common(pre, num_classes, opts, versions),
+        **_core_common(step, opts, versions),
         platform="onnxruntime_onnx",
-        instance_group=_cpu(opts.classifier_instances),
+        instance_group=_cpu(opts.instances(step)),
         optimization=mc.ModelOptimizationPolicy(graph=mc.ModelOptimizationPolicy.Graph(level=-1)),
         parameters=_params(
             intra_op_thread_count=opts.intra_op_threads,
@@ -194,8 +206,7 @@ def classifier_onnxruntime_config(
 
 
 def classifier_onnxruntime_tensorrt_config(
-    pre: Preprocessing,
-    num_classes: int,
+    step: Step,
     opts: ServingOptions,
     versions: list[int],
     workspace_bytes: int = 1 << 30,
@@ -205,7 +216,7 @@ def classifier_onnxruntime_tensorrt_config(
     Select with `--model-config-name=onnxruntime_tensorrt` on a GPU Triton."""
     accelerator = mc.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator
     return mc.ModelConfig(
-        **_classifier_common(pre, num_classes, opts, versions),
+        **_core_common(step, opts, versions),
         platform="onnxruntime_onnx",
         instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=1)],
         optimization=mc.ModelOptimizationPolicy(
@@ -227,8 +238,7 @@ def classifier_onnxruntime_tensorrt_config(
 
 
 def classifier_tensorrt_config(
-    pre: Preprocessing,
-    num_classes: int,
+    step: Step,
     opts: ServingOptions,
     versions: list[int],
     max_batch_size: int,
@@ -240,83 +250,33 @@ def classifier_tensorrt_config(
     each engine file is listed under its compute capability."""
     plan_opts = dataclasses.replace(opts, max_batch_size=max_batch_size)
     return mc.ModelConfig(
-        **_classifier_common(pre, num_classes, plan_opts, versions),
+        **_core_common(step, plan_opts, versions),
         platform="tensorrt_plan",
         instance_group=[
-            mc.ModelInstanceGroup(
-                kind=mc.ModelInstanceGroup.KIND_GPU, count=opts.classifier_instances
-            )
+            mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=opts.instances(step))
         ],
         cc_model_filenames=cc_model_filenames,
     )
 
 
-def postprocess_config(num_classes: int, opts: ServingOptions) -> mc.ModelConfig:
-    return mc.ModelConfig(
-        name=C.POSTPROCESS,
-        backend="python",
-        max_batch_size=opts.max_batch_size,
-        input=[
-            mc.ModelInput(**_tensor(C.LOGITS, mc.TYPE_FP32, [num_classes])),
-            mc.ModelInput(**_tensor(C.TOP_K, mc.TYPE_INT32, [1], optional=True)),
-        ],
-        output=_topk_outputs(),
-        dynamic_batching=_batching(opts),
-        instance_group=_cpu(opts.postprocess_instances),
-        parameters=_params(labels_file="labels.txt", default_top_k=opts.default_top_k),
-        model_warmup=[
-            mc.ModelWarmup(
-                name="random_logits",
-                batch_size=1,
-                inputs={
-                    C.LOGITS: mc.ModelWarmup.Input(
-                        data_type=mc.TYPE_FP32, dims=[num_classes], random_data=True
-                    )
-                },
-            )
-        ],
-    )
-
-
-def _topk_outputs() -> list[mc.ModelOutput]:
-    return [
-        mc.ModelOutput(name=C.LABELS, data_type=mc.TYPE_STRING, dims=[-1]),
-        mc.ModelOutput(name=C.SCORES, data_type=mc.TYPE_FP32, dims=[-1]),
-        mc.ModelOutput(name=C.CLASS_IDS, data_type=mc.TYPE_INT64, dims=[-1]),
-    ]
-
-
-def ensemble_config(opts: ServingOptions) -> mc.ModelConfig:
+def ensemble_config(pipeline: Pipeline, opts: ServingOptions) -> mc.ModelConfig:
+    """The ensemble clients call: each step's tensors wired by name (see maas.spec)."""
     step = mc.ModelEnsembling.Step
     return mc.ModelConfig(
-        name=C.ENSEMBLE,
+        name=pipeline.name,
         platform="ensemble",
         max_batch_size=opts.max_batch_size,
-        input=[
-            mc.ModelInput(**_tensor(C.IMAGE, mc.TYPE_STRING, [1])),
-            mc.ModelInput(**_tensor(C.TOP_K, mc.TYPE_INT32, [1], optional=True)),
-        ],
-        output=_topk_outputs(),
+        input=[_input(t) for t in pipeline.inputs],
+        output=[_output(t) for t in pipeline.outputs],
         ensemble_scheduling=mc.ModelEnsembling(
             step=[
                 step(
-                    model_name=C.PREPROCESS,
+                    model_name=s.model,
                     model_version=-1,
-                    input_map={C.IMAGE: C.IMAGE},
-                    output_map={C.PIXELS: "pixels"},
-                ),
-                step(
-                    model_name=C.CLASSIFIER,
-                    model_version=-1,
-                    input_map={C.PIXELS: "pixels"},
-                    output_map={C.LOGITS: "logits"},
-                ),
-                step(
-                    model_name=C.POSTPROCESS,
-                    model_version=-1,
-                    input_map={C.LOGITS: "logits", C.TOP_K: C.TOP_K},
-                    output_map={name: name for name in (C.LABELS, C.SCORES, C.CLASS_IDS)},
-                ),
+                    input_map={t.name: t.name for t in s.inputs},
+                    output_map={t.name: t.name for t in s.outputs},
+                )
+                for s in pipeline.steps
             ]
         ),
     )

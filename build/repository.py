@@ -13,6 +13,7 @@ renamed into place, so a failed build leaves the repository exactly as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import struct
@@ -20,19 +21,16 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from maas import catalog
 from maas import contract as C
 from maas.build import candidates as cands
 from maas.build import configs, manifest, variants
 from maas.build.gate import GateError
 from maas.build.tensorrt import EngineOptions, Profile, compute_capability
 from maas.training.checkpoint import Checkpoint
-from maas.transforms import Preprocessing, encode_png
 
 # The committed model.py adapters live in <checkout>/model_repository.
 SOURCE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
-FIXED_MODELS = {C.PREPROCESS: "1", C.POSTPROCESS: "1"}  # Python models with one version
 
 
 @dataclass(frozen=True)
@@ -127,26 +125,15 @@ def _choose(found: list[cands.Candidate]) -> cands.Candidate | None:
 
 
 def _assemble(root, previous, ckpt, opts, build, chosen, held, record, calibration_cache) -> int:
-    pre = ckpt.preprocessing()
-    pre = Preprocessing(pre.height, pre.width, pre.mean, pre.std, opts.max_pixels)
+    pre = dataclasses.replace(ckpt.preprocessing(), max_pixels=opts.max_pixels)
+    pipeline = catalog.image_classifier(pre, ckpt.class_names, opts.default_top_k)
+    for step in pipeline.steps:
+        if step.kind == "python":
+            _write_python_step(root / step.model, step, opts)
+    (root / pipeline.name / "1").mkdir(parents=True)  # an ensemble still needs a version folder
+    _write(root / pipeline.name / "config.pbtxt", configs.ensemble_config(pipeline, opts))
+    core = pipeline.core
     n = len(ckpt.class_names)
-    for name, version in FIXED_MODELS.items():
-        (root / name / version).mkdir(parents=True)
-        shutil.copy2(_source(name, version, "model.py"), root / name / version / "model.py")
-
-    _write(root / C.PREPROCESS / "config.pbtxt", configs.preprocess_config(pre, opts))
-    warmup = encode_png(np.full((pre.height, pre.width, 3), 128, np.uint8))
-    # Triton reads TYPE_STRING warm-up data as 4-byte little-endian length + bytes per element.
-    _write_bytes(
-        root / C.PREPROCESS / "warmup" / configs.WARMUP_IMAGE_FILE,
-        struct.pack("<I", len(warmup)) + warmup,
-    )
-    _write(root / C.POSTPROCESS / "config.pbtxt", configs.postprocess_config(n, opts))
-    labels = "".join(f"{c}\n" for c in ckpt.class_names).encode()
-    _write_bytes(root / C.POSTPROCESS / "labels.txt", labels)
-    (root / C.ENSEMBLE / "1").mkdir(parents=True)  # an ensemble still needs a version folder
-    _write(root / C.ENSEMBLE / "config.pbtxt", configs.ensemble_config(opts))
-
     io = {"input": [3, pre.height, pre.width], "classes": n}
     kept = _previous_versions(previous / C.CLASSIFIER, io)
     version = max([0, *_version_numbers(previous / C.CLASSIFIER)]) + 1
@@ -154,7 +141,7 @@ def _assemble(root, previous, ckpt, opts, build, chosen, held, record, calibrati
     classifier.mkdir()
     # The adapter's source stays at the model level too (Triton ignores it there), so a build
     # into the checkout's own model_repository/ keeps the committed file.
-    shutil.copy2(_source(C.CLASSIFIER, None, "model.py"), classifier / "model.py")
+    shutil.copy2(_source(f"{C.CLASSIFIER}/model.py"), classifier / "model.py")
     for number in kept[-(build.keep_versions - 1) :] if build.keep_versions > 1 else []:
         shutil.copytree(previous / C.CLASSIFIER / str(number), classifier / str(number))
     _write_version(
@@ -164,16 +151,14 @@ def _assemble(root, previous, ckpt, opts, build, chosen, held, record, calibrati
     runtimes = {v: _manifest(classifier / str(v))["runtime"] for v in _version_numbers(classifier)}
     same = [v for v, rt in runtimes.items() if rt == chosen.variant.runtime]
     if chosen.variant.runtime == "onnxruntime":
-        _write(classifier / "config.pbtxt", configs.classifier_config(pre, n, opts, same))
+        _write(classifier / "config.pbtxt", configs.classifier_config(core, opts, same))
         _write(
             classifier / "configs" / "onnxruntime.pbtxt",
-            configs.classifier_onnxruntime_config(pre, n, opts, same),
+            configs.classifier_onnxruntime_config(core, opts, same),
         )
         _write(
             classifier / "configs" / "onnxruntime_tensorrt.pbtxt",
-            configs.classifier_onnxruntime_tensorrt_config(
-                pre, n, opts, same, build.workspace_bytes
-            ),
+            configs.classifier_onnxruntime_tensorrt_config(core, opts, same, build.workspace_bytes),
         )
     else:
         cc_files = {}
@@ -181,11 +166,30 @@ def _assemble(root, previous, ckpt, opts, build, chosen, held, record, calibrati
             cc_files.update(_manifest(classifier / str(v)).get("cc_model_filenames", {}))
         _write(
             classifier / "config.pbtxt",
-            configs.classifier_tensorrt_config(
-                pre, n, opts, same, build.profile.max_batch, cc_files
-            ),
+            configs.classifier_tensorrt_config(core, opts, same, build.profile.max_batch, cc_files),
         )
+    _write_warmup_files(classifier, core)
     return version
+
+
+def _write_python_step(folder: Path, step, opts) -> None:
+    """A Python step: its committed adapter as version 1, its config, files and warm-up."""
+    (folder / "1").mkdir(parents=True)
+    shutil.copy2(_source(step.adapter), folder / "1" / "model.py")
+    _write(folder / "config.pbtxt", configs.python_config(step, opts))
+    for name, data in step.files.items():
+        _write_bytes(folder / name, data)
+    _write_warmup_files(folder, step)
+
+
+def _write_warmup_files(folder: Path, step) -> None:
+    for warm in step.warmup:
+        for name, data in warm.inputs.items():
+            if isinstance(data, bytes):
+                # Triton reads TYPE_STRING warm-up data as a 4-byte little-endian length, then
+                # the bytes, per element.
+                path = folder / "warmup" / configs.warmup_file(warm, name)
+                _write_bytes(path, struct.pack("<I", len(data)) + data)
 
 
 def _write_version(
@@ -220,7 +224,7 @@ def _write_version(
         "gpu_compute_capability": None,
     }
     if variant.runtime == "onnxruntime":
-        shutil.copy2(_source(C.CLASSIFIER, None, "model.py"), folder / "model.py")
+        shutil.copy2(_source(f"{C.CLASSIFIER}/model.py"), folder / "model.py")
         entry["onnxruntime"] = {"graph_optimized": True}
     else:
         cc = compute_capability()
@@ -236,8 +240,9 @@ def _write_version(
     _write_bytes(folder / "manifest.json", (json.dumps(entry, indent=2) + "\n").encode())
 
 
-def _source(model: str, version: str | None, name: str) -> Path:
-    path = SOURCE_REPOSITORY / model / (version or "") / name
+def _source(adapter: str) -> Path:
+    """A committed adapter, by its path under model_repository/."""
+    path = SOURCE_REPOSITORY / adapter
     if not path.is_file():
         raise FileNotFoundError(f"missing {path}: build runs from a maas source checkout")
     return path

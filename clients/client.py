@@ -1,21 +1,25 @@
-"""One client for the served image classifier; the URL picks the protocol.
+"""One client for every served pipeline; the URL picks the protocol.
 
     Client("http://host:8000")   Client("grpc://host:8001")   Client("host:8001", protocol="grpc")
 
-`classify` takes encoded image bytes or paths and returns one `Classification` per image,
-splitting long lists into requests of at most `batch_size` images. `AsyncClient` is the same
+`infer(pipeline, {name: array})` speaks any pipeline (arrays with the batch axis first; the
+datatype follows the dtype) and returns every output by name. Each family adds one typed
+method over it: `classify` takes encoded image bytes or paths and returns one
+`Classification` per image, splitting long lists into requests of at most `batch_size`
+images. `AsyncClient` is the same
 over tritonclient's asyncio clients. Errors are the typed tree in maas.clients.errors.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+from tritonclient.utils import np_to_triton_dtype
 
 from maas import contract as C
 from maas.clients.errors import InvalidInput, ServerUnavailable, from_triton
@@ -58,22 +62,16 @@ def read_images(images: Iterable[ImageInput]) -> list[bytes]:
     return [img if isinstance(img, bytes) else Path(img).read_bytes() for img in images]
 
 
-def build_inputs(module, images: Sequence[bytes], top_k: int | None):
-    """tritonclient InferInput objects for one request (module: tritonclient.http or .grpc)."""
-    image = module.InferInput(C.IMAGE, [len(images), 1], "BYTES")
-    image.set_data_from_numpy(np.array(images, dtype=object).reshape(-1, 1))
-    inputs = [image]
+def image_request(images: Sequence[bytes], top_k: int | None) -> dict[str, np.ndarray]:
+    """The image classifier's inputs for one request of encoded images."""
+    request = {C.IMAGE: np.array(images, dtype=object).reshape(-1, 1)}
     if top_k is not None:
-        k = module.InferInput(C.TOP_K, [len(images), 1], "INT32")
-        k.set_data_from_numpy(np.full((len(images), 1), top_k, dtype=np.int32))
-        inputs.append(k)
-    return inputs
+        request[C.TOP_K] = np.full((len(images), 1), top_k, dtype=np.int32)
+    return request
 
 
-def parse_result(result) -> list[Classification]:
-    labels = result.as_numpy(C.LABELS)
-    scores = result.as_numpy(C.SCORES)
-    ids = result.as_numpy(C.CLASS_IDS)
+def classifications(outputs: Mapping[str, np.ndarray]) -> list[Classification]:
+    rows = zip(outputs[C.LABELS], outputs[C.SCORES], outputs[C.CLASS_IDS], strict=True)
     return [
         Classification(
             tuple(
@@ -81,7 +79,7 @@ def parse_result(result) -> list[Classification]:
                 for lab, s, c in zip(row_l, row_s, row_c, strict=True)
             )
         )
-        for row_l, row_s, row_c in zip(labels, scores, ids, strict=True)
+        for row_l, row_s, row_c in rows
     ]
 
 
@@ -90,8 +88,16 @@ def _chunks(items: list[bytes], size: int):
         yield items[i : i + size]
 
 
+def _arrays(result) -> dict[str, np.ndarray]:
+    """Every output of a tritonclient result (HTTP: JSON dict; gRPC: protobuf) by name."""
+    response = result.get_response()
+    outputs = response["outputs"] if isinstance(response, dict) else response.outputs
+    names = [o["name"] if isinstance(o, dict) else o.name for o in outputs]
+    return {name: result.as_numpy(name) for name in names}
+
+
 class _Base:
-    """What both clients share: the URL, the model, and requests of at most batch_size."""
+    """What both clients share: the URL, the pipeline, and requests of at most batch_size."""
 
     def __init__(self, url: str, protocol: str | None, model: str, batch_size: int):
         self.protocol, self.address = parse_url(url, protocol)
@@ -99,9 +105,17 @@ class _Base:
         self.batch_size = batch_size
         self._module = importlib.import_module(f"tritonclient.{self.protocol}")
 
-    def _requests(self, images: Iterable[ImageInput], top_k: int | None):
-        for chunk in _chunks(read_images(images), self.batch_size):
-            yield build_inputs(self._module, chunk, top_k)
+    def _tensors(self, inputs: Mapping[str, np.ndarray]) -> list:
+        """tritonclient InferInput objects; the datatype follows the array's dtype."""
+        out = []
+        for name, value in inputs.items():
+            value = np.asarray(value)
+            tensor = self._module.InferInput(
+                name, list(value.shape), np_to_triton_dtype(value.dtype)
+            )
+            tensor.set_data_from_numpy(value)
+            out.append(tensor)
+        return out
 
 
 class Client(_Base):
@@ -130,7 +144,7 @@ class Client(_Base):
         """One Classification per image, in order; top_k=None uses the server's default."""
         out: list[Classification] = []
         for chunk in _chunks(read_images(images), self.batch_size):
-            out.extend(self._infer(chunk, top_k))
+            out.extend(classifications(self.infer(self.model, image_request(chunk, top_k))))
         return out
 
     def classify_each(
@@ -142,7 +156,7 @@ class Client(_Base):
         out: list[Classification | InvalidInput] = []
         for chunk in _chunks(read_images(images), self.batch_size):
             try:
-                out.extend(self._infer(chunk, top_k))
+                out.extend(classifications(self.infer(self.model, image_request(chunk, top_k))))
             except InvalidInput as e:
                 if len(chunk) == 1:
                     out.append(e)
@@ -151,13 +165,14 @@ class Client(_Base):
                         out.extend(self.classify_each([image], top_k))
         return out
 
-    def _infer(self, images: list[bytes], top_k: int | None) -> list[Classification]:
-        inputs = build_inputs(self._module, images, top_k)
+    def infer(self, pipeline: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Any served pipeline: its input arrays (batch axis first) in, every output out."""
         try:
-            result = self._client.infer(self.model, inputs, **self._infer_kwargs)
+            return _arrays(
+                self._client.infer(pipeline, self._tensors(inputs), **self._infer_kwargs)
+            )
         except Exception as e:
             raise from_triton(e) from e
-        return parse_result(result)
 
     def is_ready(self) -> bool:
         """True when the server and the model are ready; False when either is not."""
@@ -203,13 +218,17 @@ class AsyncClient(_Base):
         self, images: Iterable[ImageInput], top_k: int | None = None
     ) -> list[Classification]:
         out: list[Classification] = []
-        for inputs in self._requests(images, top_k):
-            try:
-                result = await self._client.infer(self.model, inputs, **self._infer_kwargs)
-            except Exception as e:
-                raise from_triton(e) from e
-            out.extend(parse_result(result))
+        for chunk in _chunks(read_images(images), self.batch_size):
+            outputs = await self.infer(self.model, image_request(chunk, top_k))
+            out.extend(classifications(outputs))
         return out
+
+    async def infer(self, pipeline: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            result = await self._client.infer(pipeline, self._tensors(inputs), **self._infer_kwargs)
+        except Exception as e:
+            raise from_triton(e) from e
+        return _arrays(result)
 
     async def close(self) -> None:
         await self._client.close()

@@ -7,8 +7,9 @@ Stages, one subpackage each (each lives in the top-level folder of the same name
     maas.clients    classify images over Triton's HTTP/gRPC protocols (clients/)
     maas.benchmarks measure the served model (benchmarks/)
 
-plus the pure pre/post-processing transforms (maas.transforms) that the Python-backend
-models in model_repository/ call, and the tritonserver launcher (maas.serve).
+plus the served pipelines declared as data (maas.spec: the vocabulary; maas.catalog: the
+table), the pure pre/post-processing transforms (maas.transforms) that the Python-backend
+models in model_repository/ call, and the tritonserver launcher (maas.serve, maas.probe).
 """
 
 __version__ = "0.1.0"

@@ -104,7 +104,7 @@ def cmd_serve(args) -> int:
         p = server.ports
         print(
             f"\n[maas] ready: HTTP {p.http}, gRPC {p.grpc}, metrics {p.metrics} "
-            f"(a probe image went through {paths.repository}/image_classifier; "
+            f"(a probe request went through every ensemble in {paths.repository}; "
             f"tritonserver pid {server.process.pid})\n"
             f"[maas] try: .venv/bin/maas classify {paths.samples}/* "
             f"--url grpc://127.0.0.1:{p.grpc}\n"

@@ -1,7 +1,7 @@
 """Run a real tritonserver on a model repository: `maas serve`, and the tests' server fixture.
 
     with TritonServer("model_repository", Ports.free()) as server:
-        ...  # server.ports.http is ready and the ensemble has answered a probe image
+        ...  # server.ports.http is ready and every ensemble has answered a probe request
 
 The binary is `tritonserver` from PATH (NGC containers) or, failing that, the CPU build inside
 the nvidia-pytriton wheel. For the wheel's Python backend we lay out a backend folder holding
@@ -26,11 +26,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-
-from maas import contract as C
-from maas.transforms import encode_png
 
 
 class ServerError(RuntimeError):
@@ -126,12 +121,6 @@ def _python_backend_dir(backends: Path, into: Path) -> Path:
             (python / entry.name).symlink_to(entry)
     (python / STUB).symlink_to(stub)
     return into
-
-
-def probe_image(height: int = 32, width: int = 32) -> bytes:
-    """A real PNG (a gradient) that the probe sends through the ensemble."""
-    ramp = np.linspace(0, 255, height * width * 3).reshape(height, width, 3)
-    return encode_png(ramp.astype(np.uint8))
 
 
 class TritonServer:
@@ -265,24 +254,15 @@ class TritonServer:
             client.close()
 
     def _probe(self, client) -> None:
-        """Ready only once an image has gone through the ensemble: /v2/health/ready says 200
-        even when a Python stub cannot import its modules."""
-        import tritonclient.http as httpclient
+        """Ready only once a request has gone through every ensemble: /v2/health/ready says
+        200 even when a Python stub cannot import its modules (see maas.probe)."""
+        from maas.probe import ProbeError, probe, probe_requests
 
-        pixels = client.get_model_config(C.PREPROCESS)
-        _, height, width = pixels["output"][0]["dims"]
-        image = httpclient.InferInput(C.IMAGE, [1, 1], "BYTES")
-        image.set_data_from_numpy(np.array([[probe_image(height, width)]], dtype=object))
         try:
-            result = client.infer(C.ENSEMBLE, [image])
-            labels = result.as_numpy(C.LABELS)
-        except Exception as e:
-            raise ServerError(
-                f"tritonserver is up but the probe image failed in {C.ENSEMBLE}: {e}\n"
-                f"{self.error_lines()}"
-            ) from None
-        if labels is None or labels.shape[0] != 1:
-            raise ServerError(f"probe through {C.ENSEMBLE} returned no labels")
+            for ensemble, request in probe_requests(self.repository).items():
+                probe(client, ensemble, request)
+        except ProbeError as e:
+            raise ServerError(f"tritonserver is up but {e}\n{self.error_lines()}") from None
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (Triton drains in-flight requests), SIGKILL if it hangs; returns its code."""

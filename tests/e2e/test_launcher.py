@@ -1,4 +1,4 @@
-"""The launcher: ready only after a probe image went through, the server's own errors when a
+"""The launcher: ready only after a probe request went through, the server's own errors when a
 model fails to load, and SIGINT/SIGTERM forwarded by `maas serve`."""
 
 from __future__ import annotations
@@ -47,21 +47,21 @@ def test_model_that_fails_to_load_reports_server_errors(repository, tmp_path):
 
 
 def test_ready_only_after_probe_passes(repository, tmp_path):
-    """The models load (Triton says ready) but preprocess cannot serve: not ready for us."""
+    """The models load and warm up (Triton says ready), then preprocess cannot serve: not
+    ready for us."""
     repo = broken_copy(
         repository,
         tmp_path,
         C.PREPROCESS,
         (
             "    def execute(self, requests):\n",
-            "    def execute(self, requests):\n        raise RuntimeError('stub broken')\n",
+            "    def execute(self, requests):\n"
+            "        if getattr(self, 'warmed_up', False):\n"
+            "            raise RuntimeError('stub broken')\n"
+            "        self.warmed_up = True\n",
         ),
     )
-    config = repo / C.PREPROCESS / "config.pbtxt"
-    # Warm-up would catch this at load time; drop it to reach the case Triton calls ready.
-    text = config.read_text()
-    config.write_text(text[: text.index("model_warmup")])
-    with pytest.raises(ServerError, match="probe image failed") as err:
+    with pytest.raises(ServerError, match="probe request failed in image_classifier") as err:
         TritonServer(repo, Ports.free(), start_timeout=120).start()
     assert "stub broken" in str(err.value)
 

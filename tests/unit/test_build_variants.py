@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from google.protobuf import text_format
 from onnx import numpy_helper
 from tritonclient.grpc import model_config_pb2 as mc
 
+from maas import catalog
 from maas import contract as C
 from maas.build import configs, variants
 from maas.build.calibration import calibration_batches, calibration_images
@@ -83,8 +83,9 @@ def test_tensorrt_plan_config_matches_profile(checkpoint):
     pre, profile = checkpoint.preprocessing(), Profile(1, 8, 32)
     opts = configs.ServingOptions(max_batch_size=32, serve_versions=2)
     engines = {"8.9": "model_sm89.plan", "9.0": "model_sm90.plan"}
-    cfg = configs.classifier_tensorrt_config(pre, 10, opts, [3, 4], profile.max_batch, engines)
-    parsed = text_format.Parse(configs.to_pbtxt(cfg), mc.ModelConfig())
+    core = catalog.image_classifier(pre, checkpoint.class_names).core
+    cfg = configs.classifier_tensorrt_config(core, opts, [3, 4], profile.max_batch, engines)
+    parsed = configs.parse_pbtxt(configs.to_pbtxt(cfg))
     assert parsed.platform == "tensorrt_plan" and parsed.max_batch_size == profile.max_batch
     assert list(parsed.input[0].dims) == list(profile.shapes((3, 32, 32))[2][1:])
     assert dict(parsed.cc_model_filenames) == {"8.9": "model_sm89.plan", "9.0": "model_sm90.plan"}

@@ -6,13 +6,14 @@ import dataclasses
 import json
 from pathlib import Path
 
+from maas import catalog
 from maas.benchmarks.tune import SPACE, Outcome, Trial, apply, choose, search
 from maas.build import configs
 
 
 def test_apply_rewrites_batching_instances_and_clamps_warmup(checkpoint):
     opts = configs.ServingOptions()
-    pre = checkpoint.preprocessing()
+    pipeline = catalog.image_classifier(checkpoint.preprocessing(), checkpoint.class_names)
     trial = Trial(
         queue_delay_us=0,
         preferred_batch=32,
@@ -21,15 +22,15 @@ def test_apply_rewrites_batching_instances_and_clamps_warmup(checkpoint):
         classifier_instances=2,
         postprocess_instances=1,
     )
-    cls = apply(configs.classifier_config(pre, 10, opts, [1]), trial)
+    cls = apply(configs.classifier_config(pipeline.core, opts, [1]), trial)
     assert cls.max_batch_size == 16 and cls.dynamic_batching.max_queue_delay_microseconds == 0
     assert list(cls.dynamic_batching.preferred_batch_size) == [16]  # capped at max_batch_size
     assert cls.instance_group[0].count == 2
     assert max(w.batch_size for w in cls.model_warmup) == 16
     assert int(cls.parameters["intra_op_threads"].string_value) >= 1
-    ens = apply(configs.ensemble_config(opts), trial)
+    ens = apply(configs.ensemble_config(pipeline, opts), trial)
     assert ens.max_batch_size == 16 and not ens.HasField("dynamic_batching")
-    assert apply(configs.preprocess_config(pre, opts), trial).instance_group[0].count == 2
+    assert apply(configs.python_config(pipeline.steps[0], opts), trial).instance_group[0].count == 2
 
 
 def test_search_walks_one_parameter_at_a_time_and_respects_the_budget():

@@ -1,0 +1,106 @@
+"""One real request through every ensemble a repository serves, made from the repository alone.
+
+Triton's ready endpoint answers 200 even when a Python step cannot run, so the launcher calls
+an ensemble ready only once such a request has come back. The request is each required input's
+warm-up data, taken from the step that consumes it: a grey image for the classifier; whatever
+a family declares (maas.spec.Warmup) for the others, and for a user's own pipeline too.
+
+    requests = probe_requests(Path("model_repository"))   # {"image_classifier": {...}}
+    probe(client, "image_classifier", requests["image_classifier"])
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
+
+from maas.build.configs import DATA_TYPES, read_config
+from maas.spec import DTYPES
+
+_NUMPY = {code: (name, DTYPES[name]) for name, code in DATA_TYPES.items()}
+
+
+class ProbeError(RuntimeError):
+    """The probe request failed or came back without its outputs."""
+
+
+def _strings(blob: bytes) -> list[bytes]:
+    """Triton's TYPE_STRING warm-up data: each element a 4-byte little-endian length, bytes."""
+    out, at = [], 0
+    while at < len(blob):
+        (length,) = struct.unpack_from("<I", blob, at)
+        out.append(blob[at + 4 : at + 4 + length])
+        at += 4 + length
+    return out
+
+
+def _warmup_value(folder: Path, spec: mc.ModelWarmup.Input) -> np.ndarray:
+    """One batch row of a warm-up input, as the array a client would send."""
+    name, dtype = _NUMPY[spec.data_type]
+    shape = [1, *spec.dims]
+    if spec.input_data_file:
+        blob = (folder / "warmup" / spec.input_data_file).read_bytes()
+        if name == "BYTES":
+            values = np.array(_strings(blob), dtype=object)
+        else:
+            values = np.frombuffer(blob, dtype=dtype)
+        return values[: int(np.prod(shape))].reshape(shape)
+    if spec.random_data:
+        return np.random.default_rng(0).random(shape).astype(dtype)
+    return np.zeros(shape, dtype=dtype)
+
+
+def probe_requests(repository: Path) -> dict[str, dict[str, tuple[np.ndarray, str]]]:
+    """ensemble name -> {input name: (one batch row, Triton datatype)} for its required inputs."""
+    configs = {p.parent.name: read_config(p) for p in sorted(repository.glob("*/config.pbtxt"))}
+    out = {}
+    for name, ensemble in configs.items():
+        if ensemble.platform != "ensemble":
+            continue
+        request = {}
+        for tensor in ensemble.input:
+            if tensor.optional:
+                continue
+            request[tensor.name] = _probe_input(repository, configs, ensemble, tensor.name)
+        out[name] = request
+    return out
+
+
+def _probe_input(repository, configs, ensemble, tensor: str) -> tuple[np.ndarray, str]:
+    for step in ensemble.ensemble_scheduling.step:
+        for model_input, source in step.input_map.items():
+            if source != tensor:
+                continue
+            for warm in configs[step.model_name].model_warmup:
+                if model_input in warm.inputs:
+                    spec = warm.inputs[model_input]
+                    value = _warmup_value(repository / step.model_name, spec)
+                    return value, _NUMPY[spec.data_type][0]
+    raise ProbeError(
+        f"{ensemble.name}: no step that reads {tensor} has warm-up data for it, so there is "
+        f"nothing to probe the ensemble with"
+    )
+
+
+def probe(client, ensemble: str, request: dict[str, tuple[np.ndarray, str]]) -> None:
+    """Send the request (tritonclient.http client); raise ProbeError unless every output of the
+    ensemble comes back with one batch row."""
+    import tritonclient.http as httpclient
+
+    inputs = []
+    for name, (value, datatype) in request.items():
+        tensor = httpclient.InferInput(name, list(value.shape), datatype)
+        tensor.set_data_from_numpy(value)
+        inputs.append(tensor)
+    try:
+        outputs = [o["name"] for o in client.get_model_metadata(ensemble)["outputs"]]
+        result = client.infer(ensemble, inputs)
+    except Exception as e:
+        raise ProbeError(f"the probe request failed in {ensemble}: {e}") from None
+    for name in outputs:
+        value = result.as_numpy(name)
+        if value is None or value.shape[0] != 1:
+            raise ProbeError(f"the probe through {ensemble} returned no {name}")

@@ -1,0 +1,127 @@
+"""A served pipeline, declared once as data: its Triton models in order, their tensors, their
+warm-up data, and the ensemble that chains them.
+
+    pipeline = catalog.image_classifier(preprocessing, labels)
+    [step.model for step in pipeline.steps]   # ['preprocess', 'classifier', 'postprocess']
+
+build/configs.py turns a Pipeline into Triton ModelConfig messages (ensemble wiring included),
+build/repository.py writes them with each Python step's adapter and warm-up files, and the
+launcher probes every ensemble a repository holds with the warm-up data written here. Nothing
+in this module knows a family: the declarations live in maas/catalog.py.
+
+Wiring is by name: a step's input is the ensemble tensor of the same name, which an ensemble
+input or an earlier step's output provides; `Pipeline.__post_init__` checks that it exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+# Triton datatype name -> numpy dtype of the array a client sends or receives.
+DTYPES = {
+    "FP32": np.float32,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "BYTES": np.object_,
+}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    dtype: str  # a key of DTYPES
+    dims: tuple[int, ...]  # without the batch axis; -1 where the size varies
+    optional: bool = False
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"tensor {self.name}: unknown datatype {self.dtype!r}")
+
+
+# A warm-up input's data: zeros, random values, or these bytes (one BYTES element).
+Data = str | bytes  # "zero" | "random" | encoded bytes
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """One warm-up request Triton sends at load; batch_size 0 means the model's max."""
+
+    name: str
+    inputs: Mapping[str, Data]
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class Step:
+    """One Triton model of a pipeline.
+
+    kind "python": a Python-backend model; `adapter` is its committed model.py under
+    model_repository/ and `parameters` what that adapter reads from its config.
+    kind "core": the network, built from ONNX into gated, numbered versions by `maas build`.
+    """
+
+    model: str
+    kind: str  # "python" | "core"
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    adapter: str = ""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, bytes] = field(default_factory=dict)  # written beside config.pbtxt
+    instances: int = 1
+    warmup: tuple[Warmup, ...] = ()
+
+    def __post_init__(self):
+        if self.kind not in ("python", "core"):
+            raise ValueError(f"step {self.model}: kind must be 'python' or 'core'")
+        if self.kind == "python" and not self.adapter:
+            raise ValueError(f"step {self.model}: a Python step names its adapter")
+        for name in ("parameters", "files"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def tensor(self, name: str) -> Tensor:
+        for t in (*self.inputs, *self.outputs):
+            if t.name == name:
+                return t
+        raise KeyError(f"{self.model} has no tensor {name}")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What clients call (`name`, an ensemble) and the steps it chains, in order."""
+
+    name: str
+    family: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    steps: tuple[Step, ...]
+
+    def __post_init__(self):
+        available = {t.name for t in self.inputs}
+        for step in self.steps:
+            for t in step.inputs:
+                if t.name not in available and not t.optional:
+                    raise ValueError(
+                        f"pipeline {self.name}: {step.model} reads {t.name}, which neither an "
+                        f"input nor an earlier step provides"
+                    )
+            available |= {t.name for t in step.outputs}
+        missing = [t.name for t in self.outputs if t.name not in available]
+        if missing:
+            raise ValueError(f"pipeline {self.name}: no step produces {', '.join(missing)}")
+
+    @property
+    def core(self) -> Step:
+        """The step `maas build` versions (one per pipeline today)."""
+        [core] = [s for s in self.steps if s.kind == "core"]
+        return core
+
+    def step(self, model: str) -> Step:
+        for s in self.steps:
+            if s.model == model:
+                return s
+        raise KeyError(f"pipeline {self.name} has no step {model}")
