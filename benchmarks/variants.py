@@ -15,8 +15,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from maas import catalog
 from maas.build import candidates as cands
-from maas.build import configs, gate, variants
+from maas.build import configs, gate, image_classifier, variants
 from maas.training.checkpoint import Checkpoint
 
 
@@ -34,9 +35,11 @@ def main(argv: list[str] | None = None) -> list[cands.Candidate]:
     wanted = [v for name in args.variant for v in variants.resolve(name)]
     threads = args.intra_op_threads or configs.ServingOptions().intra_op_threads
     ckpt = Checkpoint.load(args.checkpoint)
+    core = catalog.image_classifier(ckpt.preprocessing(), ckpt.class_names).core
+    data = image_classifier.core_data(ckpt, core)
     with tempfile.TemporaryDirectory() as scratch:
-        found, held = cands.evaluate(
-            ckpt, args.onnx, wanted, Path(scratch), intra_op_threads=threads,
+        found = cands.evaluate(
+            data, args.onnx, wanted, Path(scratch), intra_op_threads=threads,
             speed_seconds=args.seconds, stop_on_error=False,
         )  # fmt: skip
         # Rounds alternate between variants so that a noisy neighbour hits all of them alike.
@@ -44,12 +47,14 @@ def main(argv: list[str] | None = None) -> list[cands.Candidate]:
         rounds = {c.variant.name: [c.speed] for c in built}
         for _ in range(args.rounds - 1):
             for c in built:
-                run = variants.runner(c.variant, c.path, threads, 64)
-                rounds[c.variant.name].append(gate.measure_speed(run, held.x, seconds=args.seconds))
+                run = variants.runner(c.variant, c.path, core, threads, 64)
+                speed = gate.measure_speed(run, data.sample, seconds=args.seconds)
+                rounds[c.variant.name].append(speed)
         for c in built:
             c.speed = median_speed(rounds[c.variant.name])
-    print(f"PyTorch reference accuracy {held.reference:.2%} on {len(held.y)} held-out images; "
-          f"ONNX Runtime intra-op threads {threads}")  # fmt: skip
+    reference = next((c.verdict.reference for c in found if c.verdict), float("nan"))
+    print(f"PyTorch reference accuracy {reference:.2%} on {data.record['heldout_images']} "
+          f"held-out images; ONNX Runtime intra-op threads {threads}")  # fmt: skip
     print(cands.table(found))
     ok = {c.variant.name: c for c in found if c.speed is not None}
     if "onnx" in ok and "ort-int8" in ok:
@@ -79,7 +84,7 @@ def write(found: list[cands.Candidate], out: Path) -> None:
             "variant": c.variant.name,
             "precision": c.variant.precision,
             "size_bytes": c.size_bytes,
-            "accuracy": c.verdict.accuracy,
+            "accuracy": c.verdict.value,
             "latency_ms_batch1": c.speed.latency_ms_batch1,
             **{f"images_per_s_batch{b}": v for b, v in c.speed.images_per_s.items()},
         }

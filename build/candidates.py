@@ -1,29 +1,39 @@
-"""Make each requested variant in a scratch folder, gate it on the held-out set, time it.
+"""Make each requested variant of a core model in a scratch folder, gate it, time it.
 
-Used by `maas build` (which then writes the winner) and by benchmarks/variants.py.
+Used by `maas build` (which then writes the winner) and by benchmarks/variants.py. What is
+family-specific (the held-out data, the calibration inputs, the gate) comes in a `CoreData`
+from the family's build module (build/image_classifier.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from maas.build import gate, variants
-from maas.build.calibration import calibration_images
+from maas.build.gate import Batch, Run, Verdict
 from maas.build.variants import BuildInputs, Variant
-from maas.training.checkpoint import Checkpoint
-from maas.training.data import Dataset
-from maas.training.train import accuracy, predict_logits
-from maas.transforms import normalize
+from maas.spec import Step
+
+
+@dataclass(frozen=True)
+class CoreData:
+    """What a family gives the build for its core model."""
+
+    core: Step
+    calibration: Batch  # real model inputs for INT8 calibration
+    sample: Batch  # real model inputs the speed figures run on
+    # (run a variant, the variant, a --tolerance override or None) -> its verdict
+    gate: Callable[[Run, Variant, float | None], Verdict]
+    record: dict = field(default_factory=dict)  # for the manifest: what the gate ran on
 
 
 @dataclass
 class Candidate:
     variant: Variant
     path: Path | None = None
-    verdict: gate.Verdict | None = None
+    verdict: Verdict | None = None
     speed: gate.Speed | None = None
     error: str | None = None
     size_bytes: int = 0
@@ -33,44 +43,19 @@ class Candidate:
         return self.error is None and self.verdict is not None and self.verdict.passed
 
 
-@dataclass(frozen=True)
-class Heldout:
-    x: np.ndarray  # normalised float32 NCHW, as the server feeds the classifier
-    y: np.ndarray
-    reference: float  # the PyTorch model's top-1 accuracy on it
-
-
-def heldout_set(ckpt: Checkpoint, ds: Dataset) -> Heldout:
-    reference = accuracy(
-        predict_logits(ckpt.build_model(), ds.test_x, ckpt.mean, ckpt.std), ds.test_y
-    )
-    return Heldout(normalize(ds.test_x, ckpt.mean, ckpt.std), ds.test_y, reference)
-
-
 def evaluate(
-    ckpt: Checkpoint,
+    data: CoreData,
     onnx: Path,
     wanted: list[Variant],
     scratch: Path,
     *,
     tolerance: float | None = None,
-    calibration_count: int = 256,
     intra_op_threads: int = 1,
     trt=None,
     speed_seconds: float = 0.5,
     stop_on_error: bool = True,
-    dataset: Dataset | None = None,
-) -> tuple[list[Candidate], Heldout]:
-    ds = dataset or ckpt.load_dataset()
-    held = heldout_set(ckpt, ds)
-    inputs = BuildInputs(
-        onnx=onnx,
-        chw=(3, *ckpt.input_size),
-        mean=tuple(ckpt.mean),
-        std=tuple(ckpt.std),
-        calibration=calibration_images(ds.train_x, calibration_count, seed=0),
-        trt=trt,
-    )
+) -> list[Candidate]:
+    inputs = BuildInputs(onnx=onnx, core=data.core, calibration=data.calibration, trt=trt)
     max_batch = trt.profile.max_batch if trt is not None else 64
     out = []
     for variant in wanted:
@@ -80,22 +65,20 @@ def evaluate(
         try:
             cand.path = variants.produce(variant, inputs, folder)
             cand.size_bytes = cand.path.stat().st_size
-            run = variants.runner(variant, cand.path, intra_op_threads, max_batch)
-            acc = gate.accuracy(run, held.x, held.y)
-            tol = variant.tolerance if tolerance is None else tolerance
-            cand.verdict = gate.Verdict(variant.name, held.reference, acc, tol)
-            cand.speed = gate.measure_speed(run, held.x, seconds=speed_seconds)
+            run = variants.runner(variant, cand.path, data.core, intra_op_threads, max_batch)
+            cand.verdict = data.gate(run, variant, tolerance)
+            cand.speed = gate.measure_speed(run, data.sample, seconds=speed_seconds)
         except Exception as e:
             if stop_on_error:
                 raise
             cand.error = f"{type(e).__name__}: {e}".splitlines()[0]
         out.append(cand)
-    return out, held
+    return out
 
 
 def table(candidates: list[Candidate], chosen: Candidate | None = None) -> str:
-    head = f"{'variant':<10} {'MB':>6} {'accuracy':>9} {'drop':>6} {'gate':>5} {'ms@1':>7} "
-    head += f"{'img/s@1':>8} {'img/s@16':>9} {'img/s@64':>9}"
+    head = f"{'variant':<10} {'MB':>6} {'quality':>9} {'drop':>6} {'gate':>5} {'ms@1':>7} "
+    head += f"{'rows/s@1':>8} {'rows/s@16':>9} {'rows/s@64':>9}"
     lines = [head]
     for c in candidates:
         mark = "*" if c is chosen else " "
@@ -105,8 +88,8 @@ def table(candidates: list[Candidate], chosen: Candidate | None = None) -> str:
         v, s = c.verdict, c.speed
         ips = s.images_per_s
         lines.append(
-            f"{c.variant.name:<10} {c.size_bytes / 1e6:>6.2f} {v.accuracy:>9.2%} "
-            f"{v.drop_points:>6.2f} {'pass' if v.passed else 'FAIL':>5} "
+            f"{c.variant.name:<10} {c.size_bytes / 1e6:>6.2f} {v.value:>9{v.fmt}} "
+            f"{v.drop:>6.2f} {'pass' if v.passed else 'FAIL':>5} "
             f"{s.latency_ms_batch1:>7.3f} {ips[1]:>8.0f} {ips[16]:>9.0f} {ips[64]:>9.0f} {mark}"
         )
     return "\n".join(lines)

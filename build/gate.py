@@ -1,8 +1,11 @@
-"""The accuracy gate and the build-time speed figures.
+"""Quality gates and the build-time speed figures, for any family's core model.
 
-Every variant is evaluated on the held-out set through the served preprocessing before it is
-written. It fails when its top-1 accuracy falls more than `tolerance` points below the PyTorch
-model's; the build then stops and writes nothing.
+Every variant is evaluated before it is written, on real held-out data through the served
+preprocessing, against the PyTorch model it came from. Each family says what it measures (the
+classifier: top-1 accuracy; see build/image_classifier.py) and how much worse a variant may be;
+a variant past that fails, and the build stops and writes nothing.
+
+A model is run as `Run`: named input arrays (batch axis first) -> named output arrays.
 """
 
 from __future__ import annotations
@@ -14,52 +17,66 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Run = Callable[[np.ndarray], np.ndarray]
+Batch = dict[str, np.ndarray]
+Run = Callable[[Batch], Batch]
 
 
 class GateError(RuntimeError):
-    """A variant lost more accuracy than allowed; nothing was written."""
+    """A variant lost more quality than allowed; nothing was written."""
 
 
 @dataclass(frozen=True)
 class Verdict:
     variant: str
-    reference: float  # PyTorch top-1 accuracy, 0..1
-    accuracy: float
-    tolerance: float  # points
-
-    @property
-    def drop_points(self) -> float:
-        return (self.reference - self.accuracy) * 100
+    metric: str  # what was measured, e.g. "top-1 accuracy"
+    reference: float  # the PyTorch model's value
+    value: float  # the variant's
+    drop: float  # how much worse the variant is, in `unit` (negative: better)
+    tolerance: float  # the most `drop` allowed
+    unit: str = "points"
+    fmt: str = ".2%"  # how reference and value print
 
     @property
     def passed(self) -> bool:
-        return self.drop_points <= self.tolerance + 1e-9
+        return self.drop <= self.tolerance + 1e-9
 
     def message(self) -> str:
         return (
-            f"accuracy gate failed for {self.variant}: reference (PyTorch) {self.reference:.2%}, "
-            f"{self.variant} {self.accuracy:.2%}, a drop of {self.drop_points:.2f} points over the "
-            f"tolerance of {self.tolerance:g}"
+            f"{self.metric} gate failed for {self.variant}: reference (PyTorch) "
+            f"{self.reference:{self.fmt}}, {self.variant} {self.value:{self.fmt}}, "
+            f"{self.drop:.2f} {self.unit} worse, over the tolerance of {self.tolerance:g}"
         )
 
+    def record(self) -> dict:
+        """For the version's manifest.json."""
+        return {
+            "metric": self.metric,
+            "reference_pytorch": self.reference,
+            "variant": self.value,
+            "drop": round(self.drop, 4),
+            "tolerance": self.tolerance,
+            "unit": self.unit,
+        }
 
-def accuracy(run: Run, x: np.ndarray, y: np.ndarray, batch: int = 64) -> float:
-    logits = np.concatenate([run(x[i : i + batch]) for i in range(0, len(x), batch)])
-    return float((logits.argmax(1) == y).mean())
+
+def in_batches(run: Run, inputs: Batch, batch: int = 64) -> Batch:
+    """Run over every row of `inputs`, `batch` rows at a time; outputs concatenated."""
+    rows = len(next(iter(inputs.values())))
+    parts = [run({k: v[i : i + batch] for k, v in inputs.items()}) for i in range(0, rows, batch)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 @dataclass(frozen=True)
 class Speed:
-    latency_ms_batch1: float  # median of single-image calls
-    images_per_s: dict[int, float]  # batch size -> throughput
+    latency_ms_batch1: float  # median of single-row calls
+    images_per_s: dict[int, float]  # batch size -> rows (images, windows, latents) per second
 
 
-def measure_speed(run: Run, x: np.ndarray, batches=(1, 16, 64), seconds: float = 0.5) -> Speed:
+def measure_speed(run: Run, x: Batch, batches=(1, 16, 64), seconds: float = 0.5) -> Speed:
     """In-process figures: each batch size runs for about `seconds` after one warm-up call."""
     throughput, latency = {}, float("nan")
     for b in batches:
-        sample = np.ascontiguousarray(np.resize(x, (b, *x.shape[1:])))
+        sample = {k: np.ascontiguousarray(np.resize(v, (b, *v.shape[1:]))) for k, v in x.items()}
         run(sample)
         times = []
         deadline = time.perf_counter() + seconds

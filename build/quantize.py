@@ -1,7 +1,8 @@
 """The `ort-int8` variant: static INT8 quantisation with onnxruntime.quantization.
 
-QDQ format, per-channel INT8 weights, UINT8 activations calibrated (min/max) on real training images
-through the same preprocessing the server applies; then optimised and saved like `onnx`."""
+QDQ format, per-channel INT8 weights, UINT8 activations calibrated (min/max) on real model
+inputs (training data through the preprocessing the server applies); then optimised and saved
+like `onnx`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -20,20 +20,19 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from maas import contract as C
+from maas.build.gate import Batch
 from maas.build.optimize import optimize
 
 
 class _Batches(CalibrationDataReader):
-    def __init__(self, batches: Iterable[np.ndarray]):
+    def __init__(self, batches: Iterable[Batch]):
         self._batches = iter(batches)
 
-    def get_next(self):
-        batch = next(self._batches, None)
-        return None if batch is None else {C.PIXELS: batch}
+    def get_next(self) -> Batch | None:
+        return next(self._batches, None)
 
 
-def quantize_int8(source: Path, out: Path, batches: Iterable[np.ndarray]) -> Path:
+def quantize_int8(source: Path, out: Path, batches: Iterable[Batch]) -> Path:
     logging.getLogger("root").setLevel(logging.WARNING)  # quant_pre_process logs at INFO
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"

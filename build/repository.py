@@ -24,7 +24,7 @@ from pathlib import Path
 from maas import catalog
 from maas import contract as C
 from maas.build import candidates as cands
-from maas.build import configs, manifest, variants
+from maas.build import configs, image_classifier, manifest, variants
 from maas.build.gate import GateError
 from maas.build.tensorrt import EngineOptions, Profile, compute_capability
 from maas.training.checkpoint import Checkpoint
@@ -80,12 +80,15 @@ def build_repository(
             f"{build.profile.max_batch}: raise --trt-max-batch or lower --max-batch-size"
         )
 
+    pre = dataclasses.replace(ckpt.preprocessing(), max_pixels=opts.max_pixels)
+    pipeline = catalog.image_classifier(pre, ckpt.class_names, opts.default_top_k)
+    data = image_classifier.core_data(ckpt, pipeline.core, build.calibration_images)
+
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="maas-build-") as scratch:
-        found, held = cands.evaluate(
-            ckpt, onnx_model, wanted, Path(scratch),
+        found = cands.evaluate(
+            data, onnx_model, wanted, Path(scratch),
             tolerance=build.tolerance,
-            calibration_count=build.calibration_images,
             intra_op_threads=opts.intra_op_threads,
             trt=trt,
             speed_seconds=build.speed_seconds,
@@ -108,7 +111,7 @@ def build_repository(
                 "onnx_sha256": onnx_sha,
             }
             version = _assemble(
-                staging, target, ckpt, opts, build, chosen, held, record, trt.calibration_cache
+                staging, target, pipeline, opts, build, chosen, data, record, trt.calibration_cache
             )
             _swap_into_place(staging, target)
         except BaseException:
@@ -124,17 +127,15 @@ def _choose(found: list[cands.Candidate]) -> cands.Candidate | None:
     return max(passed, key=lambda c: c.speed.images_per_s[64], default=None)
 
 
-def _assemble(root, previous, ckpt, opts, build, chosen, held, record, calibration_cache) -> int:
-    pre = dataclasses.replace(ckpt.preprocessing(), max_pixels=opts.max_pixels)
-    pipeline = catalog.image_classifier(pre, ckpt.class_names, opts.default_top_k)
+def _assemble(root, previous, pipeline, opts, build, chosen, data, record, calibration_cache):
     for step in pipeline.steps:
         if step.kind == "python":
             _write_python_step(root / step.model, step, opts)
     (root / pipeline.name / "1").mkdir(parents=True)  # an ensemble still needs a version folder
     _write(root / pipeline.name / "config.pbtxt", configs.ensemble_config(pipeline, opts))
     core = pipeline.core
-    n = len(ckpt.class_names)
-    io = {"input": [3, pre.height, pre.width], "classes": n}
+    # What a kept version must match to serve beside the new one: the core's tensors.
+    io = {"input": list(core.inputs[0].dims), "classes": core.outputs[0].dims[0]}
     kept = _previous_versions(previous / C.CLASSIFIER, io)
     version = max([0, *_version_numbers(previous / C.CLASSIFIER)]) + 1
     classifier = root / C.CLASSIFIER
@@ -145,7 +146,7 @@ def _assemble(root, previous, ckpt, opts, build, chosen, held, record, calibrati
     for number in kept[-(build.keep_versions - 1) :] if build.keep_versions > 1 else []:
         shutil.copytree(previous / C.CLASSIFIER / str(number), classifier / str(number))
     _write_version(
-        classifier / str(version), version, chosen, held, opts, build, io, record, calibration_cache
+        classifier / str(version), version, chosen, data, opts, build, io, record, calibration_cache
     )
 
     runtimes = {v: _manifest(classifier / str(v))["runtime"] for v in _version_numbers(classifier)}
@@ -193,7 +194,7 @@ def _write_warmup_files(folder: Path, step) -> None:
 
 
 def _write_version(
-    folder: Path, version, chosen, held, opts, build, io, record, calibration_cache=None
+    folder: Path, version, chosen, data, opts, build, io, record, calibration_cache=None
 ) -> None:
     variant = chosen.variant
     folder.mkdir(parents=True)
@@ -207,13 +208,7 @@ def _write_version(
         "size_bytes": chosen.size_bytes,
         "io": io,
         "source": record,
-        "accuracy": {
-            "heldout_images": len(held.y),
-            "reference_pytorch": held.reference,
-            "variant": chosen.verdict.accuracy,
-            "drop_points": round(chosen.verdict.drop_points, 4),
-            "tolerance_points": chosen.verdict.tolerance,
-        },
+        "gate": {**chosen.verdict.record(), **data.record},
         "speed_in_process": {
             "latency_ms_batch1": round(chosen.speed.latency_ms_batch1, 4),
             "images_per_s": {str(b): round(v, 1) for b, v in chosen.speed.images_per_s.items()},

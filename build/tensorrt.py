@@ -10,13 +10,14 @@ torch (CUDA) holds the device buffers, so no pycuda is needed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from maas import contract as C
+from maas.build.gate import Batch, Run
+from maas.spec import Step
 from maas.training.checkpoint import atomic_write
 
 INSTALL_HINT = (
@@ -56,9 +57,10 @@ class Profile:
                 f"{self.max_batch}"
             )
 
-    def shapes(self, chw: tuple[int, int, int]) -> tuple[tuple[int, ...], ...]:
-        """(min, opt, max) input shapes for IOptimizationProfile.set_shape."""
-        return tuple((b, *chw) for b in (self.min_batch, self.opt_batch, self.max_batch))
+    def shapes(self, dims: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+        """(min, opt, max) shapes of an input with these dims (after the batch axis), for
+        IOptimizationProfile.set_shape."""
+        return tuple((b, *dims) for b in (self.min_batch, self.opt_batch, self.max_batch))
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,9 @@ def compute_capability() -> str:
 def build_engine(
     onnx_path: Path,
     out: Path,
-    chw: tuple[int, int, int],
+    core: Step,
     options: EngineOptions,
-    calibration: Iterable[np.ndarray] = (),
+    calibration: Iterable[Batch] = (),
 ) -> Path:
     trt = load_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -96,7 +98,8 @@ def build_engine(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
     profile = builder.create_optimization_profile()
-    profile.set_shape(C.PIXELS, *options.profile.shapes(chw))
+    for tensor in core.inputs:  # the batch axis is the one dynamic axis
+        profile.set_shape(tensor.name, *options.profile.shapes(tensor.dims))
     config.add_optimization_profile(profile)
     if options.precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)  # INT8 layers fall back to FP16, not FP32
@@ -121,7 +124,7 @@ def build_engine(
     return out
 
 
-def _entropy_calibrator(trt, batches: Iterable[np.ndarray], batch_size: int, cache: Path | None):
+def _entropy_calibrator(trt, batches: Iterable[Batch], batch_size: int, cache: Path | None):
     import torch
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
@@ -137,8 +140,8 @@ def _entropy_calibrator(trt, batches: Iterable[np.ndarray], batch_size: int, cac
             batch = next(self._batches, None)
             if batch is None:
                 return None
-            self._on_device = torch.from_numpy(batch).cuda()
-            return [int(self._on_device.data_ptr())]
+            self._on_device = [torch.from_numpy(batch[name]).cuda() for name in names]
+            return [int(t.data_ptr()) for t in self._on_device]
 
         def read_calibration_cache(self):
             return cache.read_bytes() if cache is not None and cache.is_file() else None
@@ -150,8 +153,8 @@ def _entropy_calibrator(trt, batches: Iterable[np.ndarray], batch_size: int, cac
     return EntropyCalibrator()
 
 
-def engine_runner(plan: Path, max_batch: int) -> Callable[[np.ndarray], np.ndarray]:
-    """Run a plan on float32 NCHW batches (split at the profile's max) -> logits."""
+def engine_runner(plan: Path, core: Step, max_batch: int) -> Run:
+    """Run a plan on named float32 inputs (split at the profile's max) -> named outputs."""
     trt = load_tensorrt()
     import torch
 
@@ -159,21 +162,33 @@ def engine_runner(plan: Path, max_batch: int) -> Callable[[np.ndarray], np.ndarr
     engine = runtime.deserialize_cuda_engine(Path(plan).read_bytes())
     context = engine.create_execution_context()
 
-    def run(x: np.ndarray) -> np.ndarray:
-        out = []
-        for i in range(0, len(x), max_batch):
-            inp = torch.from_numpy(np.ascontiguousarray(x[i : i + max_batch])).cuda()
-            context.set_input_shape(C.PIXELS, tuple(inp.shape))
-            logits = torch.empty(
-                tuple(context.get_tensor_shape(C.LOGITS)), dtype=torch.float32, device="cuda"
-            )
-            context.set_tensor_address(C.PIXELS, inp.data_ptr())
-            context.set_tensor_address(C.LOGITS, logits.data_ptr())
+    def run(batch: Batch) -> Batch:
+        rows = len(next(iter(batch.values())))
+        out: dict[str, list[np.ndarray]] = {t.name: [] for t in core.outputs}
+        for i in range(0, rows, max_batch):
+            inputs = {
+                t.name: torch.from_numpy(
+                    np.ascontiguousarray(batch[t.name][i : i + max_batch])
+                ).cuda()
+                for t in core.inputs
+            }
+            for name, tensor in inputs.items():
+                context.set_input_shape(name, tuple(tensor.shape))
+                context.set_tensor_address(name, tensor.data_ptr())
+            outputs = {
+                t.name: torch.empty(
+                    tuple(context.get_tensor_shape(t.name)), dtype=torch.float32, device="cuda"
+                )
+                for t in core.outputs
+            }
+            for name, tensor in outputs.items():
+                context.set_tensor_address(name, tensor.data_ptr())
             stream = torch.cuda.current_stream()
             if not context.execute_async_v3(stream.cuda_stream):
                 raise RuntimeError("TensorRT execution failed")
             stream.synchronize()
-            out.append(logits.cpu().numpy())
-        return np.concatenate(out)
+            for name, tensor in outputs.items():
+                out[name].append(tensor.cpu().numpy())
+        return {name: np.concatenate(parts) for name, parts in out.items()}
 
     return run

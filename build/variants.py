@@ -1,4 +1,4 @@
-"""The classifier variants `maas build` can produce, and how to make and run each.
+"""The variants of a core model `maas build` can produce, and how to make and run each.
 
 name      runtime      precision  default gate (accuracy points below PyTorch)
 onnx      onnxruntime  fp32       0.5   graph optimised (ALL) once, saved
@@ -11,18 +11,17 @@ trt-int8  tensorrt     int8       1.0   entropy calibrator, cache reused
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 
-from maas import contract as C
 from maas.build import tensorrt
 from maas.build.calibration import calibration_batches
+from maas.build.gate import Batch, Run
 from maas.build.optimize import optimize
 from maas.build.quantize import quantize_int8
+from maas.spec import Step
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class Variant:
     name: str
     runtime: str  # "onnxruntime" (Python backend / onnxruntime_onnx) or "tensorrt" (tensorrt_plan)
     precision: str
-    tolerance: float  # accuracy points it may lose against the PyTorch model
+    tolerance: float  # default gate tolerance (the classifier's, in accuracy points)
 
     @property
     def model_file(self) -> str:
@@ -74,14 +73,12 @@ def resolve(name: str) -> list[Variant]:
 
 @dataclass(frozen=True)
 class BuildInputs:
-    """What every variant is made from."""
+    """What every variant of a core model is made from."""
 
     onnx: Path
-    chw: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    calibration: np.ndarray  # uint8 NHWC training images
-    trt: tensorrt.EngineOptions | None = None  # profile, workspace, caches (precision is set here)
+    core: Step  # its tensors: names, datatypes, dims without the batch axis
+    calibration: Batch  # real model inputs (rows), as the server feeds the core model
+    trt: tensorrt.EngineOptions | None = None  # profile, workspace, caches (precision set here)
 
 
 def produce(variant: Variant, inputs: BuildInputs, folder: Path) -> Path:
@@ -90,18 +87,15 @@ def produce(variant: Variant, inputs: BuildInputs, folder: Path) -> Path:
     if variant.name == "onnx":
         return optimize(inputs.onnx, out)
     if variant.name == "ort-int8":
-        batches = calibration_batches(inputs.calibration, inputs.mean, inputs.std, batch_size=32)
-        return quantize_int8(inputs.onnx, out, batches)
+        return quantize_int8(inputs.onnx, out, calibration_batches(inputs.calibration, 32))
     base = inputs.trt or tensorrt.EngineOptions(precision=variant.precision)
     options = dataclasses.replace(base, precision=variant.precision)
-    batches = calibration_batches(
-        inputs.calibration, inputs.mean, inputs.std, options.profile.opt_batch, full_only=True
-    )
-    return tensorrt.build_engine(inputs.onnx, out, inputs.chw, options, batches)
+    batches = calibration_batches(inputs.calibration, options.profile.opt_batch, full_only=True)
+    return tensorrt.build_engine(inputs.onnx, out, inputs.core, options, batches)
 
 
 def ort_session(path: Path, intra_op_threads: int, optimized: bool = True) -> ort.InferenceSession:
-    """An ONNX Runtime session set up as the served classifier sets it up."""
+    """An ONNX Runtime session set up as the served core model sets it up."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
@@ -110,11 +104,10 @@ def ort_session(path: Path, intra_op_threads: int, optimized: bool = True) -> or
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def runner(
-    variant: Variant, path: Path, intra_op_threads: int, max_batch: int
-) -> Callable[[np.ndarray], np.ndarray]:
-    """float32 NCHW batch -> logits, on the runtime the server will use."""
+def runner(variant: Variant, path: Path, core: Step, intra_op_threads: int, max_batch: int) -> Run:
+    """Named input arrays -> named outputs, on the runtime the server will use."""
     if variant.runtime == "tensorrt":
-        return tensorrt.engine_runner(path, max_batch)
+        return tensorrt.engine_runner(path, core, max_batch)
     session = ort_session(path, intra_op_threads)
-    return lambda x: session.run([C.LOGITS], {C.PIXELS: x})[0]
+    names = [t.name for t in core.outputs]
+    return lambda batch: dict(zip(names, session.run(names, batch), strict=True))

@@ -16,7 +16,7 @@ def test_variants_benchmark_short_run(checkpoint_path, onnx_path, tmp_path):
     assert [c.variant.name for c in found] == ["onnx", "ort-int8"]
     for c in found:
         assert c.error is None and c.size_bytes > 0
-        assert 0.5 < c.verdict.accuracy <= 1 and c.speed.latency_ms_batch1 > 0
+        assert 0.5 < c.verdict.value <= 1 and c.speed.latency_ms_batch1 > 0
         assert all(v > 0 for v in c.speed.images_per_s.values())
     sizes = {c.variant.name: c.size_bytes for c in found}
     assert sizes["ort-int8"] < sizes["onnx"] / 2

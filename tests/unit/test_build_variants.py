@@ -16,8 +16,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from maas import catalog
 from maas import contract as C
-from maas.build import configs, variants
-from maas.build.calibration import calibration_batches, calibration_images
+from maas.build import configs, image_classifier, variants
+from maas.build.calibration import calibration_batches, sample
 from maas.build.configs import read_config
 from maas.build.gate import GateError, Verdict
 from maas.build.repository import BuildOptions, build_repository
@@ -67,16 +67,18 @@ def test_profile_shapes_and_checks():
 
 
 def test_calibration_batches_are_real_preprocessed_training_images(digits, checkpoint):
-    images = calibration_images(digits.train_x, 100, seed=0)
-    assert len(images) == 100 and np.array_equal(images, calibration_images(digits.train_x, 100))
+    core = catalog.image_classifier(checkpoint.preprocessing(), checkpoint.class_names).core
+    data = image_classifier.core_data(checkpoint, core, calibration_count=100, dataset=digits)
+    images = sample(digits.train_x, 100, seed=0)
+    assert len(images) == 100 and np.array_equal(images, sample(digits.train_x, 100))
     train = {x.tobytes() for x in digits.train_x}
     assert all(x.tobytes() in train for x in images)
-    batches = list(calibration_batches(images, checkpoint.mean, checkpoint.std, 32, full_only=True))
-    assert [b.shape for b in batches] == [(32, 3, 32, 32)] * 3  # TensorRT: fixed batch size
-    assert len(list(calibration_batches(images, checkpoint.mean, checkpoint.std, 32))) == 4
     np.testing.assert_array_equal(
-        batches[0], normalize(images[:32], checkpoint.mean, checkpoint.std)
+        data.calibration[C.PIXELS], normalize(images, checkpoint.mean, checkpoint.std)
     )
+    batches = list(calibration_batches(data.calibration, 32, full_only=True))
+    assert [b[C.PIXELS].shape for b in batches] == [(32, 3, 32, 32)] * 3  # TensorRT: fixed
+    assert len(list(calibration_batches(data.calibration, 32))) == 4
 
 
 def test_tensorrt_plan_config_matches_profile(checkpoint):
@@ -95,9 +97,12 @@ def test_tensorrt_plan_config_matches_profile(checkpoint):
 
 
 def test_verdict_boundary():
-    assert Verdict("x", 0.90, 0.895, 0.5).passed
-    assert not Verdict("x", 0.90, 0.894, 0.5).passed
-    assert "reference (PyTorch) 90.00%, x 89.40%" in Verdict("x", 0.90, 0.894, 0.5).message()
+    def verdict(value):
+        return Verdict("x", "top-1 accuracy", 0.90, value, (0.90 - value) * 100, 0.5)
+
+    assert verdict(0.895).passed
+    assert not verdict(0.894).passed
+    assert "reference (PyTorch) 90.00%, x 89.40%, 0.60 points worse" in verdict(0.894).message()
 
 
 FAST = dict(speed_seconds=0.05, calibration_images=64)
@@ -119,8 +124,8 @@ def test_versions_manifests_and_retention(tmp_path, checkpoint_path, onnx_path, 
             m["source"]["onnx_sha256"]
             == __import__("hashlib").sha256(onnx_path.read_bytes()).hexdigest()
         )
-        assert m["accuracy"]["heldout_images"] == 270
-        assert m["accuracy"]["reference_pytorch"] == checkpoint.test_accuracy
+        assert m["gate"]["heldout_images"] == 270 and m["gate"]["metric"] == "top-1 accuracy"
+        assert m["gate"]["reference_pytorch"] == checkpoint.test_accuracy
         assert m["libraries"]["onnxruntime"] and "tensorrt" in m["libraries"]
         assert m["speed_in_process"]["images_per_s"]["64"] > 0 and m["host"]["built_at"]
     config = read_config(classifier / "config.pbtxt")

@@ -1,0 +1,49 @@
+"""The image classifier's part of the build: held-out images through the served preprocessing,
+INT8 calibration images, and the top-1 gate.
+
+A variant fails when its top-1 accuracy on the held-out set falls more than its tolerance
+(0.5 points for fp32/fp16, 1.0 for int8; `--tolerance`) below the PyTorch model's.
+"""
+
+from __future__ import annotations
+
+from maas import contract as C
+from maas.build.calibration import sample
+from maas.build.candidates import CoreData
+from maas.build.gate import Run, Verdict, in_batches
+from maas.build.variants import Variant
+from maas.spec import Step
+from maas.training.checkpoint import Checkpoint
+from maas.training.data import Dataset
+from maas.training.train import accuracy, predict_logits
+from maas.transforms import normalize
+
+
+def core_data(
+    ckpt: Checkpoint, core: Step, calibration_count: int = 256, dataset: Dataset | None = None
+) -> CoreData:
+    ds = dataset or ckpt.load_dataset()
+    reference = accuracy(
+        predict_logits(ckpt.build_model(), ds.test_x, ckpt.mean, ckpt.std), ds.test_y
+    )
+    heldout = {C.PIXELS: normalize(ds.test_x, ckpt.mean, ckpt.std)}  # what the server feeds it
+
+    def gate(run: Run, variant: Variant, tolerance: float | None) -> Verdict:
+        value = accuracy(in_batches(run, heldout)[C.LOGITS], ds.test_y)
+        return Verdict(
+            variant=variant.name,
+            metric="top-1 accuracy",
+            reference=reference,
+            value=value,
+            drop=(reference - value) * 100,
+            tolerance=variant.tolerance if tolerance is None else tolerance,
+        )
+
+    images = sample(ds.train_x, calibration_count, seed=0)
+    return CoreData(
+        core=core,
+        calibration={C.PIXELS: normalize(images, ckpt.mean, ckpt.std)},
+        sample=heldout,
+        gate=gate,
+        record={"heldout_images": len(ds.test_y)},
+    )
