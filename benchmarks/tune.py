@@ -74,6 +74,8 @@ def apply(config: mc.ModelConfig, trial: Trial) -> mc.ModelConfig:
     """A copy of `config` with the trial's settings; warm-ups kept within max_batch_size."""
     out = mc.ModelConfig()
     out.CopyFrom(config)
+    if out.name not in (*COMPOSING, C.ENSEMBLE):
+        return out  # another family's model: not what this search measures
     out.max_batch_size = trial.max_batch_size
     if out.name not in COMPOSING:
         return out  # the ensemble: only its max_batch_size follows

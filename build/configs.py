@@ -116,12 +116,12 @@ def _warmups(step: Step, max_batch_size: int) -> list[mc.ModelWarmup]:
         inputs = {}
         for name, data in w.inputs.items():
             t = step.tensor(name)
-            kind = {"zero": {"zero_data": True}, "random": {"random_data": True}}.get(
-                data if isinstance(data, str) else "", {"input_data_file": warmup_file(w, name)}
-            )
-            inputs[name] = mc.ModelWarmup.Input(
-                data_type=DATA_TYPES[t.dtype], dims=list(t.dims), **kind
-            )
+            if isinstance(data, str):
+                kind = {"zero_data": True} if data == "zero" else {"random_data": True}
+                dims = list(t.dims)
+            else:
+                kind, dims = {"input_data_file": warmup_file(w, name)}, list(data.shape)
+            inputs[name] = mc.ModelWarmup.Input(data_type=DATA_TYPES[t.dtype], dims=dims, **kind)
         out.append(mc.ModelWarmup(name=w.name, batch_size=batch, inputs=inputs))
     return out
 
@@ -171,7 +171,7 @@ def _ort_params(opts: ServingOptions, **extra) -> dict[str, mc.ModelParameter]:
     )
 
 
-def classifier_config(step: Step, opts: ServingOptions, versions: list[int]) -> mc.ModelConfig:
+def core_config(step: Step, opts: ServingOptions, versions: list[int]) -> mc.ModelConfig:
     """The classifier as a Python-backend model running ONNX Runtime (any Triton, CPU only).
 
     model.py reads the session options from `parameters` and, from each version's
@@ -184,7 +184,7 @@ def classifier_config(step: Step, opts: ServingOptions, versions: list[int]) -> 
     )
 
 
-def classifier_onnxruntime_config(
+def core_onnxruntime_config(
     step: Step, opts: ServingOptions, versions: list[int]
 ) -> mc.ModelConfig:
     """The same versions on Triton's onnxruntime backend (full Triton containers, CPU).
@@ -205,7 +205,7 @@ def classifier_onnxruntime_config(
     )
 
 
-def classifier_onnxruntime_tensorrt_config(
+def core_onnxruntime_tensorrt_config(
     step: Step,
     opts: ServingOptions,
     versions: list[int],
@@ -237,7 +237,7 @@ def classifier_onnxruntime_tensorrt_config(
     )
 
 
-def classifier_tensorrt_config(
+def core_tensorrt_config(
     step: Step,
     opts: ServingOptions,
     versions: list[int],

@@ -7,6 +7,9 @@ A variant fails when its top-1 accuracy on the held-out set falls more than its 
 
 from __future__ import annotations
 
+import dataclasses
+
+from maas import catalog
 from maas import contract as C
 from maas.build.calibration import sample
 from maas.build.candidates import CoreData
@@ -17,6 +20,16 @@ from maas.training.checkpoint import Checkpoint
 from maas.training.data import Dataset
 from maas.training.train import accuracy, predict_logits
 from maas.transforms import normalize
+
+
+def load(checkpoint) -> Checkpoint:
+    return Checkpoint.load(checkpoint)
+
+
+def pipeline(ckpt: Checkpoint, opts):
+    """The declaration for this checkpoint, with the build's serving options."""
+    pre = dataclasses.replace(ckpt.preprocessing(), max_pixels=opts.max_pixels)
+    return catalog.image_classifier(pre, ckpt.class_names, opts.default_top_k)
 
 
 def core_data(

@@ -1,19 +1,21 @@
-"""Build the Triton model repository: the next classifier version, gated, plus the rest.
+"""Build one family into the Triton model repository: the next version of its core model,
+gated, plus its Python steps and ensembles; every other family's models are kept as they are.
 
-    maas build                        # --variant auto: every buildable variant, fastest that passes
-    maas build --variant ort-int8     # one variant; exits non-zero if it fails the gate
-    maas build --variant trt-fp16 --trt-opt-batch 16 --trt-max-batch 64   # GPU + TensorRT
+    maas build                        # whatever is missing, every family (see maas.pipeline)
+    maas build image_classifier       # --variant auto: every buildable variant, fastest passing
+    maas build forecaster --variant onnx
+    maas build image_classifier --variant trt-fp16 --trt-opt-batch 16   # GPU + TensorRT
 
-Each build adds a numbered version to `classifier/` (model file, manifest.json, and model.py for
-the Python backend), keeps the newest --keep-versions folders, and has Triton serve the newest
---serve-versions of them. Configs are generated (build/configs.py); labels and normalisation
-come from the checkpoint. Everything is assembled in a temporary folder beside the target and
-renamed into place, so a failed build leaves the repository exactly as it was.
+Each build adds a numbered version to the core model's folder (model file, manifest.json, and
+the Python backend's adapter), keeps the newest --keep-versions folders, and has Triton serve
+the newest --serve-versions of them. Configs are generated from the family's declaration
+(maas.catalog via build/configs.py); labels, normalisation and window sizes come from the
+checkpoint. Everything is assembled in a temporary folder beside the target and renamed into
+place, so a failed build leaves the repository exactly as it was.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import struct
@@ -21,16 +23,18 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from maas import catalog
-from maas import contract as C
+import numpy as np
+
+from maas import families
 from maas.build import candidates as cands
-from maas.build import configs, image_classifier, manifest, variants
+from maas.build import configs, manifest, variants
 from maas.build.gate import GateError
 from maas.build.tensorrt import EngineOptions, Profile, compute_capability
-from maas.training.checkpoint import Checkpoint
+from maas.spec import DTYPES
 
 # The committed model.py adapters live in <checkout>/model_repository.
 SOURCE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
+CORE_ADAPTER = "core_model.py"  # every core model's, on the Python backend
 
 
 @dataclass(frozen=True)
@@ -55,14 +59,36 @@ def build_repository(
     target: str | Path,
     opts: configs.ServingOptions | None = None,
     build: BuildOptions | None = None,
+    family: str = "image_classifier",
 ) -> Path:
+    """A family's network, from its checkpoint and exported ONNX, into `target`."""
     opts = opts or configs.ServingOptions()
     build = build or BuildOptions()
-    checkpoint, onnx_model, target = Path(checkpoint), Path(onnx_model), Path(target).resolve()
-    ckpt = Checkpoint.load(checkpoint)
-    if not onnx_model.is_file():
-        raise FileNotFoundError(f"no ONNX model at {onnx_model}: run `maas export` first")
-    wanted = variants.resolve(build.variant)
+    kind = families.get(family)
+    stage = families.resolve(kind.build)
+    ckpt = stage.load(checkpoint)
+    if not Path(onnx_model).is_file():
+        raise FileNotFoundError(f"no ONNX model at {onnx_model}: run `maas export {family}` first")
+    pipeline = stage.pipeline(ckpt, opts)
+    data = stage.core_data(ckpt, pipeline.core, build.calibration_images)
+    source = {"checkpoint": str(checkpoint), "checkpoint_sha256": manifest.sha256(checkpoint)}
+    return build_pipeline(pipeline, data, onnx_model, target, opts, build, kind.variants, source)
+
+
+def build_pipeline(
+    pipeline,
+    data: cands.CoreData,
+    onnx_model: str | Path,
+    target: str | Path,
+    opts: configs.ServingOptions,
+    build: BuildOptions,
+    allowed: tuple[str, ...],
+    source: dict,
+) -> Path:
+    """Any declared pipeline: its core's variants made and gated, the winner versioned, the
+    pipeline's models written; atomic (see the module docstring)."""
+    onnx_model, target = Path(onnx_model), Path(target).resolve()
+    wanted = variants.resolve(build.variant, allowed)
     onnx_sha = manifest.sha256(onnx_model)
     trt = EngineOptions(
         precision="fp32",  # set per variant
@@ -79,10 +105,6 @@ def build_repository(
             f"max_batch_size {opts.max_batch_size} exceeds the TensorRT profile's max "
             f"{build.profile.max_batch}: raise --trt-max-batch or lower --max-batch-size"
         )
-
-    pre = dataclasses.replace(ckpt.preprocessing(), max_pixels=opts.max_pixels)
-    pipeline = catalog.image_classifier(pre, ckpt.class_names, opts.default_top_k)
-    data = image_classifier.core_data(ckpt, pipeline.core, build.calibration_images)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="maas-build-") as scratch:
@@ -104,12 +126,7 @@ def build_repository(
 
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.building-"))
         try:
-            record = {
-                "checkpoint": str(checkpoint),
-                "checkpoint_sha256": manifest.sha256(checkpoint),
-                "onnx": str(onnx_model),
-                "onnx_sha256": onnx_sha,
-            }
+            record = {**source, "onnx": str(onnx_model), "onnx_sha256": onnx_sha}
             version = _assemble(
                 staging, target, pipeline, opts, build, chosen, data, record, trt.calibration_cache
             )
@@ -117,7 +134,7 @@ def build_repository(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    print(f"built {target}: classifier version {version} = {chosen.variant.name}")
+    print(f"built {target}: {pipeline.core.model} version {version} = {chosen.variant.name}")
     return target
 
 
@@ -128,48 +145,54 @@ def _choose(found: list[cands.Candidate]) -> cands.Candidate | None:
 
 
 def _assemble(root, previous, pipeline, opts, build, chosen, data, record, calibration_cache):
+    ours = {pipeline.name, *(s.model for s in pipeline.steps)}
+    if previous.is_dir():  # the other families' models, as they are
+        for entry in previous.iterdir():
+            if entry.name not in ours and not entry.name.startswith("."):
+                copy = shutil.copytree if entry.is_dir() else shutil.copy2
+                copy(entry, root / entry.name)
+    # The core adapter, so that a build into the checkout's own model_repository/ keeps it.
+    shutil.copy2(_source(CORE_ADAPTER), root / CORE_ADAPTER)
     for step in pipeline.steps:
         if step.kind == "python":
             _write_python_step(root / step.model, step, opts)
     (root / pipeline.name / "1").mkdir(parents=True)  # an ensemble still needs a version folder
     _write(root / pipeline.name / "config.pbtxt", configs.ensemble_config(pipeline, opts))
+
     core = pipeline.core
     # What a kept version must match to serve beside the new one: the core's tensors.
-    io = {"input": list(core.inputs[0].dims), "classes": core.outputs[0].dims[0]}
-    kept = _previous_versions(previous / C.CLASSIFIER, io)
-    version = max([0, *_version_numbers(previous / C.CLASSIFIER)]) + 1
-    classifier = root / C.CLASSIFIER
-    classifier.mkdir()
-    # The adapter's source stays at the model level too (Triton ignores it there), so a build
-    # into the checkout's own model_repository/ keeps the committed file.
-    shutil.copy2(_source(f"{C.CLASSIFIER}/model.py"), classifier / "model.py")
+    io = {t.name: list(t.dims) for t in (*core.inputs, *core.outputs)}
+    kept = _previous_versions(previous / core.model, io)
+    version = max([0, *_version_numbers(previous / core.model)]) + 1
+    folder = root / core.model
+    folder.mkdir()
     for number in kept[-(build.keep_versions - 1) :] if build.keep_versions > 1 else []:
-        shutil.copytree(previous / C.CLASSIFIER / str(number), classifier / str(number))
+        shutil.copytree(previous / core.model / str(number), folder / str(number))
     _write_version(
-        classifier / str(version), version, chosen, data, opts, build, io, record, calibration_cache
+        folder / str(version), version, chosen, data, opts, build, io, record, calibration_cache
     )
 
-    runtimes = {v: _manifest(classifier / str(v))["runtime"] for v in _version_numbers(classifier)}
+    runtimes = {v: _manifest(folder / str(v))["runtime"] for v in _version_numbers(folder)}
     same = [v for v, rt in runtimes.items() if rt == chosen.variant.runtime]
     if chosen.variant.runtime == "onnxruntime":
-        _write(classifier / "config.pbtxt", configs.classifier_config(core, opts, same))
+        _write(folder / "config.pbtxt", configs.core_config(core, opts, same))
         _write(
-            classifier / "configs" / "onnxruntime.pbtxt",
-            configs.classifier_onnxruntime_config(core, opts, same),
+            folder / "configs" / "onnxruntime.pbtxt",
+            configs.core_onnxruntime_config(core, opts, same),
         )
         _write(
-            classifier / "configs" / "onnxruntime_tensorrt.pbtxt",
-            configs.classifier_onnxruntime_tensorrt_config(core, opts, same, build.workspace_bytes),
+            folder / "configs" / "onnxruntime_tensorrt.pbtxt",
+            configs.core_onnxruntime_tensorrt_config(core, opts, same, build.workspace_bytes),
         )
     else:
         cc_files = {}
         for v in same:
-            cc_files.update(_manifest(classifier / str(v)).get("cc_model_filenames", {}))
+            cc_files.update(_manifest(folder / str(v)).get("cc_model_filenames", {}))
         _write(
-            classifier / "config.pbtxt",
-            configs.classifier_tensorrt_config(core, opts, same, build.profile.max_batch, cc_files),
+            folder / "config.pbtxt",
+            configs.core_tensorrt_config(core, opts, same, build.profile.max_batch, cc_files),
         )
-    _write_warmup_files(classifier, core)
+    _write_warmup_files(folder, core)
     return version
 
 
@@ -186,11 +209,15 @@ def _write_python_step(folder: Path, step, opts) -> None:
 def _write_warmup_files(folder: Path, step) -> None:
     for warm in step.warmup:
         for name, data in warm.inputs.items():
-            if isinstance(data, bytes):
-                # Triton reads TYPE_STRING warm-up data as a 4-byte little-endian length, then
-                # the bytes, per element.
-                path = folder / "warmup" / configs.warmup_file(warm, name)
-                _write_bytes(path, struct.pack("<I", len(data)) + data)
+            if isinstance(data, str):
+                continue  # zero or random: Triton makes it
+            if step.tensor(name).dtype == "BYTES":
+                # Triton reads TYPE_STRING warm-up data as, per element, a 4-byte
+                # little-endian length and the bytes.
+                blob = b"".join(struct.pack("<I", len(v)) + v for v in data.reshape(-1))
+            else:
+                blob = np.ascontiguousarray(data, DTYPES[step.tensor(name).dtype]).tobytes()
+            _write_bytes(folder / "warmup" / configs.warmup_file(warm, name), blob)
 
 
 def _write_version(
@@ -219,7 +246,7 @@ def _write_version(
         "gpu_compute_capability": None,
     }
     if variant.runtime == "onnxruntime":
-        shutil.copy2(_source(f"{C.CLASSIFIER}/model.py"), folder / "model.py")
+        shutil.copy2(_source(CORE_ADAPTER), folder / "model.py")
         entry["onnxruntime"] = {"graph_optimized": True}
     else:
         cc = compute_capability()

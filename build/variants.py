@@ -59,12 +59,13 @@ def unavailable_reason(variant: Variant) -> str | None:
     return None
 
 
-def resolve(name: str) -> list[Variant]:
-    """The variants a --variant value asks for: one by name, or every buildable one for auto."""
+def resolve(name: str, allowed: tuple[str, ...] = tuple(VARIANTS)) -> list[Variant]:
+    """The variants a --variant value asks for: one by name, or for auto every buildable one
+    of those `allowed` (the family's)."""
     if name == "auto":
-        return [v for v in VARIANTS.values() if unavailable_reason(v) is None]
-    if name not in VARIANTS:
-        raise ValueError(f"unknown variant {name!r}; choose auto or one of {', '.join(VARIANTS)}")
+        return [VARIANTS[v] for v in allowed if unavailable_reason(VARIANTS[v]) is None]
+    if name not in allowed:
+        raise ValueError(f"unknown variant {name!r}; choose auto or one of {', '.join(allowed)}")
     reason = unavailable_reason(VARIANTS[name])
     if reason:
         raise tensorrt.TensorRTUnavailable(f"cannot build {name}: {reason}")

@@ -6,8 +6,9 @@
 datatype follows the dtype) and returns every output by name. Each family adds one typed
 method over it: `classify` takes encoded image bytes or paths and returns one
 `Classification` per image, splitting long lists into requests of at most `batch_size`
-images. `AsyncClient` is the same
-over tritonclient's asyncio clients. Errors are the typed tree in maas.clients.errors.
+images; `forecast` takes one series and returns a `Forecast` with its interval.
+`AsyncClient` is the same over tritonclient's asyncio clients. Errors are the typed tree in
+maas.clients.errors.
 """
 
 from __future__ import annotations
@@ -60,6 +61,26 @@ def parse_url(url: str, protocol: str | None = None) -> tuple[str, str]:
 
 def read_images(images: Iterable[ImageInput]) -> list[bytes]:
     return [img if isinstance(img, bytes) else Path(img).read_bytes() for img in images]
+
+
+@dataclass(frozen=True)
+class Forecast:
+    values: tuple[float, ...]  # the next `horizon` steps, in the series' units
+    lower: tuple[float, ...]  # the prediction interval (90% by default), per step
+    upper: tuple[float, ...]
+
+
+def series_request(history: Sequence[float], horizon: int | None) -> dict[str, np.ndarray]:
+    """The forecaster's inputs for one series (oldest value first)."""
+    request = {C.HISTORY: np.asarray(history, dtype=np.float32).reshape(1, -1)}
+    if horizon is not None:
+        request[C.HORIZON] = np.array([[horizon]], dtype=np.int32)
+    return request
+
+
+def forecasts(outputs: Mapping[str, np.ndarray]) -> list[Forecast]:
+    rows = zip(outputs[C.FORECAST], outputs[C.LOWER], outputs[C.UPPER], strict=True)
+    return [Forecast(*(tuple(float(x) for x in r) for r in row)) for row in rows]
 
 
 def image_request(images: Sequence[bytes], top_k: int | None) -> dict[str, np.ndarray]:
@@ -165,6 +186,11 @@ class Client(_Base):
                         out.extend(self.classify_each([image], top_k))
         return out
 
+    def forecast(self, history: Sequence[float], horizon: int | None = None) -> Forecast:
+        """The next `horizon` values of a series (None: the model's horizon), with an interval."""
+        [answer] = forecasts(self.infer(C.FORECASTER, series_request(history, horizon)))
+        return answer
+
     def infer(self, pipeline: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Any served pipeline: its input arrays (batch axis first) in, every output out."""
         try:
@@ -222,6 +248,10 @@ class AsyncClient(_Base):
             outputs = await self.infer(self.model, image_request(chunk, top_k))
             out.extend(classifications(outputs))
         return out
+
+    async def forecast(self, history: Sequence[float], horizon: int | None = None) -> Forecast:
+        [answer] = forecasts(await self.infer(C.FORECASTER, series_request(history, horizon)))
+        return answer
 
     async def infer(self, pipeline: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:

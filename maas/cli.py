@@ -1,10 +1,12 @@
-"""The `maas` command: one subcommand per stage.
+"""The `maas` command: one subcommand per stage; FAMILY is image_classifier (the default) or
+forecaster (see maas.families).
 
-    maas train [--data-dir DIR] [--epochs N]     -> artifacts/checkpoint.pt
-    maas export                                  -> artifacts/model.onnx (parity-gated)
-    maas build                                   -> model_repository/
+    maas train [FAMILY] [--epochs N ...]         -> artifacts/[FAMILY/]checkpoint.pt
+    maas export [FAMILY]                         -> artifacts/[FAMILY/]model.onnx (parity-gated)
+    maas build [FAMILY] [--variant V ...]        -> model_repository/ (no FAMILY: what is missing)
     maas serve [--http-port 8000 ...]            builds what is missing, runs tritonserver
     maas classify IMAGE... [--url URL] [--protocol http|grpc] [--top-k K]
+    maas forecast VALUE... | --file F [--horizon H] [--url URL]
     maas demo                                    the pipeline, then classify over HTTP and gRPC
     maas tune [--p99-budget MS] [--apply DIR]    search serving configs on this machine
 
@@ -18,6 +20,8 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+
+from maas import families
 
 
 def _add_ports(p: argparse.ArgumentParser) -> None:
@@ -39,17 +43,22 @@ def _ports(args):
 
 
 def cmd_train(args) -> int:
-    from maas.training.train import TrainConfig, train
-
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    train(TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None}))
+    family = families.get(args.family)
+    config = families.resolve(family.config)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    options = {f.name: given[f.name] for f in dataclasses.fields(config) if f.name in given}
+    if "out" not in options:
+        options["out"] = str(family.paths(Path("artifacts"))[0])
+    families.resolve(family.train)(config(**options))
     return 0
 
 
 def cmd_export(args) -> int:
-    from maas.training.export import export
-
-    export(args.checkpoint, args.out, tolerance=args.tolerance)
+    family = families.get(args.family)
+    checkpoint, onnx = family.paths(Path("artifacts"))
+    families.resolve(family.export)(
+        args.checkpoint or checkpoint, args.out or onnx, tolerance=args.tolerance
+    )
     return 0
 
 
@@ -75,6 +84,22 @@ def cmd_build(args) -> int:
     from maas.build.repository import BuildOptions, build_repository
     from maas.build.tensorrt import Profile, TensorRTUnavailable
 
+    if args.family is None:  # whatever is missing, every family, on the defaults
+        from maas.pipeline import Paths, ensure_built
+
+        if args.variant != "auto" or args.checkpoint or args.onnx:
+            print(
+                "maas build: --variant, --checkpoint and --onnx apply to one family: name it, "
+                f"e.g. maas build image_classifier --variant {args.variant}",
+                file=sys.stderr,
+            )
+            return 1
+
+        ensure_built(Paths(Path("artifacts"), args.repository))
+        return 0
+    checkpoint, onnx = families.get(args.family).paths(Path("artifacts"))
+    if args.labels is not None:  # a user's own ONNX, served through the family's steps
+        return _build_own(args)
     try:
         build = BuildOptions(
             variant=args.variant,
@@ -84,8 +109,31 @@ def cmd_build(args) -> int:
             profile=Profile(args.trt_min_batch, args.trt_opt_batch, args.trt_max_batch),
             workspace_bytes=args.workspace_mb << 20,
         )
-        build_repository(args.checkpoint, args.onnx, args.repository, serving_options(args), build)
+        build_repository(
+            args.checkpoint or checkpoint, args.onnx or onnx, args.repository,
+            serving_options(args), build, family=args.family,
+        )  # fmt: skip
     except (GateError, TensorRTUnavailable, ValueError, FileNotFoundError) as e:
+        print(f"maas build: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _build_own(args) -> int:
+    from maas.build.gate import GateError
+    from maas.build.own_model import ContractError, build_own_onnx
+    from maas.build.repository import BuildOptions
+
+    if args.family != "image_classifier" or args.onnx is None:
+        print("maas build: --labels goes with image_classifier --onnx FILE", file=sys.stderr)
+        return 1
+    try:
+        build_own_onnx(
+            args.onnx, args.labels, args.repository, args.name or args.onnx.stem,
+            tuple(args.mean), tuple(args.std), serving_options(args),
+            BuildOptions(variant=args.variant, tolerance=args.tolerance),
+        )  # fmt: skip
+    except (ContractError, GateError, FileNotFoundError, ValueError) as e:
         print(f"maas build: {e}", file=sys.stderr)
         return 1
     return 0
@@ -108,6 +156,7 @@ def cmd_serve(args) -> int:
             f"tritonserver pid {server.process.pid})\n"
             f"[maas] try: .venv/bin/maas classify {paths.samples}/* "
             f"--url grpc://127.0.0.1:{p.grpc}\n"
+            f"[maas]  or: .venv/bin/maas forecast $(seq 315 0.1 320) --url grpc://127.0.0.1:{p.grpc}\n"
             f"[maas] Ctrl-C stops the server",
             flush=True,
         )
@@ -152,6 +201,31 @@ def cmd_classify(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_forecast(args) -> int:
+    """Forecast one series: values given on the command line or read from a file."""
+    from maas.clients.client import Client
+    from maas.clients.errors import ClientError
+
+    try:
+        text = args.file.read_text() if args.file else " ".join(args.values)
+        history = [float(v) for v in text.replace(",", " ").split()]
+    except (OSError, ValueError) as e:
+        print(f"maas forecast: {e}", file=sys.stderr)
+        return 1
+    try:
+        with Client(args.url, args.protocol) as client:
+            answer = client.forecast(history, args.horizon)
+    except (ClientError, ValueError) as e:
+        print(f"maas forecast: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(dataclasses.asdict(answer)))
+        return 0
+    for step, (value, low, high) in enumerate(zip(*dataclasses.astuple(answer), strict=True), 1):
+        print(f"+{step}: {value:.3f}  [{low:.3f}, {high:.3f}]")
+    return 0
+
+
 def cmd_tune(argv: list[str]) -> int:
     from maas.benchmarks.tune import main as tune
 
@@ -165,23 +239,35 @@ def cmd_demo(args) -> int:
     return run_demo(Paths(args.artifacts, args.repository), _ports(args), data_dir=args.data_dir)
 
 
-def _train_args(p: argparse.ArgumentParser) -> None:
-    from maas.training.train import TrainConfig
+def _family(p: argparse.ArgumentParser, default: str | None = "image_classifier") -> None:
+    p.add_argument(
+        "family", nargs="?", default=default, choices=list(families.FAMILIES),
+        help=f"default: {default or 'every family'}",
+    )  # fmt: skip
 
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        value = getattr(defaults, f.name)
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    """The family, then every training config's fields as flags (each family takes its own)."""
+    _family(p)
+    fields: dict[str, tuple[object, list[str]]] = {}  # name -> (a default, "value (family)")
+    for family in families.FAMILIES.values():
+        config = families.resolve(family.config)
+        for f in dataclasses.fields(config):
+            value = getattr(config(), f.name)
+            fields.setdefault(f.name, (value, []))[1].append(f"{value} ({family.name})")
+    for name, (value, defaults) in fields.items():
+        flag, text = "--" + name.replace("_", "-"), "default: " + ", ".join(defaults)
         if isinstance(value, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            kind = str if f.name in ("data_dir", "out") else type(value)
-            p.add_argument(flag, type=kind, default=None, help=f"default: {value}")
+            kind = str if name in ("data_dir", "out") else type(value)
+            p.add_argument(flag, type=kind, default=None, help=text)
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, default=Path("artifacts/checkpoint.pt"))
-    p.add_argument("--out", type=Path, default=Path("artifacts/model.onnx"))
+    _family(p)
+    p.add_argument("--checkpoint", type=Path, help="default: the family's under artifacts/")
+    p.add_argument("--out", type=Path, help="default: model.onnx beside the checkpoint")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference")
 
 
@@ -191,8 +277,14 @@ def _build_args(p: argparse.ArgumentParser) -> None:
     from maas.build.variants import VARIANTS
 
     opts, build = ServingOptions(), BuildOptions()
-    p.add_argument("--checkpoint", type=Path, default=Path("artifacts/checkpoint.pt"))
-    p.add_argument("--onnx", type=Path, default=Path("artifacts/model.onnx"))
+    _family(p, default=None)
+    p.add_argument("--checkpoint", type=Path, help="default: the family's under artifacts/")
+    p.add_argument("--onnx", type=Path, help="default: model.onnx beside the checkpoint")
+    own = p.add_argument_group("your own ONNX image classifier (with --onnx)")
+    own.add_argument("--labels", type=Path, help="one class name per line, in output order")
+    own.add_argument("--name", help="what clients call (default: the ONNX file's name)")
+    own.add_argument("--mean", type=float, nargs=3, default=(0.0, 0.0, 0.0), help="RGB, 0..1")
+    own.add_argument("--std", type=float, nargs=3, default=(1.0, 1.0, 1.0), help="RGB, 0..1")
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
     p.add_argument(
         "--variant", default="auto", choices=["auto", *VARIANTS],
@@ -245,6 +337,15 @@ def _classify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
+def _forecast_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("values", nargs="*", help="the history, oldest first")
+    p.add_argument("--file", type=Path, help="or read it from a file (numbers, any separators)")
+    p.add_argument("--horizon", type=_positive, default=None, help="default: the model's (12)")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="http://host:port, grpc://...")
+    p.add_argument("--protocol", choices=["http", "grpc"], help="for a URL without a scheme")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+
+
 def _demo_args(p: argparse.ArgumentParser) -> None:
     _add_paths(p)
     _add_ports(p)
@@ -262,6 +363,7 @@ COMMANDS = {
     ),
     "serve": ("build what is missing, run tritonserver in the foreground", _serve_args, cmd_serve),
     "classify": ("classify images with a running server", _classify_args, cmd_classify),
+    "forecast": ("forecast a series with a running server", _forecast_args, cmd_forecast),
     "tune": ("search serving configs on this machine (see maas tune -h)", None, None),
     "demo": ("pipeline + server + classify over HTTP and gRPC", _demo_args, cmd_demo),
 }

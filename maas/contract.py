@@ -12,3 +12,18 @@ LOGITS = "LOGITS"  # FP32 [num_classes]
 LABELS = "LABELS"  # TYPE_STRING [k]
 SCORES = "SCORES"  # FP32 [k]: softmax probabilities, best first
 CLASS_IDS = "CLASS_IDS"  # INT64 [k]
+
+# The forecaster (maas.catalog.forecaster): a history in, a forecast with an interval out.
+FORECASTER = "forecaster"  # the ensemble: HISTORY, HORIZON? -> FORECAST, LOWER, UPPER
+FORECASTER_PREPROCESS = "forecaster_preprocess"
+FORECASTER_RNN = "forecaster_rnn"
+FORECASTER_POSTPROCESS = "forecaster_postprocess"
+HISTORY = "HISTORY"  # FP32 [-1]: the raw series, oldest first, at least the window's length
+HORIZON = "HORIZON"  # INT32 [1], optional: how many steps to forecast (default: the model's)
+WINDOW = "WINDOW"  # FP32 [length, 1]: the last values, scaled by their own mean and spread
+LOC = "LOC"  # FP32 [1]: that mean
+SCALE = "SCALE"  # FP32 [1]: that spread
+SCALED_FORECAST = "SCALED_FORECAST"  # FP32 [horizon]: the network's output
+FORECAST = "FORECAST"  # FP32 [h]: values, in the series' units
+LOWER = "LOWER"  # FP32 [h]: the prediction interval's bounds
+UPPER = "UPPER"

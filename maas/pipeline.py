@@ -1,17 +1,20 @@
-"""Train, export and build whatever is missing or stale, in order (`make serve`, `maas demo`).
+"""Train, export and build whatever is missing or stale, every family, in order (`make serve`,
+`maas demo`, `maas build` without a family).
 
-Artifacts live in artifacts/: checkpoint.pt, model.onnx, training_curves.png and samples/.
+Artifacts live in artifacts/: the image classifier's checkpoint.pt, model.onnx,
+training_curves.png and samples/ at the top, each other family's in artifacts/<family>/.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from maas import contract as C
+from maas.families import FAMILIES, resolve
 
 SAMPLE_FORMATS = ("png", "jpeg", "webp", "bmp", "gif", "tiff")
 
@@ -34,28 +37,36 @@ def _newer(path: Path, than: Path) -> bool:
     return path.exists() and path.stat().st_mtime >= than.stat().st_mtime
 
 
-def ensure_built(paths: Paths, data_dir: str | None = None, epochs: int | None = None) -> None:
-    """Run each stage whose output is missing or older than its input."""
+def ensure_built(
+    paths: Paths,
+    data_dir: str | None = None,
+    epochs: int | None = None,
+    only: list[str] | None = None,
+) -> None:
+    """For every family (or those in `only`): train, export and build whatever is missing or
+    older than its input; then the classifier's sample images."""
+    from maas.build.configs import ServingOptions
     from maas.build.repository import build_repository
-    from maas.training.export import export
-    from maas.training.train import TrainConfig, train
 
-    if not paths.checkpoint.exists():
-        print(f"[maas] no checkpoint at {paths.checkpoint}: training on the default dataset")
-        cfg = TrainConfig(data_dir=data_dir, out=str(paths.checkpoint))
-        if epochs is not None:
-            cfg.epochs = epochs
-        train(cfg)
-    if not _newer(paths.onnx, paths.checkpoint):
-        print(f"[maas] exporting {paths.checkpoint} -> {paths.onnx}")
-        export(paths.checkpoint, paths.onnx)
-    built = paths.repository / C.ENSEMBLE / "config.pbtxt"
-    if not (
-        _newer(built, paths.onnx) and (paths.repository / C.CLASSIFIER / "config.pbtxt").exists()
-    ):
-        print(f"[maas] building {paths.repository} (every variant this machine can build)")
-        build_repository(paths.checkpoint, paths.onnx, paths.repository)
-    if not _newer(paths.samples, paths.checkpoint):
+    for family in (FAMILIES[name] for name in only or FAMILIES):
+        checkpoint, onnx = family.paths(paths.artifacts)
+        if not checkpoint.exists():
+            print(f"[maas] no {family.name} checkpoint at {checkpoint}: training on its defaults")
+            config = resolve(family.config)
+            given = {"out": str(checkpoint), "data_dir": data_dir, "epochs": epochs}
+            names = {f.name for f in dataclasses.fields(config)}
+            resolve(family.train)(config(**{k: v for k, v in given.items() if k in names and v}))
+        if not _newer(onnx, checkpoint):
+            print(f"[maas] exporting {checkpoint} -> {onnx}")
+            resolve(family.export)(checkpoint, onnx)
+        stage = resolve(family.build)
+        pipeline = stage.pipeline(stage.load(checkpoint), ServingOptions())
+        built = paths.repository / pipeline.name / "config.pbtxt"
+        if not (_newer(built, onnx) and (paths.repository / pipeline.core.model).is_dir()):
+            print(f"[maas] building {family.name} into {paths.repository} (every variant this "
+                  f"machine can build)")  # fmt: skip
+            build_repository(checkpoint, onnx, paths.repository, family=family.name)
+    if (only is None or "image_classifier" in only) and not _newer(paths.samples, paths.checkpoint):
         write_samples(paths)
 
 

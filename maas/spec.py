@@ -43,13 +43,15 @@ class Tensor:
             raise ValueError(f"tensor {self.name}: unknown datatype {self.dtype!r}")
 
 
-# A warm-up input's data: zeros, random values, or these bytes (one BYTES element).
-Data = str | bytes  # "zero" | "random" | encoded bytes
+# A warm-up input's data: "zero", "random", or one batch row as an array (its shape gives the
+# dims where the tensor's vary; BYTES as an object array of bytes).
+Data = str | np.ndarray
 
 
 @dataclass(frozen=True)
 class Warmup:
-    """One warm-up request Triton sends at load; batch_size 0 means the model's max."""
+    """One warm-up request Triton sends at load; batch_size 0 means the model's max. The
+    launcher's start-up probe sends the same data through the ensemble (maas.probe)."""
 
     name: str
     inputs: Mapping[str, Data]
@@ -125,3 +127,13 @@ class Pipeline:
             if s.model == model:
                 return s
         raise KeyError(f"pipeline {self.name} has no step {model}")
+
+
+def csv(values) -> str:
+    """Numbers as a config parameter (Triton parameters are strings)."""
+    return ",".join(repr(float(v)) for v in values)
+
+
+def floats(text: str) -> tuple[float, ...]:
+    """A config parameter written by `csv`, back to numbers (in the Python-backend adapters)."""
+    return tuple(float(v) for v in text.split(","))

@@ -56,15 +56,82 @@ def onnx_path(checkpoint_path, digits) -> Path:
 
 
 @pytest.fixture(scope="session")
-def repository(tmp_path_factory, checkpoint_path, onnx_path) -> Path:
+def forecaster_path(tmp_path_factory) -> Path:
+    """The GRU trained briefly on the real CO2 series (a few seconds on 2 cores)."""
+    from maas.training.rnn import ForecasterConfig, train_forecaster
+
+    out = tmp_path_factory.mktemp("forecaster") / "checkpoint.pt"
+    train_forecaster(ForecasterConfig(out=str(out), epochs=25))
+    return out
+
+
+@pytest.fixture(scope="session")
+def forecaster(forecaster_path):
+    from maas.training.rnn import ForecasterCheckpoint
+
+    return ForecasterCheckpoint.load(forecaster_path)
+
+
+@pytest.fixture(scope="session")
+def forecaster_onnx(forecaster_path) -> Path:
+    from maas.training.rnn import export_forecaster
+
+    out = forecaster_path.with_name("model.onnx")
+    export_forecaster(forecaster_path, out)
+    return out
+
+
+COLOURS = ["red", "green", "blue", "grey"]
+
+
+def colour_classifier(path: Path, height: int = 48, width: int = 40, classes: int = 4) -> Path:
+    """A user's own ONNX, made here: an image's mean R, G, B -> which colour dominates, or
+    grey. Input "image" FP32 [N, 3, 48, 40], output "scores" FP32 [N, 4]; other names and
+    sizes than ours, and known answers."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.array([[2, -1, -1, 0], [-1, 2, -1, 0], [-1, -1, 2, 0]], np.float32)[:, :classes]
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["image"], ["means"]),
+            helper.make_node("Flatten", ["means"], ["rgb"]),
+            helper.make_node("Gemm", ["rgb", "w", "b"], ["scores"]),
+        ],
+        "colours",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, height, width])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", classes])],
+        initializer=[
+            numpy_helper.from_array(weights, "w"),
+            numpy_helper.from_array(np.array([0, 0, 0, 0.3], np.float32)[:classes], "b"),
+        ],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def own_onnx(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("own")
+    (folder / "labels.txt").write_text("\n".join(COLOURS) + "\n")
+    return colour_classifier(folder / "colours.onnx"), folder / "labels.txt"
+
+
+@pytest.fixture(scope="session")
+def repository(
+    tmp_path_factory, checkpoint_path, onnx_path, forecaster_path, forecaster_onnx, own_onnx
+) -> Path:
+    """Both families built into one repository, as `make serve` builds them, and a user's
+    own ONNX classifier beside them (`maas build image_classifier --onnx ... --labels ...`)."""
+    from maas.build.own_model import build_own_onnx
     from maas.build.repository import BuildOptions, build_repository
 
-    return build_repository(
-        checkpoint_path,
-        onnx_path,
-        tmp_path_factory.mktemp("serve") / "model_repository",
-        build=BuildOptions(variant="onnx", speed_seconds=0.1),
-    )
+    target = tmp_path_factory.mktemp("serve") / "model_repository"
+    fast = BuildOptions(variant="onnx", speed_seconds=0.1)
+    build_repository(checkpoint_path, onnx_path, target, build=fast)
+    build_repository(forecaster_path, forecaster_onnx, target, build=fast, family="forecaster")
+    return build_own_onnx(*own_onnx, target, "colours", build=fast)
 
 
 @pytest.fixture(scope="session")

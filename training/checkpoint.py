@@ -10,7 +10,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -18,8 +18,32 @@ from maas.training.model import SmallCNN
 from maas.transforms import Preprocessing
 
 
+class Saved:
+    """A dataclass of plain values and tensors, saved whole with torch.save (atomically) and
+    loaded with weights_only=True: no pickled code runs on load. `network(**model_args)` with
+    `model_state` loaded is the trained model."""
+
+    network: ClassVar[type[torch.nn.Module]]
+
+    def build_model(self):
+        model = self.network(**self.model_args)
+        model.load_state_dict(self.model_state)
+        return model.eval()
+
+    def save(self, path: str | Path) -> None:
+        atomic_write(path, lambda f: torch.save(self.__dict__, f))
+
+    @classmethod
+    def load(cls, path: str | Path):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}: run `maas train` first")
+        return cls(**torch.load(path, map_location="cpu", weights_only=True))
+
+
 @dataclass
-class Checkpoint:
+class Checkpoint(Saved):
+    network = SmallCNN
     model_state: dict[str, torch.Tensor]
     model_args: dict[str, int]  # SmallCNN(**model_args)
     class_names: list[str]
@@ -32,11 +56,6 @@ class Checkpoint:
     val_accuracy: float = 0.0
     test_accuracy: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
-
-    def build_model(self) -> SmallCNN:
-        model = SmallCNN(**self.model_args)
-        model.load_state_dict(self.model_state)
-        return model.eval()
 
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(
@@ -51,16 +70,6 @@ class Checkpoint:
         from maas.training.data import load_dataset
 
         return load_dataset(self.dataset.get("data_dir"), seed=self.dataset.get("seed", 0))
-
-    def save(self, path: str | Path) -> None:
-        atomic_write(path, lambda f: torch.save(self.__dict__, f))
-
-    @classmethod
-    def load(cls, path: str | Path) -> Checkpoint:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}: run `maas train` first")
-        return cls(**torch.load(path, map_location="cpu", weights_only=True))
 
 
 def atomic_write(path: str | Path, write) -> None:

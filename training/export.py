@@ -39,58 +39,80 @@ def export(
 ) -> float:
     """Write `out` and return the max abs logit difference ORT vs PyTorch on a real batch."""
     ckpt = Checkpoint.load(checkpoint)
-    model = ckpt.build_model()
     height, width = ckpt.input_size
     if parity_batch is None:
         parity_batch = ckpt.load_dataset().test_x[:64]
-    x = normalize(parity_batch, ckpt.mean, ckpt.std)
+    meta = {
+        "class_names": ckpt.class_names,
+        "mean": ckpt.mean,
+        "std": ckpt.std,
+        "input_size": ckpt.input_size,
+    }
+    return to_onnx(
+        ckpt.build_model(),
+        {INPUT_NAME: np.zeros((2, 3, height, width), np.float32)},
+        OUTPUT_NAME,
+        {INPUT_NAME: normalize(parity_batch, ckpt.mean, ckpt.std)},
+        out,
+        tolerance=tolerance,
+        metadata=meta,
+    )
 
+
+def to_onnx(
+    model: torch.nn.Module,
+    example: dict[str, np.ndarray],
+    output: str,
+    parity: dict[str, np.ndarray],
+    out: str | Path,
+    *,
+    tolerance: float = 1e-4,
+    metadata: dict | None = None,
+) -> float:
+    """Export `model` (named inputs, batch axis dynamic; one named output) to one ONNX file,
+    checked with onnx.checker and gated on parity: ONNX Runtime and PyTorch on the real batch
+    `parity` must agree to `tolerance` in every output value, or nothing is written."""
+    model = model.eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         # The exporter's chatter (torchvision absent, pytree deprecations) is not ours to fix.
         warnings.simplefilter("ignore", FutureWarning)
+        # A GRU's weights are flattened during export; the exporter warns, the graph is right.
+        warnings.filterwarnings("ignore", message="The tensor attributes .* during export")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         raw = Path(tmp) / "model.onnx"
         torch.onnx.export(
             model,
-            (torch.zeros(2, 3, height, width),),
+            tuple(torch.from_numpy(v) for v in example.values()),
             str(raw),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: batch},),
+            input_names=list(example),
+            output_names=[output],
+            dynamic_shapes=tuple({0: batch} for _ in example),
             opset_version=OPSET,
             dynamo=True,
-            external_data=False,  # one self-contained file: a small CNN fits easily
+            external_data=False,  # one self-contained file: our models fit easily
             verbose=False,
         )
         proto = onnx.load(str(raw))
-    _add_metadata(proto, ckpt)
+    # For people and tools that open the .onnx alone; the pipeline reads the checkpoint.
+    for key, value in {**(metadata or {}), "producer": "maas"}.items():
+        proto.metadata_props.add(
+            key=key, value=value if isinstance(value, str) else json.dumps(value)
+        )
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
 
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    onnx_logits = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    got = session.run([output], parity)[0]
     with torch.inference_mode():
-        torch_logits = model(torch.from_numpy(x)).numpy()
-    diff = float(np.abs(onnx_logits - torch_logits).max())
+        want = model(*(torch.from_numpy(v) for v in parity.values())).numpy()
+    diff = float(np.abs(got - want).max())
+    rows = len(next(iter(parity.values())))
     if not diff <= tolerance:
         raise ExportError(
-            f"ONNX Runtime and PyTorch disagree: max abs logit difference {diff:.3g} on "
-            f"{len(x)} held-out images exceeds the tolerance {tolerance:g}; nothing written"
+            f"ONNX Runtime and PyTorch disagree: max abs {output} difference {diff:.3g} on "
+            f"{rows} held-out rows exceeds the tolerance {tolerance:g}; nothing written"
         )
     atomic_write(out, lambda f: f.write(data))
     print(f"exported {out} (opset {OPSET}, {len(data) / 1e6:.2f} MB); parity max |diff| {diff:.2e}")
     return diff
-
-
-def _add_metadata(proto: onnx.ModelProto, ckpt: Checkpoint) -> None:
-    # For people and tools that open the .onnx alone; the pipeline reads the checkpoint.
-    meta = {
-        "class_names": json.dumps(ckpt.class_names),
-        "mean": json.dumps(ckpt.mean),
-        "std": json.dumps(ckpt.std),
-        "input_size": json.dumps(ckpt.input_size),
-        "producer": "maas",
-    }
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)

@@ -157,19 +157,24 @@ def _train(cfg: TrainConfig, dataset: Dataset | None) -> Checkpoint:
 
 
 def plot_history(history: list[dict[str, float]], path: Path) -> None:
+    plot_curves(history, path, [("loss", "training loss"), (("train_acc", "val_acc"), "accuracy")])
+
+
+def plot_curves(history: list[dict[str, float]], path: Path, panels) -> None:
+    """One panel per (key or keys of each history row, title), against the epoch; a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [h["loss"] for h in history])
-    ax1.set(xlabel="epoch", ylabel="training loss", title="loss")
-    ax2.plot(epochs, [h["train_acc"] for h in history], label="train (augmented)")
-    ax2.plot(epochs, [h["val_acc"] for h in history], label="validation")
-    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    ax2.legend()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (keys, title) in zip(axes, panels, strict=True):
+        for key in (keys,) if isinstance(keys, str) else keys:
+            ax.plot(epochs, [h[key] for h in history], label=key)
+        ax.set(xlabel="epoch", title=title)
+        if not isinstance(keys, str):
+            ax.legend()
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)

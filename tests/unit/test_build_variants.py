@@ -45,13 +45,16 @@ def test_auto_picks_cpu_variants_and_trt_says_what_to_install():
 @pytest.mark.skipif(tensorrt_buildable(), reason="this machine can build TensorRT engines")
 def test_cli_trt_variant_fails_in_one_line(checkpoint_path, onnx_path, tmp_path):
     maas = str(Path(sys.executable).with_name("maas"))
+    flags = ["--variant", "trt-fp16", "--checkpoint", str(checkpoint_path),
+             "--onnx", str(onnx_path), "--repository", str(tmp_path / "repo")]  # fmt: skip
     run = subprocess.run(
-        [maas, "build", "--variant", "trt-fp16", "--checkpoint", str(checkpoint_path),
-         "--onnx", str(onnx_path), "--repository", str(tmp_path / "repo")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [maas, "build", "image_classifier", *flags], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [f"maas build: cannot build trt-fp16: {INSTALL_HINT}"]
+    # Without a family, a variant is refused before anything is built.
+    run = subprocess.run([maas, "build", *flags], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "apply to one family: name it" in run.stderr
     assert not (tmp_path / "repo").exists()
 
 
@@ -86,7 +89,7 @@ def test_tensorrt_plan_config_matches_profile(checkpoint):
     opts = configs.ServingOptions(max_batch_size=32, serve_versions=2)
     engines = {"8.9": "model_sm89.plan", "9.0": "model_sm90.plan"}
     core = catalog.image_classifier(pre, checkpoint.class_names).core
-    cfg = configs.classifier_tensorrt_config(core, opts, [3, 4], profile.max_batch, engines)
+    cfg = configs.core_tensorrt_config(core, opts, [3, 4], profile.max_batch, engines)
     parsed = configs.parse_pbtxt(configs.to_pbtxt(cfg))
     assert parsed.platform == "tensorrt_plan" and parsed.max_batch_size == profile.max_batch
     assert list(parsed.input[0].dims) == list(profile.shapes((3, 32, 32))[2][1:])

@@ -37,7 +37,7 @@ def test_onnx_matches_pytorch_at_any_batch(onnx_path, checkpoint, digits, batch)
 def test_parity_gate_fails_with_the_figure_and_writes_nothing(tmp_path, checkpoint_path, digits):
     out = tmp_path / "model.onnx"
     with pytest.raises(
-        ExportError, match=r"max abs logit difference \S+ .* exceeds the tolerance -1"
+        ExportError, match=r"max abs LOGITS difference \S+ .* exceeds the tolerance -1"
     ):
         export(checkpoint_path, out, tolerance=-1.0, parity_batch=digits.test_x[:8])
     assert list(tmp_path.iterdir()) == []

@@ -26,13 +26,16 @@ def all_configs(root: Path) -> dict[Path, mc.ModelConfig]:
 def test_every_config_parses_with_tritons_schema(repository):
     parsed = all_configs(repository)
     assert {p.parent.name if p.name == "config.pbtxt" else p.name for p in parsed} == {
-        C.PREPROCESS,
-        C.CLASSIFIER,
-        C.POSTPROCESS,
-        C.ENSEMBLE,
-        "onnxruntime.pbtxt",
-        "onnxruntime_tensorrt.pbtxt",
-    }
+        C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS, C.ENSEMBLE,
+        C.FORECASTER_PREPROCESS, C.FORECASTER_RNN, C.FORECASTER_POSTPROCESS, C.FORECASTER,
+        "colours", "colours_preprocess", "colours_model", "colours_postprocess",  # a user's own
+        "onnxruntime.pbtxt", "onnxruntime_tensorrt.pbtxt",
+    }  # fmt: skip
+    # Each core model has both alternative configs.
+    for core in (C.CLASSIFIER, C.FORECASTER_RNN):
+        assert {p.name for p in (repository / core / "configs").iterdir()} == {
+            "onnxruntime.pbtxt", "onnxruntime_tensorrt.pbtxt",
+        }  # fmt: skip
     for path, config in parsed.items():
         assert config.max_batch_size > 0, path
         assert config.name == path.parent.name or path.parent.name == "configs"
@@ -44,14 +47,11 @@ def test_committed_model_files_are_the_ones_served(repository):
         assert (repository / name / "1" / "model.py").read_text() == (
             source / name / "1" / "model.py"
         ).read_text()
-    # The classifier's adapter is copied into every numbered version, and stays at the model
-    # level too, so that a build into the checkout's own model_repository/ keeps it.
-    assert (repository / C.CLASSIFIER / "model.py").read_text() == (
-        source / C.CLASSIFIER / "model.py"
-    ).read_text()
-    assert (repository / C.CLASSIFIER / "1" / "model.py").read_text() == (
-        source / C.CLASSIFIER / "model.py"
-    ).read_text()
+    # The core models' adapter is copied into every numbered version, and stays at the top
+    # level too (Triton ignores files there), so a build into the checkout keeps it.
+    adapter = (source / "core_model.py").read_text()
+    assert (repository / "core_model.py").read_text() == adapter
+    assert (repository / C.CLASSIFIER / "1" / "model.py").read_text() == adapter
 
 
 def test_composing_models_batch_and_warm_up(repository):

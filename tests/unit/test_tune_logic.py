@@ -22,7 +22,7 @@ def test_apply_rewrites_batching_instances_and_clamps_warmup(checkpoint):
         classifier_instances=2,
         postprocess_instances=1,
     )
-    cls = apply(configs.classifier_config(pipeline.core, opts, [1]), trial)
+    cls = apply(configs.core_config(pipeline.core, opts, [1]), trial)
     assert cls.max_batch_size == 16 and cls.dynamic_batching.max_queue_delay_microseconds == 0
     assert list(cls.dynamic_batching.preferred_batch_size) == [16]  # capped at max_batch_size
     assert cls.instance_group[0].count == 2

@@ -11,11 +11,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from maas import contract as C
+from maas.spec import floats
 from maas.transforms import ImageError, Preprocessing, load_images, normalize, split_batch
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(","))
 
 
 class TritonPythonModel:
@@ -26,8 +23,8 @@ class TritonPythonModel:
         self.spec = Preprocessing(
             height=int(height),
             width=int(width),
-            mean=_floats(params["mean"]),
-            std=_floats(params["std"]),
+            mean=floats(params["mean"]),
+            std=floats(params["std"]),
             max_pixels=int(params["max_pixels"]),
         )
 

@@ -1,9 +1,11 @@
-"""Triton Python-backend model: the classifier on ONNX Runtime (PIXELS -> LOGITS).
+"""Triton Python-backend model: any core model (the classifier, the forecaster's RNN, ...) on
+ONNX Runtime, its inputs and outputs as its config names them.
 
 Used where Triton has no onnxruntime backend (the CPU tritonserver of the nvidia-pytriton
-wheel). `maas build` copies this file into every numbered version folder beside that version's
-model file and manifest.json. All requests of a dynamic batch go through one session.run and
-are split back.
+wheel). `maas build` copies this file into every numbered version folder of every core model,
+beside that version's model file and manifest.json; here, at the repository's top level,
+Triton ignores it. All requests of a dynamic batch go through one session.run and are split
+back.
 """
 
 import json
@@ -13,7 +15,6 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-from maas import contract as C
 from maas.transforms import split_batch
 
 
@@ -33,13 +34,29 @@ class TritonPythonModel:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         path = version_dir / manifest["model_file"]
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [t["name"] for t in config["input"]]
+        self.outputs = [t["name"] for t in config["output"]]
 
     def execute(self, requests):
-        arrays = [pb_utils.get_input_tensor_by_name(r, C.PIXELS).as_numpy() for r in requests]
+        feeds = {
+            name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests]
+            for name in self.inputs
+        }
         try:
-            logits = self.session.run([C.LOGITS], {C.PIXELS: np.concatenate(arrays)})[0]
+            results = self.session.run(
+                self.outputs, {name: np.concatenate(arrays) for name, arrays in feeds.items()}
+            )
         except Exception as e:  # every request gets the error; the model stays up
             error = pb_utils.TritonError(f"onnxruntime: {e}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
-        parts = split_batch(logits, [len(a) for a in arrays])
-        return [pb_utils.InferenceResponse([pb_utils.Tensor(C.LOGITS, p)]) for p in parts]
+        counts = [len(a) for a in feeds[self.inputs[0]]]
+        parts = [split_batch(r, counts) for r in results]
+        return [
+            pb_utils.InferenceResponse(
+                [
+                    pb_utils.Tensor(name, part[i])
+                    for name, part in zip(self.outputs, parts, strict=True)
+                ]
+            )
+            for i in range(len(requests))
+        ]

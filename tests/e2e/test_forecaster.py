@@ -1,0 +1,161 @@
+"""The forecaster through the real server: the same numbers as offline ONNX Runtime on the same
+windows, every horizon, every kind of bad input refused by name, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from maas import contract as C
+from maas.clients.client import AsyncClient, Client
+from maas.clients.errors import InvalidInput
+from maas.series import forecast, scale_window
+from maas.training.rnn import load_co2, split
+
+MAAS = str(Path(sys.executable).with_name("maas"))
+
+
+@pytest.fixture(scope="module")
+def test_windows(forecaster):
+    return split(load_co2(), forecaster.window["length"], forecaster.window["horizon"])["test"]
+
+
+def offline(forecaster, onnx_path, history: np.ndarray):
+    """The same history through maas.series and ONNX Runtime, without Triton."""
+    scaled, loc, scale = scale_window(history, forecaster.window["length"])
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    out = session.run([C.SCALED_FORECAST], {C.WINDOW: scaled[None, :, None]})[0]
+    return forecast(out, np.array([loc]), np.array([scale]), forecaster.spec())
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_served_forecasts_equal_offline(server, forecaster, forecaster_onnx, test_windows, scheme):
+    url = f"{scheme}://{server.http_url if scheme == 'http' else server.grpc_url}"
+    served = []
+    with Client(url) as client:
+        for history in test_windows.x[::7]:
+            answer = client.forecast(history)
+            want = offline(forecaster, forecaster_onnx, history)
+            for got, expected in zip(
+                (answer.values, answer.lower, answer.upper), want, strict=True
+            ):
+                np.testing.assert_allclose(got, expected[0], rtol=1e-5, atol=1e-3)
+            assert all(
+                lo <= v <= hi
+                for v, lo, hi in zip(answer.values, answer.lower, answer.upper, strict=True)
+            )
+            served.append(answer.values)
+    # Against the truth too: the served MAE is the GRU's held-out figure on these windows.
+    mae = float(np.abs(np.array(served) - test_windows.y[::7]).mean())
+    assert mae < 1.5  # ppm; seasonal-naive makes 1.69 over the whole test period
+
+
+def test_horizons_in_one_dynamic_batch(server, test_windows, model_counts):
+    """Twelve requests at once asking horizons 1..12: each answer has its own length."""
+    history = test_windows.x[0]
+    with Client(f"grpc://{server.grpc_url}") as client:
+        full = client.forecast(history)
+
+    async def run():
+        async with AsyncClient(f"grpc://{server.grpc_url}") as client:
+            return await asyncio.gather(*(client.forecast(history, h) for h in range(1, 13)))
+
+    for _attempt in range(5):
+        before = model_counts(C.FORECASTER_POSTPROCESS)
+        answers = asyncio.run(run())
+        for h, answer in enumerate(answers, 1):
+            assert len(answer.values) == len(answer.lower) == len(answer.upper) == h
+            np.testing.assert_allclose(answer.values, full.values[:h], rtol=1e-6)
+        inferences, executions = (
+            a - b for a, b in zip(model_counts(C.FORECASTER_POSTPROCESS), before, strict=True)
+        )
+        if executions < inferences:
+            break
+    assert executions < inferences, "the twelve requests never shared a postprocess batch"
+
+
+BAD = {
+    "nan": ([1.0, float("nan")] * 30, None, "HISTORY: history value 1 is nan"),
+    "inf": ([float("inf")] + [1.0] * 59, None, "HISTORY: history value 0 is inf"),
+    "empty": ([], None, "HISTORY: empty history: 0 values"),
+    "too_short": ([1.0] * 10, None, "HISTORY: history of 10 values: at least 48 are needed"),
+    "horizon_zero": ([1.0] * 60, 0, "HORIZON: horizon must be between 1 and 12, got 0"),
+    "horizon_past_limit": ([1.0] * 60, 13, "HORIZON: horizon must be between 1 and 12, got 13"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_bad_input_named_and_the_server_stays_up(server, test_windows, case, scheme):
+    history, horizon, message = BAD[case]
+    url = f"{scheme}://{server.http_url if scheme == 'http' else server.grpc_url}"
+    with Client(url) as client:
+        with pytest.raises(InvalidInput) as err:
+            client.forecast(history, horizon)
+        assert message in str(err.value)
+        assert err.value.status == ("400" if scheme == "http" else "StatusCode.INVALID_ARGUMENT")
+        assert client.is_ready()
+        assert len(client.forecast(test_windows.x[0]).values) == 12
+
+
+def test_bad_series_fails_only_its_own_request_in_a_batch(server, test_windows):
+    async def run():
+        async with AsyncClient(f"grpc://{server.grpc_url}") as client:
+            histories = [test_windows.x[i] for i in range(16)]
+            histories[5] = np.full(48, np.nan)
+            return await asyncio.gather(
+                *(client.forecast(h) for h in histories), return_exceptions=True
+            )
+
+    results = asyncio.run(run())
+    assert [i for i, r in enumerate(results) if isinstance(r, Exception)] == [5]
+    assert "history value 0 is nan" in str(results[5])
+
+
+def test_forecast_cli(server, forecaster, forecaster_onnx, test_windows, tmp_path):
+    history = test_windows.x[3]
+    path = tmp_path / "co2.csv"
+    path.write_text("\n".join(f"{v:.4f}" for v in history))
+    run = subprocess.run(
+        [MAAS, "forecast", "--file", str(path), "--horizon", "3", "--json",
+         "--url", f"grpc://{server.grpc_url}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    answer = json.loads(run.stdout)
+    want = offline(forecaster, forecaster_onnx, np.round(history, 4))
+    np.testing.assert_allclose(answer["values"], want[0][0, :3], rtol=1e-5)
+    bad = subprocess.run(
+        [MAAS, "forecast", "1", "2", "3", "--url", f"http://{server.http_url}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "at least 48 are needed" in bad.stderr
+
+
+def readme_curl() -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("Forecast with curl") :]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_forecast_curl(server):
+    script = readme_curl().replace("localhost:8000", server.http_url)
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    outputs = {o["name"]: o["data"] for o in json.loads(run.stdout)["outputs"]}
+    with Client(f"http://{server.http_url}") as client:
+        want = client.forecast(np.round(np.arange(48) * 0.1 + 315, 1), horizon=3)
+    assert len(outputs[C.FORECAST]) == 3
+    np.testing.assert_allclose(outputs[C.FORECAST], want.values, rtol=1e-5)
+    np.testing.assert_allclose(outputs[C.UPPER], want.upper, rtol=1e-5)
