@@ -15,7 +15,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas import contract as C
-from maas.spec import Pipeline, Step, Tensor, Warmup
+from maas.spec import Pipeline, SequenceBatching, Step, Tensor, Warmup
 from maas.transforms import DEFAULT_MAX_PIXELS
 
 
@@ -128,16 +128,49 @@ def _warmups(step: Step, max_batch_size: int) -> list[mc.ModelWarmup]:
 
 def python_config(step: Step, opts: ServingOptions) -> mc.ModelConfig:
     """A Python-backend step: its adapter reads `parameters`; batched like every step."""
-    return mc.ModelConfig(
+    config = mc.ModelConfig(
         name=step.model,
         backend="python",
         max_batch_size=opts.max_batch_size,
         input=[_input(t) for t in step.inputs],
         output=[_output(t) for t in step.outputs],
-        dynamic_batching=_batching(opts),
         instance_group=_cpu(opts.instances(step)),
         parameters=_params(**step.parameters),
         model_warmup=_warmups(step, opts.max_batch_size),
+    )
+    if step.sequence is None:
+        config.dynamic_batching.CopyFrom(_batching(opts))
+    else:
+        config.sequence_batching.CopyFrom(_sequence_batching(step.sequence, opts))
+    return config
+
+
+def _sequence_batching(seq: SequenceBatching, opts: ServingOptions) -> mc.ModelSequenceBatching:
+    """START and END as 0/1 FP32 flags and the correlation ID as UINT64, for the model to
+    read; sequences batched oldest first, as many as `max_sequences` at once."""
+    control = mc.ModelSequenceBatching.Control
+    return mc.ModelSequenceBatching(
+        max_sequence_idle_microseconds=int(seq.idle_seconds * 1e6),
+        control_input=[
+            mc.ModelSequenceBatching.ControlInput(
+                name=name, control=[control(kind=kind, fp32_false_true=[0, 1])]
+            )
+            for name, kind in (
+                ("START", control.CONTROL_SEQUENCE_START),
+                ("END", control.CONTROL_SEQUENCE_END),
+            )
+        ]
+        + [
+            mc.ModelSequenceBatching.ControlInput(
+                name="CORRID",
+                control=[control(kind=control.CONTROL_SEQUENCE_CORRID, data_type=mc.TYPE_UINT64)],
+            )
+        ],
+        oldest=mc.ModelSequenceBatching.StrategyOldest(
+            max_candidate_sequences=seq.max_sequences,
+            preferred_batch_size=[min(opts.preferred_batch_size or 1, opts.max_batch_size)],
+            max_queue_delay_microseconds=opts.queue_delay_us,
+        ),
     )
 
 

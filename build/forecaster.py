@@ -7,6 +7,8 @@ above the PyTorch model's.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from maas import catalog
 from maas import contract as C
 from maas.build.calibration import sample
@@ -26,6 +28,11 @@ def load(checkpoint) -> ForecasterCheckpoint:
 
 def pipeline(ckpt: ForecasterCheckpoint, opts=None):
     return catalog.forecaster(ckpt.spec())
+
+
+def extras(ckpt: ForecasterCheckpoint, onnx: Path) -> tuple:
+    """The stream, over the exported (parity-gated) network."""
+    return (catalog.forecaster_stream(ckpt.spec(), Path(onnx).read_bytes()),)
 
 
 def core_data(ckpt: ForecasterCheckpoint, core: Step, calibration_count: int = 256) -> CoreData:

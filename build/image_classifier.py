@@ -32,6 +32,10 @@ def pipeline(ckpt: Checkpoint, opts):
     return catalog.image_classifier(pre, ckpt.class_names, opts.default_top_k)
 
 
+def extras(ckpt: Checkpoint, onnx) -> tuple:
+    return ()  # one pipeline
+
+
 def core_data(
     ckpt: Checkpoint, core: Step, calibration_count: int = 256, dataset: Dataset | None = None
 ) -> CoreData:

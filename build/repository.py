@@ -16,6 +16,7 @@ place, so a failed build leaves the repository exactly as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import struct
@@ -71,6 +72,7 @@ def build_repository(
         raise FileNotFoundError(f"no ONNX model at {onnx_model}: run `maas export {family}` first")
     pipeline = stage.pipeline(ckpt, opts)
     data = stage.core_data(ckpt, pipeline.core, build.calibration_images)
+    data = dataclasses.replace(data, extras=stage.extras(ckpt, onnx_model))
     source = {"checkpoint": str(checkpoint), "checkpoint_sha256": manifest.sha256(checkpoint)}
     return build_pipeline(pipeline, data, onnx_model, target, opts, build, kind.variants, source)
 
@@ -145,7 +147,10 @@ def _choose(found: list[cands.Candidate]) -> cands.Candidate | None:
 
 
 def _assemble(root, previous, pipeline, opts, build, chosen, data, record, calibration_cache):
-    ours = {pipeline.name, *(s.model for s in pipeline.steps)}
+    extras = data.extras  # the family's other pipelines, over Python steps only
+    ours = {p.name for p in (pipeline, *extras)} | {
+        s.model for p in (pipeline, *extras) for s in p.steps
+    }
     if previous.is_dir():  # the other families' models, as they are
         for entry in previous.iterdir():
             if entry.name not in ours and not entry.name.startswith("."):
@@ -153,11 +158,13 @@ def _assemble(root, previous, pipeline, opts, build, chosen, data, record, calib
                 copy(entry, root / entry.name)
     # The core adapter, so that a build into the checkout's own model_repository/ keeps it.
     shutil.copy2(_source(CORE_ADAPTER), root / CORE_ADAPTER)
-    for step in pipeline.steps:
-        if step.kind == "python":
-            _write_python_step(root / step.model, step, opts)
-    (root / pipeline.name / "1").mkdir(parents=True)  # an ensemble still needs a version folder
-    _write(root / pipeline.name / "config.pbtxt", configs.ensemble_config(pipeline, opts))
+    for served in (pipeline, *extras):
+        for step in served.steps:
+            if step.kind == "python":
+                _write_python_step(root / step.model, step, opts)
+        if served.ensemble:
+            (root / served.name / "1").mkdir(parents=True)  # an ensemble needs a version folder
+            _write(root / served.name / "config.pbtxt", configs.ensemble_config(served, opts))
 
     core = pipeline.core
     # What a kept version must match to serve beside the new one: the core's tensors.

@@ -83,6 +83,27 @@ def forecasts(outputs: Mapping[str, np.ndarray]) -> list[Forecast]:
     return [Forecast(*(tuple(float(x) for x in r) for r in row)) for row in rows]
 
 
+@dataclass(frozen=True)
+class StreamStep:
+    next: float  # the forecast of the value after the one just sent; NaN until a window
+    lower: float
+    upper: float
+    held: int  # observations the server holds for this sequence
+
+
+def observation(sequence: int, value: float, start: bool, end: bool) -> tuple[dict, dict]:
+    """The stream's input for one value, and tritonclient's sequence arguments."""
+    flags = {"sequence_id": sequence, "sequence_start": start, "sequence_end": end}
+    return {C.OBSERVATION: np.array([[value]], np.float32)}, flags
+
+
+def stream_step(outputs: Mapping[str, np.ndarray]) -> StreamStep:
+    return StreamStep(
+        *(float(outputs[n][0, 0]) for n in (C.NEXT, C.NEXT_LOWER, C.NEXT_UPPER)),
+        held=int(outputs[C.HELD][0, 0]),
+    )
+
+
 def image_request(images: Sequence[bytes], top_k: int | None) -> dict[str, np.ndarray]:
     """The image classifier's inputs for one request of encoded images."""
     request = {C.IMAGE: np.array(images, dtype=object).reshape(-1, 1)}
@@ -191,14 +212,25 @@ class Client(_Base):
         [answer] = forecasts(self.infer(C.FORECASTER, series_request(history, horizon)))
         return answer
 
-    def infer(self, pipeline: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Any served pipeline: its input arrays (batch axis first) in, every output out."""
+    def infer(
+        self, pipeline: str, inputs: Mapping[str, np.ndarray], **sequence
+    ) -> dict[str, np.ndarray]:
+        """Any served pipeline: its input arrays (batch axis first) in, every output out.
+        `sequence`: tritonclient's sequence_id, sequence_start, sequence_end, for a stream."""
+        tensors = self._tensors(inputs)
         try:
-            return _arrays(
-                self._client.infer(pipeline, self._tensors(inputs), **self._infer_kwargs)
-            )
+            return _arrays(self._client.infer(pipeline, tensors, **self._infer_kwargs, **sequence))
         except Exception as e:
             raise from_triton(e) from e
+
+    def observe(
+        self, sequence: int, value: float, *, start: bool = False, end: bool = False
+    ) -> StreamStep:
+        """The next value of stream `sequence` (an ID > 0 of the caller's choosing; `start`
+        with the first, `end` with the last): the server keeps the window, answers the
+        next-step forecast once it holds one (NaN until then)."""
+        inputs, flags = observation(sequence, value, start, end)
+        return stream_step(self.infer(C.FORECASTER_STREAM, inputs, **flags))
 
     def is_ready(self) -> bool:
         """True when the server and the model are ready; False when either is not."""
@@ -253,12 +285,21 @@ class AsyncClient(_Base):
         [answer] = forecasts(await self.infer(C.FORECASTER, series_request(history, horizon)))
         return answer
 
-    async def infer(self, pipeline: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def infer(
+        self, pipeline: str, inputs: Mapping[str, np.ndarray], **sequence
+    ) -> dict[str, np.ndarray]:
+        tensors = self._tensors(inputs)
         try:
-            result = await self._client.infer(pipeline, self._tensors(inputs), **self._infer_kwargs)
+            result = await self._client.infer(pipeline, tensors, **self._infer_kwargs, **sequence)
         except Exception as e:
             raise from_triton(e) from e
         return _arrays(result)
+
+    async def observe(
+        self, sequence: int, value: float, *, start: bool = False, end: bool = False
+    ) -> StreamStep:
+        inputs, flags = observation(sequence, value, start, end)
+        return stream_step(await self.infer(C.FORECASTER_STREAM, inputs, **flags))
 
     async def close(self) -> None:
         await self._client.close()

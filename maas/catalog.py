@@ -2,6 +2,7 @@
 
     image_classifier   IMAGE (encoded bytes), TOP_K? -> LABELS, SCORES, CLASS_IDS
     forecaster         HISTORY (a series), HORIZON? -> FORECAST, LOWER, UPPER
+    forecaster_stream  OBSERVATION per request, in a sequence -> NEXT, NEXT_LOWER/UPPER, HELD
 
 Each function takes what the checkpoint says (sizes, labels, normalisation) and the serving
 defaults, and returns the Pipeline that build, serve, clients, tests and benchmarks iterate
@@ -17,7 +18,7 @@ import numpy as np
 
 from maas import contract as C
 from maas.series import Window
-from maas.spec import Pipeline, Step, Tensor, Warmup, csv
+from maas.spec import Pipeline, SequenceBatching, Step, Tensor, Warmup, csv
 from maas.transforms import Preprocessing, encode_png
 
 
@@ -137,3 +138,30 @@ def forecaster(window: Window) -> Pipeline:
             ),
         ),
     )
+
+
+def forecaster_stream(window: Window, onnx: bytes, idle_seconds: float = 60.0) -> Pipeline:
+    """One observation per request under a Triton sequence (correlation ID, START/END); the
+    server keeps each sequence's last `window.length` values and answers the next-step
+    forecast once it has them. Clients call the model itself: there is nothing to chain."""
+    observation = Tensor(C.OBSERVATION, "FP32", (1,))
+    answers = (
+        *(Tensor(name, "FP32", (1,)) for name in (C.NEXT, C.NEXT_LOWER, C.NEXT_UPPER)),
+        Tensor(C.HELD, "INT32", (1,)),
+    )
+    step = Step(
+        C.FORECASTER_STREAM,
+        "python",
+        inputs=(observation,),
+        outputs=answers,
+        adapter=f"{C.FORECASTER_STREAM}/1/model.py",
+        parameters={
+            "length": str(window.length),
+            "lower": csv(window.lower[:1]),
+            "upper": csv(window.upper[:1]),
+            "idle_seconds": str(idle_seconds),
+        },
+        files={"model.onnx": onnx},  # in its own folder: an S3 repository copies folders apart
+        sequence=SequenceBatching(idle_seconds=idle_seconds),
+    )
+    return Pipeline(C.FORECASTER_STREAM, "forecaster", (observation,), answers, (step,))

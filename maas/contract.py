@@ -27,3 +27,11 @@ SCALED_FORECAST = "SCALED_FORECAST"  # FP32 [horizon]: the network's output
 FORECAST = "FORECAST"  # FP32 [h]: values, in the series' units
 LOWER = "LOWER"  # FP32 [h]: the prediction interval's bounds
 UPPER = "UPPER"
+
+# The forecaster's stream: one observation per request under a Triton sequence.
+FORECASTER_STREAM = "forecaster_stream"  # OBSERVATION -> NEXT, NEXT_LOWER, NEXT_UPPER, HELD
+OBSERVATION = "OBSERVATION"  # FP32 [1]: the next value of the series
+NEXT = "NEXT"  # FP32 [1]: the forecast of the value after it (NaN until a window is held)
+NEXT_LOWER = "NEXT_LOWER"  # FP32 [1]: its prediction interval
+NEXT_UPPER = "NEXT_UPPER"
+HELD = "HELD"  # INT32 [1]: observations the server holds for this sequence (up to the window)

@@ -59,6 +59,15 @@ class Warmup:
 
 
 @dataclass(frozen=True)
+class SequenceBatching:
+    """Triton's sequence batcher instead of the dynamic one: requests carry a correlation ID
+    and START/END flags, and the model keeps each sequence's state between them."""
+
+    idle_seconds: float = 60.0  # a sequence silent this long is ended, its state freed
+    max_sequences: int = 64  # in flight at once (the oldest-first strategy's candidates)
+
+
+@dataclass(frozen=True)
 class Step:
     """One Triton model of a pipeline.
 
@@ -76,6 +85,7 @@ class Step:
     files: Mapping[str, bytes] = field(default_factory=dict)  # written beside config.pbtxt
     instances: int = 1
     warmup: tuple[Warmup, ...] = ()
+    sequence: SequenceBatching | None = None
 
     def __post_init__(self):
         if self.kind not in ("python", "core"):
@@ -115,6 +125,11 @@ class Pipeline:
         missing = [t.name for t in self.outputs if t.name not in available]
         if missing:
             raise ValueError(f"pipeline {self.name}: no step produces {', '.join(missing)}")
+
+    @property
+    def ensemble(self) -> bool:
+        """False for a pipeline that is one model clients call directly (a stream)."""
+        return not (len(self.steps) == 1 and self.steps[0].model == self.name)
 
     @property
     def core(self) -> Step:

@@ -159,3 +159,61 @@ def test_readme_forecast_curl(server):
     assert len(outputs[C.FORECAST]) == 3
     np.testing.assert_allclose(outputs[C.FORECAST], want.values, rtol=1e-5)
     np.testing.assert_allclose(outputs[C.UPPER], want.upper, rtol=1e-5)
+
+
+def test_stream_keeps_a_window_per_sequence(server, test_windows):
+    """One observation per request: NaN until 48 are held, then the next-step forecast of
+    exactly the last 48, as the forecaster ensemble gives for the same history."""
+    series = np.concatenate([test_windows.x[0], test_windows.y[0]])  # 60 real months
+    with Client(f"grpc://{server.grpc_url}") as client:
+        steps = [
+            client.observe(7, v, start=i == 0, end=i == len(series) - 1)
+            for i, v in enumerate(series)
+        ]
+        assert [s.held for s in steps] == [min(i + 1, 48) for i in range(60)]
+        assert all(np.isnan(s.next) for s in steps[:47])
+        for i in (47, 53, 59):
+            want = client.forecast(series[i - 47 : i + 1], horizon=1)
+            assert steps[i].next == pytest.approx(want.values[0], rel=1e-5)
+            assert steps[i].lower == pytest.approx(want.lower[0], rel=1e-5)
+            assert steps[i].upper == pytest.approx(want.upper[0], rel=1e-5)
+        # END freed it: the same ID without START is a new sequence Triton refuses.
+        with pytest.raises(InvalidInput, match="START"):
+            client.observe(7, 1.0)
+
+
+def test_many_sequences_at_once_keep_their_own_state(server, test_windows):
+    """Sixteen interleaved sequences, each a different stretch of the series, batched
+    together by the sequence batcher: each last answer is its own series' forecast."""
+    histories = [test_windows.x[i] for i in range(0, 64, 4)]
+
+    async def stream(client, sequence, history):
+        last = None
+        for i, v in enumerate(history):
+            last = await client.observe(sequence, v, start=i == 0, end=i == len(history) - 1)
+        return last
+
+    async def run():
+        async with AsyncClient(f"grpc://{server.grpc_url}") as client:
+            return await asyncio.gather(
+                *(stream(client, 100 + n, h) for n, h in enumerate(histories))
+            )
+
+    finals = asyncio.run(run())
+    with Client(f"grpc://{server.grpc_url}") as client:
+        for history, final in zip(histories, finals, strict=True):
+            assert final.held == 48
+            assert final.next == pytest.approx(client.forecast(history, 1).values[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_stream_bad_input(server, scheme):
+    url = f"{scheme}://{server.http_url if scheme == 'http' else server.grpc_url}"
+    with Client(url) as client:
+        with pytest.raises(InvalidInput, match="START"):  # a sequence Triton never saw start
+            client.observe(424242, 1.0)
+        client.observe(31, 1.0, start=True)
+        with pytest.raises(InvalidInput, match="OBSERVATION: nan in sequence 31"):
+            client.observe(31, float("nan"))
+        assert client.observe(31, 2.0, end=True).held == 2  # the NaN was not kept
+        assert client.is_ready()

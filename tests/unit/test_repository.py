@@ -28,6 +28,7 @@ def test_every_config_parses_with_tritons_schema(repository):
     assert {p.parent.name if p.name == "config.pbtxt" else p.name for p in parsed} == {
         C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS, C.ENSEMBLE,
         C.FORECASTER_PREPROCESS, C.FORECASTER_RNN, C.FORECASTER_POSTPROCESS, C.FORECASTER,
+        C.FORECASTER_STREAM,
         "colours", "colours_preprocess", "colours_model", "colours_postprocess",  # a user's own
         "onnxruntime.pbtxt", "onnxruntime_tensorrt.pbtxt",
     }  # fmt: skip
@@ -38,6 +39,9 @@ def test_every_config_parses_with_tritons_schema(repository):
         }  # fmt: skip
     for path, config in parsed.items():
         assert config.max_batch_size > 0, path
+        # Every model batches: dynamically, or (the stream) by sequence.
+        batching = "sequence_batching" if config.name == C.FORECASTER_STREAM else "dynamic_batching"
+        assert config.platform == "ensemble" or config.HasField(batching), path
         assert config.name == path.parent.name or path.parent.name == "configs"
 
 
