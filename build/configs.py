@@ -340,6 +340,13 @@ def check(config: mc.ModelConfig) -> list[str]:
     return problems
 
 
+def _refuse_if_invalid(config: mc.ModelConfig, source) -> mc.ModelConfig:
+    problems = check(config)
+    if problems:
+        raise ConfigError(f"{source}: model {config.name!r}: " + "; ".join(problems))
+    return config
+
+
 def parse_pbtxt(text: str, source: str = "config.pbtxt") -> mc.ModelConfig:
     """Parse with Triton's schema and check as Triton does at load; raises ConfigError naming
     `source` and the offending field."""
@@ -347,10 +354,7 @@ def parse_pbtxt(text: str, source: str = "config.pbtxt") -> mc.ModelConfig:
         config = text_format.Parse(text, mc.ModelConfig())
     except text_format.ParseError as e:
         raise ConfigError(f"{source}: {e}") from None
-    problems = check(config)
-    if problems:
-        raise ConfigError(f"{source}: model {config.name!r}: " + "; ".join(problems))
-    return config
+    return _refuse_if_invalid(config, source)
 
 
 def read_config(path: str | os.PathLike) -> mc.ModelConfig:
@@ -360,8 +364,6 @@ def read_config(path: str | os.PathLike) -> mc.ModelConfig:
 
 def write_config(path: str | os.PathLike, config: mc.ModelConfig) -> None:
     """Check, then write; a config Triton would refuse raises ConfigError and is not written."""
-    problems = check(config)
-    if problems:
-        raise ConfigError(f"{path}: model {config.name!r}: " + "; ".join(problems))
+    _refuse_if_invalid(config, path)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(to_pbtxt(config))
