@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,11 @@ import onnxruntime as ort
 import pytest
 
 from maas import contract as C
+from maas.build.configs import read_config, write_config
 from maas.clients.client import AsyncClient, Client
 from maas.clients.errors import InvalidInput
 from maas.series import forecast, scale_window
+from maas.serve import Ports, TritonServer
 from maas.training.rnn import load_co2, split
 
 MAAS = str(Path(sys.executable).with_name("maas"))
@@ -217,3 +220,22 @@ def test_stream_bad_input(server, scheme):
             client.observe(31, float("nan"))
         assert client.observe(31, 2.0, end=True).held == 2  # the NaN was not kept
         assert client.is_ready()
+
+
+def test_idle_sequence_is_ended_and_starts_afresh(repository, tmp_path, test_windows):
+    """The stream alone, with a 1 s idle limit: a sequence silent past it is ended by Triton
+    (continuing it is refused), and START begins a fresh window."""
+    repo = tmp_path / "repo"
+    shutil.copytree(repository / C.FORECASTER_STREAM, repo / C.FORECASTER_STREAM)
+    path = repo / C.FORECASTER_STREAM / "config.pbtxt"
+    config = read_config(path)
+    config.sequence_batching.max_sequence_idle_microseconds = 1_000_000
+    config.parameters["idle_seconds"].string_value = "1"
+    write_config(path, config)
+    with TritonServer(repo, Ports.free()) as server, Client(f"grpc://{server.grpc_url}") as client:
+        for i, value in enumerate(test_windows.x[0][:5]):
+            assert client.observe(9, value, start=i == 0).held == i + 1
+        time.sleep(2.5)
+        with pytest.raises(InvalidInput, match="START"):
+            client.observe(9, 1.0)
+        assert client.observe(9, 1.0, start=True).held == 1
