@@ -9,7 +9,7 @@ PORTS := --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METR
 # Exact pins (torch==2.13.0 is the local CPU wheel; anything looser pulls a CUDA build).
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install serve demo test lint clean perf-analyzer bench tune
+.PHONY: install serve demo test lint clean perf-analyzer bench bench-families tune
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ perf-analyzer: install  ## perf_analyzer sweeps (needs perf_analyzer: Triton SDK
 
 bench: install  ## the side-by-side comparison -> benchmarks/results/
 	$(BIN)/python -m maas.benchmarks.compare
+
+bench-families: install  ## each family served vs in-process -> benchmarks/results/families.*
+	$(BIN)/maas build
+	$(BIN)/python -m maas.benchmarks.families
 
 tune: install  ## search serving configs on this machine -> benchmarks/results/tuning.*
 	$(BIN)/maas tune
