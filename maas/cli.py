@@ -44,12 +44,9 @@ def _ports(args):
 
 def cmd_train(args) -> int:
     family = families.get(args.family)
-    config = families.resolve(family.config)
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    options = {f.name: given[f.name] for f in dataclasses.fields(config) if f.name in given}
-    if "out" not in options:
-        options["out"] = str(family.paths(Path("artifacts"))[0])
-    families.resolve(family.train)(config(**options))
+    given = {k: v for k, v in vars(args).items() if k not in ("family", "func")}
+    given["out"] = args.out or str(family.paths(Path("artifacts"))[0])
+    families.train(family, **given)
     return 0
 
 

@@ -11,6 +11,7 @@ the table (the CLI's --help, a client command) imports no torch.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,14 @@ def get(name: str) -> Family:
     if name not in FAMILIES:
         raise ValueError(f"unknown family {name!r}; choose one of {', '.join(FAMILIES)}")
     return FAMILIES[name]
+
+
+def train(family: Family, **given):
+    """Train `family` with the given options that its config has (None: its default)."""
+    config = resolve(family.config)
+    names = {f.name for f in dataclasses.fields(config)}
+    options = {k: v for k, v in given.items() if k in names and v is not None}
+    return resolve(family.train)(config(**options))
 
 
 def resolve(reference: str):

@@ -7,14 +7,13 @@ training_curves.png and samples/ at the top, each other family's in artifacts/<f
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from maas.families import FAMILIES, resolve
+from maas.families import FAMILIES, resolve, train
 
 SAMPLE_FORMATS = ("png", "jpeg", "webp", "bmp", "gif", "tiff")
 
@@ -52,10 +51,7 @@ def ensure_built(
         checkpoint, onnx = family.paths(paths.artifacts)
         if not checkpoint.exists():
             print(f"[maas] no {family.name} checkpoint at {checkpoint}: training on its defaults")
-            config = resolve(family.config)
-            given = {"out": str(checkpoint), "data_dir": data_dir, "epochs": epochs}
-            names = {f.name for f in dataclasses.fields(config)}
-            resolve(family.train)(config(**{k: v for k, v in given.items() if k in names and v}))
+            train(family, out=str(checkpoint), data_dir=data_dir, epochs=epochs)
         if not _newer(onnx, checkpoint):
             print(f"[maas] exporting {checkpoint} -> {onnx}")
             resolve(family.export)(checkpoint, onnx)
