@@ -103,6 +103,8 @@ async def _sender(target: Target, spec):
         return send_naive, session.close
     import importlib
 
+    from maas.clients.client import image_request, infer_inputs
+
     module = importlib.import_module(f"tritonclient.{scheme}")
     client = importlib.import_module(f"tritonclient.{scheme}.aio").InferenceServerClient(address)
 
@@ -113,39 +115,21 @@ async def _sender(target: Target, spec):
 
         async def send_tensors(key, images):
             pixels = preprocess(images, spec["pre"])
-            tensor = module.InferInput(C.PIXELS, list(pixels.shape), "FP32")
-            tensor.set_data_from_numpy(pixels)
-            result = await client.infer(target.model, [tensor])
+            result = await client.infer(target.model, infer_inputs(module, {C.PIXELS: pixels}))
             postprocess(result.as_numpy(C.LOGITS), 3, labels)
 
         return send_tensors, client.close
 
-    built: dict[int, object] = {}  # requests repeat: serialise each input once, off the clock
+    built: dict[int, list] = {}  # requests repeat: serialise each input once, off the clock
 
-    if target.payload:
-        from tritonclient.utils import np_to_triton_dtype
-
-        async def send_payload(key, rows):
-            if key not in built:
-                built[key] = []
-                for name, value in rows[0].items():
-                    tensor = module.InferInput(
-                        name, list(value.shape), np_to_triton_dtype(value.dtype)
-                    )
-                    tensor.set_data_from_numpy(value)
-                    built[key].append(tensor)
-            await client.infer(target.model, built[key])
-
-        return send_payload, client.close
-
-    async def send_images(key, images):
+    async def send(key, rows):
         if key not in built:
-            tensor = module.InferInput(C.IMAGE, [len(images), 1], "BYTES")
-            tensor.set_data_from_numpy(np.array(images, dtype=object).reshape(-1, 1))
-            built[key] = tensor
-        await client.infer(target.model, [built[key]])
+            # Ready-made inputs (target.payload: one dict a request) or encoded images.
+            request = rows[0] if target.payload else image_request(rows, None)
+            built[key] = infer_inputs(module, request)
+        await client.infer(target.model, built[key])
 
-    return send_images, client.close
+    return send, client.close
 
 
 def _worker(target, images, concurrency, rate, stop, counter, out, spec, deadline):

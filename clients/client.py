@@ -130,6 +130,19 @@ def _chunks(items: list[bytes], size: int):
         yield items[i : i + size]
 
 
+def infer_inputs(module, inputs: Mapping[str, np.ndarray]) -> list:
+    """tritonclient InferInput objects (module: tritonclient.http or .grpc, or their .aio) for
+    named arrays with the batch axis first; the datatype follows the array's dtype (object
+    arrays of bytes: BYTES)."""
+    out = []
+    for name, value in inputs.items():
+        value = np.asarray(value)
+        tensor = module.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
+        tensor.set_data_from_numpy(value)
+        out.append(tensor)
+    return out
+
+
 def _arrays(result) -> dict[str, np.ndarray]:
     """Every output of a tritonclient result (HTTP: JSON dict; gRPC: protobuf) by name."""
     response = result.get_response()
@@ -148,16 +161,7 @@ class _Base:
         self._module = importlib.import_module(f"tritonclient.{self.protocol}")
 
     def _tensors(self, inputs: Mapping[str, np.ndarray]) -> list:
-        """tritonclient InferInput objects; the datatype follows the array's dtype."""
-        out = []
-        for name, value in inputs.items():
-            value = np.asarray(value)
-            tensor = self._module.InferInput(
-                name, list(value.shape), np_to_triton_dtype(value.dtype)
-            )
-            tensor.set_data_from_numpy(value)
-            out.append(tensor)
-        return out
+        return infer_inputs(self._module, inputs)
 
 
 class Client(_Base):

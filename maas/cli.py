@@ -94,9 +94,9 @@ def cmd_build(args) -> int:
 
         ensure_built(Paths(Path("artifacts"), args.repository))
         return 0
-    checkpoint, onnx = families.get(args.family).paths(Path("artifacts"))
     if args.labels is not None:  # a user's own ONNX, served through the family's steps
         return _build_own(args)
+    checkpoint, onnx = families.get(args.family).paths(Path("artifacts"))
     try:
         build = BuildOptions(
             variant=args.variant,

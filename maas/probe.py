@@ -53,8 +53,8 @@ def _warmup_value(folder: Path, spec: mc.ModelWarmup.Input) -> np.ndarray:
     return np.zeros(shape, dtype=dtype)
 
 
-def probe_requests(repository: Path) -> dict[str, dict[str, tuple[np.ndarray, str]]]:
-    """ensemble name -> {input name: (one batch row, Triton datatype)} for its required inputs."""
+def probe_requests(repository: Path) -> dict[str, dict[str, np.ndarray]]:
+    """ensemble name -> {input name: one batch row} for its required inputs."""
     configs = {p.parent.name: read_config(p) for p in sorted(repository.glob("*/config.pbtxt"))}
     out = {}
     for name, ensemble in configs.items():
@@ -69,32 +69,28 @@ def probe_requests(repository: Path) -> dict[str, dict[str, tuple[np.ndarray, st
     return out
 
 
-def _probe_input(repository, configs, ensemble, tensor: str) -> tuple[np.ndarray, str]:
+def _probe_input(repository, configs, ensemble, tensor: str) -> np.ndarray:
     for step in ensemble.ensemble_scheduling.step:
         for model_input, source in step.input_map.items():
             if source != tensor:
                 continue
             for warm in configs[step.model_name].model_warmup:
                 if model_input in warm.inputs:
-                    spec = warm.inputs[model_input]
-                    value = _warmup_value(repository / step.model_name, spec)
-                    return value, _NUMPY[spec.data_type][0]
+                    return _warmup_value(repository / step.model_name, warm.inputs[model_input])
     raise ProbeError(
         f"{ensemble.name}: no step that reads {tensor} has warm-up data for it, so there is "
         f"nothing to probe the ensemble with"
     )
 
 
-def probe(client, ensemble: str, request: dict[str, tuple[np.ndarray, str]]) -> None:
+def probe(client, ensemble: str, request: dict[str, np.ndarray]) -> None:
     """Send the request (tritonclient.http client); raise ProbeError unless every output of the
     ensemble comes back with one batch row."""
     import tritonclient.http as httpclient
 
-    inputs = []
-    for name, (value, datatype) in request.items():
-        tensor = httpclient.InferInput(name, list(value.shape), datatype)
-        tensor.set_data_from_numpy(value)
-        inputs.append(tensor)
+    from maas.clients.client import infer_inputs
+
+    inputs = infer_inputs(httpclient, request)
     try:
         outputs = [o["name"] for o in client.get_model_metadata(ensemble)["outputs"]]
         result = client.infer(ensemble, inputs)
