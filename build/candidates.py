@@ -14,7 +14,7 @@ from pathlib import Path
 from maas.build import gate, variants
 from maas.build.gate import Batch, Run, Verdict
 from maas.build.variants import BuildInputs, Variant
-from maas.spec import Pipeline, Step
+from maas.spec import Step
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,6 @@ class CoreData:
     # (run a variant, the variant, a --tolerance override or None) -> its verdict
     gate: Callable[[Run, Variant, float | None], Verdict]
     record: dict = field(default_factory=dict)  # for the manifest: what the gate ran on
-    # The family's other pipelines, written beside the gated one (Python steps only).
-    extras: tuple[Pipeline, ...] = ()
 
 
 @dataclass

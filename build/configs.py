@@ -127,17 +127,21 @@ def _warmups(step: Step, max_batch_size: int) -> list[mc.ModelWarmup]:
 
 
 def python_config(step: Step, opts: ServingOptions) -> mc.ModelConfig:
-    """A Python-backend step: its adapter reads `parameters`; batched like every step."""
+    """A Python-backend step: its adapter reads `parameters`; dynamically batched unless the
+    step is unbatched (max_batch_size 0: each request is one call, and warm-up batch 1)."""
+    max_batch = opts.max_batch_size if step.batched else 0
     config = mc.ModelConfig(
         name=step.model,
         backend="python",
-        max_batch_size=opts.max_batch_size,
+        max_batch_size=max_batch,
         input=[_input(t) for t in step.inputs],
         output=[_output(t) for t in step.outputs],
         instance_group=_cpu(opts.instances(step)),
         parameters=_params(**step.parameters),
-        model_warmup=_warmups(step, opts.max_batch_size),
+        model_warmup=_warmups(step, max(max_batch, 1)),
     )
+    if not step.batched:
+        return config
     if step.sequence is None:
         config.dynamic_batching.CopyFrom(_batching(opts))
     else:
@@ -298,7 +302,7 @@ def ensemble_config(pipeline: Pipeline, opts: ServingOptions) -> mc.ModelConfig:
     return mc.ModelConfig(
         name=pipeline.name,
         platform="ensemble",
-        max_batch_size=opts.max_batch_size,
+        max_batch_size=opts.max_batch_size if pipeline.batched else 0,
         input=[_input(t) for t in pipeline.inputs],
         output=[_output(t) for t in pipeline.outputs],
         ensemble_scheduling=mc.ModelEnsembling(

@@ -26,13 +26,12 @@ def load(checkpoint) -> ForecasterCheckpoint:
     return ForecasterCheckpoint.load(checkpoint)
 
 
-def pipeline(ckpt: ForecasterCheckpoint, opts=None):
-    return catalog.forecaster(ckpt.spec())
-
-
-def extras(ckpt: ForecasterCheckpoint, onnx: Path) -> tuple:
-    """The stream, over the exported (parity-gated) network."""
-    return (catalog.forecaster_stream(ckpt.spec(), Path(onnx).read_bytes()),)
+def pipelines(ckpt: ForecasterCheckpoint, opts, onnx: tuple[Path, ...]) -> tuple:
+    """The forecaster ensemble, and the stream over the exported (parity-gated) network."""
+    return (
+        catalog.forecaster(ckpt.spec()),
+        catalog.forecaster_stream(ckpt.spec(), Path(onnx[0]).read_bytes()),
+    )
 
 
 def core_data(ckpt: ForecasterCheckpoint, core: Step, calibration_count: int = 256) -> CoreData:

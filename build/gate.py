@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,16 +35,28 @@ class Verdict:
     tolerance: float  # the most `drop` allowed
     unit: str = "points"
     fmt: str = ".2%"  # how reference and value print
+    floor: float | None = None  # the least `value` allowed, whatever PyTorch's is
+    # Other conditions the family checks, each a sentence saying what failed.
+    problems: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)  # more figures for the manifest
 
     @property
     def passed(self) -> bool:
-        return self.drop <= self.tolerance + 1e-9
+        under_floor = self.floor is not None and self.value < self.floor
+        return self.drop <= self.tolerance + 1e-9 and not under_floor and not self.problems
 
     def message(self) -> str:
+        reasons = []
+        if self.drop > self.tolerance + 1e-9:
+            reasons.append(
+                f"{self.drop:.2f} {self.unit} worse, over the tolerance of {self.tolerance:g}"
+            )
+        if self.floor is not None and self.value < self.floor:
+            reasons.append(f"under the floor of {self.floor:{self.fmt}}")
         return (
             f"{self.metric} gate failed for {self.variant}: reference (PyTorch) "
             f"{self.reference:{self.fmt}}, {self.variant} {self.value:{self.fmt}}, "
-            f"{self.drop:.2f} {self.unit} worse, over the tolerance of {self.tolerance:g}"
+            + "; ".join([*reasons, *self.problems])
         )
 
     def record(self) -> dict:
@@ -56,6 +68,8 @@ class Verdict:
             "drop": round(self.drop, 4),
             "tolerance": self.tolerance,
             "unit": self.unit,
+            **({"floor": self.floor} if self.floor is not None else {}),
+            **self.extra,
         }
 
 

@@ -26,14 +26,10 @@ def load(checkpoint) -> Checkpoint:
     return Checkpoint.load(checkpoint)
 
 
-def pipeline(ckpt: Checkpoint, opts):
+def pipelines(ckpt: Checkpoint, opts, onnx=()) -> tuple:
     """The declaration for this checkpoint, with the build's serving options."""
     pre = dataclasses.replace(ckpt.preprocessing(), max_pixels=opts.max_pixels)
-    return catalog.image_classifier(pre, ckpt.class_names, opts.default_top_k)
-
-
-def extras(ckpt: Checkpoint, onnx) -> tuple:
-    return ()  # one pipeline
+    return (catalog.image_classifier(pre, ckpt.class_names, opts.default_top_k),)
 
 
 def core_data(

@@ -156,7 +156,7 @@ def build_own_onnx(
     """Check, rename, gate and build a user's ONNX into `target` (nothing written on error)."""
     from maas.build import manifest
     from maas.build.configs import ServingOptions
-    from maas.build.repository import BuildOptions, build_pipeline
+    from maas.build.repository import BuildOptions, build_pipelines
 
     opts, build = opts or ServingOptions(), build or BuildOptions()
     source, labels_file = Path(source), Path(labels_file)
@@ -169,4 +169,6 @@ def build_own_onnx(
         )
         record = {"user_onnx": str(source), "user_onnx_sha256": manifest.sha256(source),
                   "labels": str(labels_file)}  # fmt: skip
-        return build_pipeline(pipeline, data, onnx_path, target, opts, build, VARIANTS, record)
+        return build_pipelines(
+            (pipeline,), [(onnx_path, data)], target, opts, build, VARIANTS, record
+        )

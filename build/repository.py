@@ -16,7 +16,6 @@ place, so a failed build leaves the repository exactly as it was.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import struct
@@ -62,43 +61,51 @@ def build_repository(
     build: BuildOptions | None = None,
     family: str = "image_classifier",
 ) -> Path:
-    """A family's network, from its checkpoint and exported ONNX, into `target`."""
+    """A family's networks, from its checkpoint and exported ONNX, into `target`; `onnx_model`
+    is its first ONNX file (the others lie beside it, see maas.families)."""
     opts = opts or configs.ServingOptions()
     build = build or BuildOptions()
     kind = families.get(family)
     stage = families.resolve(kind.build)
     ckpt = stage.load(checkpoint)
-    if not Path(onnx_model).is_file():
-        raise FileNotFoundError(f"no ONNX model at {onnx_model}: run `maas export {family}` first")
-    pipeline = stage.pipeline(ckpt, opts)
-    data = stage.core_data(ckpt, pipeline.core, build.calibration_images)
-    data = dataclasses.replace(data, extras=stage.extras(ckpt, onnx_model))
+    files = kind.onnx_files(Path(onnx_model))
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"no ONNX model at {path}: run `maas export {family}` first")
+    served = stage.pipelines(ckpt, opts, files)
+    cores = core_steps(served)
+    if len(cores) != len(files):
+        raise ValueError(f"{family}: {len(cores)} core models but {len(files)} ONNX files")
+    made = [
+        (path, stage.core_data(ckpt, core, build.calibration_images))
+        for core, path in zip(cores, files, strict=True)
+    ]
     source = {"checkpoint": str(checkpoint), "checkpoint_sha256": manifest.sha256(checkpoint)}
-    return build_pipeline(pipeline, data, onnx_model, target, opts, build, kind.variants, source)
+    return build_pipelines(served, made, target, opts, build, kind.variants, source)
 
 
-def build_pipeline(
-    pipeline,
-    data: cands.CoreData,
-    onnx_model: str | Path,
+def core_steps(served) -> list:
+    """The distinct core models of some pipelines, in order of first use."""
+    found = {}
+    for pipeline in served:
+        for core in pipeline.cores:
+            found.setdefault(core.model, core)
+    return list(found.values())
+
+
+def build_pipelines(
+    served: tuple,
+    cores: list[tuple[Path, cands.CoreData]],
     target: str | Path,
     opts: configs.ServingOptions,
     build: BuildOptions,
     allowed: tuple[str, ...],
     source: dict,
 ) -> Path:
-    """Any declared pipeline: its core's variants made and gated, the winner versioned, the
-    pipeline's models written; atomic (see the module docstring)."""
-    onnx_model, target = Path(onnx_model), Path(target).resolve()
+    """Declared pipelines: each core model's variants made from its ONNX and gated, each
+    winner versioned, every step and ensemble written; atomic (see the module docstring)."""
+    target = Path(target).resolve()
     wanted = variants.resolve(build.variant, allowed)
-    onnx_sha = manifest.sha256(onnx_model)
-    trt = EngineOptions(
-        precision="fp32",  # set per variant
-        profile=build.profile,
-        workspace_bytes=build.workspace_bytes,
-        timing_cache=build.cache_dir / "timing.cache",
-        calibration_cache=build.cache_dir / f"calibration-{onnx_sha[:12]}.cache",
-    )
     if (
         any(v.runtime == "tensorrt" for v in wanted)
         and opts.max_batch_size > build.profile.max_batch
@@ -107,36 +114,51 @@ def build_pipeline(
             f"max_batch_size {opts.max_batch_size} exceeds the TensorRT profile's max "
             f"{build.profile.max_batch}: raise --trt-max-batch or lower --max-batch-size"
         )
-
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="maas-build-") as scratch:
-        found = cands.evaluate(
-            data, onnx_model, wanted, Path(scratch),
-            tolerance=build.tolerance,
-            intra_op_threads=opts.intra_op_threads,
-            trt=trt,
-            speed_seconds=build.speed_seconds,
-            stop_on_error=build.variant != "auto",
-        )  # fmt: skip
-        chosen = _choose(found)
-        print(cands.table(found, chosen))
-        if chosen is None:
-            failed = [
-                c.verdict.message() if c.verdict else f"{c.variant.name}: {c.error}" for c in found
-            ]
-            raise GateError("no variant passed; nothing written:\n  " + "\n  ".join(failed))
+        winners = []
+        for onnx_model, data in cores:
+            onnx_sha = manifest.sha256(onnx_model)
+            trt = EngineOptions(
+                precision="fp32",  # set per variant
+                profile=build.profile,
+                workspace_bytes=build.workspace_bytes,
+                timing_cache=build.cache_dir / "timing.cache",
+                calibration_cache=build.cache_dir / f"calibration-{onnx_sha[:12]}.cache",
+            )
+            found = cands.evaluate(
+                data, Path(onnx_model), wanted, Path(scratch) / data.core.model,
+                tolerance=build.tolerance,
+                intra_op_threads=opts.intra_op_threads,
+                trt=trt,
+                speed_seconds=build.speed_seconds,
+                stop_on_error=build.variant != "auto",
+            )  # fmt: skip
+            chosen = _choose(found)
+            if len(cores) > 1:
+                print(f"{data.core.model}:")
+            print(cands.table(found, chosen))
+            if chosen is None:
+                failed = [
+                    c.verdict.message() if c.verdict else f"{c.variant.name}: {c.error}"
+                    for c in found
+                ]
+                raise GateError(
+                    f"no variant of {data.core.model} passed; nothing written:\n  "
+                    + "\n  ".join(failed)
+                )
+            record = {**source, "onnx": str(onnx_model), "onnx_sha256": onnx_sha}
+            winners.append((chosen, data, record, trt.calibration_cache))
 
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.building-"))
         try:
-            record = {**source, "onnx": str(onnx_model), "onnx_sha256": onnx_sha}
-            version = _assemble(
-                staging, target, pipeline, opts, build, chosen, data, record, trt.calibration_cache
-            )
+            versions = _assemble(staging, target, served, opts, build, winners)
             _swap_into_place(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    print(f"built {target}: {pipeline.core.model} version {version} = {chosen.variant.name}")
+    for (chosen, data, *_), version in zip(winners, versions, strict=True):
+        print(f"built {target}: {data.core.model} version {version} = {chosen.variant.name}")
     return target
 
 
@@ -146,11 +168,21 @@ def _choose(found: list[cands.Candidate]) -> cands.Candidate | None:
     return max(passed, key=lambda c: c.speed.images_per_s[64], default=None)
 
 
-def _assemble(root, previous, pipeline, opts, build, chosen, data, record, calibration_cache):
-    extras = data.extras  # the family's other pipelines, over Python steps only
-    ours = {p.name for p in (pipeline, *extras)} | {
-        s.model for p in (pipeline, *extras) for s in p.steps
-    }
+def python_steps(served) -> list:
+    """The distinct Python steps of some pipelines. A model that two pipelines share is one
+    Triton model, so it is one Step object, declared once and used in both."""
+    found = {}
+    for pipeline in served:
+        for step in pipeline.steps:
+            if step.kind != "python":
+                continue
+            if found.setdefault(step.model, step) is not step:
+                raise ValueError(f"{step.model} is declared differently by two pipelines")
+    return list(found.values())
+
+
+def _assemble(root, previous, served, opts, build, winners) -> list[int]:
+    ours = {p.name for p in served} | {s.model for p in served for s in p.steps}
     if previous.is_dir():  # the other families' models, as they are
         for entry in previous.iterdir():
             if entry.name not in ours and not entry.name.startswith("."):
@@ -158,15 +190,21 @@ def _assemble(root, previous, pipeline, opts, build, chosen, data, record, calib
                 copy(entry, root / entry.name)
     # The core adapter, so that a build into the checkout's own model_repository/ keeps it.
     shutil.copy2(_source(CORE_ADAPTER), root / CORE_ADAPTER)
-    for served in (pipeline, *extras):
-        for step in served.steps:
-            if step.kind == "python":
-                _write_python_step(root / step.model, step, opts)
-        if served.ensemble:
-            (root / served.name / "1").mkdir(parents=True)  # an ensemble needs a version folder
-            _write(root / served.name / "config.pbtxt", configs.ensemble_config(served, opts))
+    for step in python_steps(served):
+        _write_python_step(root / step.model, step, opts)
+    for pipeline in served:
+        if pipeline.ensemble:
+            (root / pipeline.name / "1").mkdir(parents=True)  # an ensemble needs a version
+            _write(root / pipeline.name / "config.pbtxt", configs.ensemble_config(pipeline, opts))
+    return [
+        _write_core(root, previous, opts, build, chosen, data, record, cache)
+        for chosen, data, record, cache in winners
+    ]
 
-    core = pipeline.core
+
+def _write_core(root, previous, opts, build, chosen, data, record, calibration_cache) -> int:
+    """The core model's folder: kept versions, the new one, its configs; its new version."""
+    core = data.core
     # What a kept version must match to serve beside the new one: the core's tensors.
     io = {t.name: list(t.dims) for t in (*core.inputs, *core.outputs)}
     kept = _previous_versions(previous / core.model, io)

@@ -12,13 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def answer_each(pb_utils, requests, answer: Callable, refused: type[Exception], tensor: str):
-    """One InferenceResponse per request: answer(request) -> output tensors, or the error."""
+def answer_each(
+    pb_utils, requests, answer: Callable, refused: type[Exception], tensor: str | None = None
+):
+    """One InferenceResponse per request: answer(request) -> output tensors, or the error
+    (prefixed with `tensor`'s name; None: the message names it already)."""
     responses = []
     for request in requests:
         try:
             responses.append(pb_utils.InferenceResponse(answer(request)))
         except refused as e:
-            error = pb_utils.TritonError(f"{tensor}: {e}", pb_utils.TritonError.INVALID_ARG)
+            message = f"{tensor}: {e}" if tensor else str(e)
+            error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
             responses.append(pb_utils.InferenceResponse(error=error))
     return responses

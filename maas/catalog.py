@@ -3,6 +3,11 @@
     image_classifier   IMAGE (encoded bytes), TOP_K? -> LABELS, SCORES, CLASS_IDS
     forecaster         HISTORY (a series), HORIZON? -> FORECAST, LOWER, UPPER
     forecaster_stream  OBSERVATION per request, in a sequence -> NEXT, NEXT_LOWER/UPPER, HELD
+    vae_encode         IMAGE -> LATENT (the VAE's code of an image: compression)
+    vae_decode         LATENT -> PNG
+    vae_reconstruct    IMAGE -> PNG (through both networks)
+    vae_sample         SEED, COUNT -> PNG x COUNT (unbatched: drawn from the prior)
+    generator          DIGIT, SEED, COUNT -> PNG x COUNT (the GAN; unbatched)
 
 Each function takes what the checkpoint says (sizes, labels, normalisation) and the serving
 defaults, and returns the Pipeline that build, serve, clients, tests and benchmarks iterate
@@ -19,15 +24,13 @@ import numpy as np
 from maas import contract as C
 from maas.series import Window
 from maas.spec import Pipeline, SequenceBatching, Step, Tensor, Warmup, csv
-from maas.transforms import Preprocessing, encode_png
+from maas.transforms import DEFAULT_MAX_PIXELS, Preprocessing, encode_png
 
 
-def _core_warmup(tensor: Tensor) -> tuple[Warmup, ...]:
+def _core_warmup(*tensors: Tensor) -> tuple[Warmup, ...]:
     # Batch 1 and the largest batch: ONNX Runtime allocates per shape on first use.
-    return (
-        Warmup("zeros_batch_1", {tensor.name: "zero"}),
-        Warmup("zeros_batch_max", {tensor.name: "zero"}, batch_size=0),
-    )
+    zeros = {t.name: "zero" for t in tensors}
+    return (Warmup("zeros_batch_1", zeros), Warmup("zeros_batch_max", zeros, batch_size=0))
 
 
 def image_classifier(
@@ -165,3 +168,111 @@ def forecaster_stream(window: Window, onnx: bytes, idle_seconds: float = 60.0) -
         sequence=SequenceBatching(idle_seconds=idle_seconds),
     )
     return Pipeline(C.FORECASTER_STREAM, "forecaster", (observation,), answers, (step,))
+
+
+def _png_step(model: str, size: int, batched: bool) -> Step:
+    """Images (0..1) to PNG files, over one adapter: batched, one PNG per batch row;
+    unbatched, the COUNT images of one request."""
+    count = () if batched else (-1,)
+    if batched:
+        warm = Warmup("random_image", {C.DECODED: "random"})
+    else:
+        warm = Warmup("two_images", {C.DECODED: np.zeros((2, 1, size, size), np.float32)})
+    return Step(
+        model,
+        "python",
+        inputs=(Tensor(C.DECODED, "FP32", (*count, 1, size, size)),),
+        outputs=(Tensor(C.PNG, "BYTES", count or (1,)),),
+        adapter="png.py",
+        warmup=(warm,),
+        batched=batched,
+    )
+
+
+def _seed_count(max_count: int, **probe) -> tuple[tuple[Tensor, ...], Warmup]:
+    """SEED and COUNT, and the warm-up (also the launcher's probe) that sends them."""
+    tensors = (Tensor(C.SEED, "INT64", (1,)), Tensor(C.COUNT, "INT32", (1,)))
+    values = {C.SEED: np.array([0], np.int64), C.COUNT: np.array([min(2, max_count)], np.int32)}
+    return tensors, Warmup("seed_0", {**values, **probe})
+
+
+def vae(latent: int, size: int = 32, max_count: int = 64) -> tuple[Pipeline, ...]:
+    """The VAE's four pipelines over two core models (vae_encoder, vae_decoder); a Python step
+    used by two pipelines is one Step, declared once. `max_count`: the most images one
+    vae_sample request may ask for (the decoder's max batch)."""
+    image = Tensor(C.IMAGE, "BYTES", (1,))
+    pixels = Tensor(C.PIXELS, "FP32", (3, size, size))
+    code = Tensor(C.LATENT, "FP32", (latent,))
+    decoded = Tensor(C.DECODED, "FP32", (1, size, size))
+    grey = np.array([encode_png(np.full((size, size, 3), 128, np.uint8))], object)
+    pre = Step(
+        C.VAE_PREPROCESS,
+        "python",
+        inputs=(image,),
+        outputs=(pixels,),
+        adapter="preprocess/1/model.py",  # the classifier's, to 0..1 RGB (mean 0, std 1)
+        parameters={
+            "mean": csv((0, 0, 0)),
+            "std": csv((1, 1, 1)),
+            "max_pixels": str(DEFAULT_MAX_PIXELS),
+        },
+        warmup=(Warmup("probe_image", {C.IMAGE: grey}),),
+    )
+    encoder = Step(C.VAE_ENCODER, "core", (pixels,), (code,), warmup=_core_warmup(pixels))
+    decoder = Step(C.VAE_DECODER, "core", (code,), (decoded,), warmup=_core_warmup(code))
+    png = _png_step(C.VAE_PNG, size, batched=True)
+    sample_png = _png_step(C.VAE_SAMPLE_PNG, size, batched=False)
+    seed_count, probe = _seed_count(max_count)
+    noise = Step(
+        C.VAE_NOISE,
+        "python",
+        inputs=seed_count,
+        outputs=(Tensor(C.LATENT, "FP32", (-1, latent)),),
+        adapter="noise.py",
+        parameters={"max_count": str(max_count), "classes": "0"},
+        warmup=(probe,),
+        batched=False,
+    )
+    one_png = png.outputs
+    return (
+        Pipeline(C.VAE_ENCODE, "vae", (image,), (code,), (pre, encoder)),
+        Pipeline(C.VAE_DECODE, "vae", (code,), one_png, (decoder, png)),
+        Pipeline(C.VAE_RECONSTRUCT, "vae", (image,), one_png, (pre, encoder, decoder, png)),
+        Pipeline(
+            C.VAE_SAMPLE,
+            "vae",
+            seed_count,
+            sample_png.outputs,
+            (noise, decoder, sample_png),
+            batched=False,
+        ),
+    )
+
+
+def gan(noise: int, classes: int = 10, size: int = 32, max_count: int = 64) -> Pipeline:
+    """(DIGIT, SEED, COUNT) -> COUNT PNGs of that digit; the same seed, the same images."""
+    digit = Tensor(C.DIGIT, "INT32", (1,))
+    seed_count, probe = _seed_count(max_count, **{C.DIGIT: np.array([3], np.int32)})
+    drawn_from = (Tensor(C.NOISE, "FP32", (noise,)), Tensor(C.CONDITION, "FP32", (classes,)))
+    png = _png_step(C.GAN_PNG, size, batched=False)
+    steps = (
+        Step(
+            C.GAN_NOISE,
+            "python",
+            inputs=(digit, *seed_count),
+            outputs=tuple(Tensor(t.name, t.dtype, (-1, *t.dims)) for t in drawn_from),
+            adapter="noise.py",
+            parameters={"max_count": str(max_count), "classes": str(classes)},
+            warmup=(probe,),
+            batched=False,
+        ),
+        Step(
+            C.GAN_GENERATOR,
+            "core",
+            inputs=drawn_from,
+            outputs=(Tensor(C.DECODED, "FP32", (1, size, size)),),
+            warmup=_core_warmup(*drawn_from),
+        ),
+        png,
+    )
+    return Pipeline(C.GENERATOR, "gan", (digit, *seed_count), png.outputs, steps, batched=False)

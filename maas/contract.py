@@ -35,3 +35,27 @@ NEXT = "NEXT"  # FP32 [1]: the forecast of the value after it (NaN until a windo
 NEXT_LOWER = "NEXT_LOWER"  # FP32 [1]: its prediction interval
 NEXT_UPPER = "NEXT_UPPER"
 HELD = "HELD"  # INT32 [1]: observations the server holds for this sequence (up to the window)
+
+# The generative families (maas.catalog.vae, maas.catalog.gan).
+VAE_ENCODE = "vae_encode"  # IMAGE -> LATENT: an image compressed to its latent mean
+VAE_DECODE = "vae_decode"  # LATENT -> PNG
+VAE_RECONSTRUCT = "vae_reconstruct"  # IMAGE -> PNG, through both networks
+VAE_SAMPLE = "vae_sample"  # SEED, COUNT -> PNG [COUNT]: images drawn from the prior
+VAE_PREPROCESS = "vae_preprocess"
+VAE_ENCODER = "vae_encoder"
+VAE_DECODER = "vae_decoder"
+VAE_PNG = "vae_png"
+VAE_NOISE = "vae_noise"
+VAE_SAMPLE_PNG = "vae_sample_png"
+GENERATOR = "generator"  # the GAN: DIGIT, SEED, COUNT -> PNG [COUNT]
+GAN_NOISE = "gan_noise"
+GAN_GENERATOR = "gan_generator"
+GAN_PNG = "gan_png"
+LATENT = "LATENT"  # FP32 [latent]: the VAE's code for an image
+DECODED = "DECODED"  # FP32 [1, H, W] in 0..1: a decoder's or generator's image
+NOISE = "NOISE"  # FP32 [noise]: the GAN generator's noise
+CONDITION = "CONDITION"  # FP32 [10]: the digit to draw, one-hot
+DIGIT = "DIGIT"  # INT32 [1]: 0..9
+SEED = "SEED"  # INT64 [1]: 0..2**32-1; the same seed gives the same images
+COUNT = "COUNT"  # INT32 [1]: images to draw, 1..the model's max batch
+PNG = "PNG"  # TYPE_STRING: one greyscale PNG per image

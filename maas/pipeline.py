@@ -56,9 +56,9 @@ def ensure_built(
             print(f"[maas] exporting {checkpoint} -> {onnx}")
             resolve(family.export)(checkpoint, onnx)
         stage = resolve(family.build)
-        pipeline = stage.pipeline(stage.load(checkpoint), ServingOptions())
-        built = paths.repository / pipeline.name / "config.pbtxt"
-        if not (_newer(built, onnx) and (paths.repository / pipeline.core.model).is_dir()):
+        served = stage.pipelines(stage.load(checkpoint), ServingOptions(), family.onnx_files(onnx))
+        models = {p.name for p in served} | {s.model for p in served for s in p.steps}
+        if not all(_newer(paths.repository / m / "config.pbtxt", onnx) for m in models):
             print(f"[maas] building {family.name} into {paths.repository} (every variant this "
                   f"machine can build)")  # fmt: skip
             build_repository(checkpoint, onnx, paths.repository, family=family.name)

@@ -37,10 +37,11 @@ def _strings(blob: bytes) -> list[bytes]:
     return out
 
 
-def _warmup_value(folder: Path, spec: mc.ModelWarmup.Input) -> np.ndarray:
-    """One batch row of a warm-up input, as the array a client would send."""
+def _warmup_value(folder: Path, spec: mc.ModelWarmup.Input, batched: bool) -> np.ndarray:
+    """One batch row of a warm-up input (an unbatched model's: the whole input), as the array
+    a client would send."""
     name, dtype = _NUMPY[spec.data_type]
-    shape = [1, *spec.dims]
+    shape = [1, *spec.dims] if batched else list(spec.dims)
     if spec.input_data_file:
         blob = (folder / "warmup" / spec.input_data_file).read_bytes()
         if name == "BYTES":
@@ -76,7 +77,11 @@ def _probe_input(repository, configs, ensemble, tensor: str) -> np.ndarray:
                 continue
             for warm in configs[step.model_name].model_warmup:
                 if model_input in warm.inputs:
-                    return _warmup_value(repository / step.model_name, warm.inputs[model_input])
+                    return _warmup_value(
+                        repository / step.model_name,
+                        warm.inputs[model_input],
+                        batched=ensemble.max_batch_size > 0,
+                    )
     raise ProbeError(
         f"{ensemble.name}: no step that reads {tensor} has warm-up data for it, so there is "
         f"nothing to probe the ensemble with"
@@ -85,7 +90,7 @@ def _probe_input(repository, configs, ensemble, tensor: str) -> np.ndarray:
 
 def probe(client, ensemble: str, request: dict[str, np.ndarray]) -> None:
     """Send the request (tritonclient.http client); raise ProbeError unless every output of the
-    ensemble comes back with one batch row."""
+    ensemble comes back (with one batch row, where the ensemble is batched)."""
     import tritonclient.http as httpclient
 
     from maas.clients.client import infer_inputs
@@ -93,10 +98,11 @@ def probe(client, ensemble: str, request: dict[str, np.ndarray]) -> None:
     inputs = infer_inputs(httpclient, request)
     try:
         outputs = [o["name"] for o in client.get_model_metadata(ensemble)["outputs"]]
+        batched = client.get_model_config(ensemble).get("max_batch_size", 0) > 0
         result = client.infer(ensemble, inputs)
     except Exception as e:
         raise ProbeError(f"the probe request failed in {ensemble}: {e}") from None
     for name in outputs:
         value = result.as_numpy(name)
-        if value is None or value.shape[0] != 1:
+        if value is None or value.size == 0 or (batched and value.shape[0] != 1):
             raise ProbeError(f"the probe through {ensemble} returned no {name}")

@@ -86,10 +86,15 @@ class Step:
     instances: int = 1
     warmup: tuple[Warmup, ...] = ()
     sequence: SequenceBatching | None = None
+    # False: no batch axis (max_batch_size 0); one request is one call, its dims the full
+    # shape. For steps whose request makes its own batch (COUNT images from one SEED).
+    batched: bool = True
 
     def __post_init__(self):
         if self.kind not in ("python", "core"):
             raise ValueError(f"step {self.model}: kind must be 'python' or 'core'")
+        if self.kind == "core" and not self.batched:
+            raise ValueError(f"step {self.model}: a core model is batched (its dynamic batch)")
         if self.kind == "python" and not self.adapter:
             raise ValueError(f"step {self.model}: a Python step names its adapter")
         for name in ("parameters", "files"):
@@ -104,15 +109,27 @@ class Step:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """What clients call (`name`, an ensemble) and the steps it chains, in order."""
+    """What clients call (`name`, an ensemble) and the steps it chains, in order.
+
+    An unbatched pipeline (`batched=False`) takes one request as one call, e.g. (SEED, COUNT)
+    -> COUNT images: its Python steps are unbatched and make the batch that its core models,
+    batched as always, receive (Triton passes an unbatched [COUNT, ...] tensor to a batched
+    model as a batch of COUNT)."""
 
     name: str
     family: str
     inputs: tuple[Tensor, ...]
     outputs: tuple[Tensor, ...]
     steps: tuple[Step, ...]
+    batched: bool = True
 
     def __post_init__(self):
+        for step in self.steps:
+            if step.kind == "python" and step.batched != self.batched:
+                raise ValueError(
+                    f"pipeline {self.name}: its Python step {step.model} must be "
+                    f"{'batched' if self.batched else 'unbatched'} like the pipeline"
+                )
         available = {t.name for t in self.inputs}
         for step in self.steps:
             for t in step.inputs:
@@ -132,9 +149,14 @@ class Pipeline:
         return not (len(self.steps) == 1 and self.steps[0].model == self.name)
 
     @property
+    def cores(self) -> tuple[Step, ...]:
+        """The steps `maas build` versions (the VAE's reconstruct chains two)."""
+        return tuple(s for s in self.steps if s.kind == "core")
+
+    @property
     def core(self) -> Step:
-        """The step `maas build` versions (one per pipeline today)."""
-        [core] = [s for s in self.steps if s.kind == "core"]
+        """The one core of a single-core pipeline."""
+        [core] = self.cores
         return core
 
     def step(self, model: str) -> Step:

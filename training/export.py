@@ -79,6 +79,8 @@ def to_onnx(
         warnings.simplefilter("ignore", FutureWarning)
         # A GRU's weights are flattened during export; the exporter warns, the graph is right.
         warnings.filterwarnings("ignore", message="The tensor attributes .* during export")
+        # Two inputs (the GAN's noise and digit) share the batch axis, as they should.
+        warnings.filterwarnings("ignore", message="# The axis name: batch will not be used")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         raw = Path(tmp) / "model.onnx"
         torch.onnx.export(
