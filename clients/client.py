@@ -6,7 +6,9 @@
 datatype follows the dtype) and returns every output by name. Each family adds one typed
 method over it: `classify` takes encoded image bytes or paths and returns one
 `Classification` per image, splitting long lists into requests of at most `batch_size`
-images; `forecast` takes one series and returns a `Forecast` with its interval.
+images; `forecast` takes one series and returns a `Forecast` with its interval; the VAE's
+`encode` (images -> latent rows), `decode` (latent rows -> PNGs), `reconstruct` (images ->
+PNGs) and `sample` (seed, count -> PNGs); the GAN's `generate` (digit, seed, count -> PNGs).
 `AsyncClient` is the same over tritonclient's asyncio clients. Errors are the typed tree in
 maas.clients.errors.
 """
@@ -125,6 +127,27 @@ def classifications(outputs: Mapping[str, np.ndarray]) -> list[Classification]:
     ]
 
 
+def latent_request(latents: np.ndarray) -> dict[str, np.ndarray]:
+    return {C.LATENT: np.ascontiguousarray(latents, np.float32).reshape(len(latents), -1)}
+
+
+def generation_request(seed: int, count: int, digit: int | None = None) -> dict:
+    """An unbatched generator's inputs: one SEED, one COUNT (and the GAN's DIGIT)."""
+    request = {C.SEED: np.array([seed], np.int64), C.COUNT: np.array([count], np.int32)}
+    if digit is not None:
+        request[C.DIGIT] = np.array([digit], np.int32)
+    return request
+
+
+def pngs(outputs: Mapping[str, np.ndarray]) -> list[bytes]:
+    """The PNG files of a response (one per image), in order."""
+    return [bytes(b) for b in outputs[C.PNG].reshape(-1)]
+
+
+def _images_only(images: Sequence[bytes]) -> dict[str, np.ndarray]:
+    return {C.IMAGE: np.array(images, dtype=object).reshape(-1, 1)}
+
+
 def _chunks(items: list[bytes], size: int):
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -216,6 +239,37 @@ class Client(_Base):
         [answer] = forecasts(self.infer(C.FORECASTER, series_request(history, horizon)))
         return answer
 
+    def encode(self, images: Iterable[ImageInput]) -> np.ndarray:
+        """The VAE's code of each image: float32 (N, latent)."""
+        parts = [
+            self.infer(C.VAE_ENCODE, _images_only(chunk))[C.LATENT]
+            for chunk in _chunks(read_images(images), self.batch_size)
+        ]
+        return np.concatenate(parts)
+
+    def decode(self, latents: np.ndarray) -> list[bytes]:
+        """One PNG per latent row (what `encode` returns, or any point of the latent space)."""
+        out: list[bytes] = []
+        for i in range(0, len(latents), self.batch_size):
+            request = latent_request(latents[i : i + self.batch_size])
+            out.extend(pngs(self.infer(C.VAE_DECODE, request)))
+        return out
+
+    def reconstruct(self, images: Iterable[ImageInput]) -> list[bytes]:
+        """Each image through the VAE's encoder and decoder: one PNG per image."""
+        out: list[bytes] = []
+        for chunk in _chunks(read_images(images), self.batch_size):
+            out.extend(pngs(self.infer(C.VAE_RECONSTRUCT, _images_only(chunk))))
+        return out
+
+    def sample(self, seed: int = 0, count: int = 1) -> list[bytes]:
+        """`count` PNGs drawn by the VAE's decoder from `seed` (the same seed, the same images)."""
+        return pngs(self.infer(C.VAE_SAMPLE, generation_request(seed, count)))
+
+    def generate(self, digit: int, seed: int = 0, count: int = 1) -> list[bytes]:
+        """`count` PNGs of `digit` drawn by the GAN from `seed` (the same seed, the same images)."""
+        return pngs(self.infer(C.GENERATOR, generation_request(seed, count, digit)))
+
     def infer(
         self, pipeline: str, inputs: Mapping[str, np.ndarray], **sequence
     ) -> dict[str, np.ndarray]:
@@ -288,6 +342,32 @@ class AsyncClient(_Base):
     async def forecast(self, history: Sequence[float], horizon: int | None = None) -> Forecast:
         [answer] = forecasts(await self.infer(C.FORECASTER, series_request(history, horizon)))
         return answer
+
+    async def encode(self, images: Iterable[ImageInput]) -> np.ndarray:
+        parts = [
+            (await self.infer(C.VAE_ENCODE, _images_only(chunk)))[C.LATENT]
+            for chunk in _chunks(read_images(images), self.batch_size)
+        ]
+        return np.concatenate(parts)
+
+    async def decode(self, latents: np.ndarray) -> list[bytes]:
+        out: list[bytes] = []
+        for i in range(0, len(latents), self.batch_size):
+            request = latent_request(latents[i : i + self.batch_size])
+            out.extend(pngs(await self.infer(C.VAE_DECODE, request)))
+        return out
+
+    async def reconstruct(self, images: Iterable[ImageInput]) -> list[bytes]:
+        out: list[bytes] = []
+        for chunk in _chunks(read_images(images), self.batch_size):
+            out.extend(pngs(await self.infer(C.VAE_RECONSTRUCT, _images_only(chunk))))
+        return out
+
+    async def sample(self, seed: int = 0, count: int = 1) -> list[bytes]:
+        return pngs(await self.infer(C.VAE_SAMPLE, generation_request(seed, count)))
+
+    async def generate(self, digit: int, seed: int = 0, count: int = 1) -> list[bytes]:
+        return pngs(await self.infer(C.GENERATOR, generation_request(seed, count, digit)))
 
     async def infer(
         self, pipeline: str, inputs: Mapping[str, np.ndarray], **sequence

@@ -1,5 +1,6 @@
-"""The `maas` command: one subcommand per stage; FAMILY is image_classifier (the default) or
-forecaster (see maas.families).
+"""The `maas` command: a subcommand per stage and one per served pipeline's task.
+
+FAMILY is image_classifier (the default), forecaster, vae or gan (see maas.families).
 
     maas train [FAMILY] [--epochs N ...]         -> artifacts/[FAMILY/]checkpoint.pt
     maas export [FAMILY]                         -> artifacts/[FAMILY/]model.onnx (parity-gated)
@@ -7,6 +8,10 @@ forecaster (see maas.families).
     maas serve [--http-port 8000 ...]            builds what is missing, runs tritonserver
     maas classify IMAGE... [--url URL] [--protocol http|grpc] [--top-k K]
     maas forecast VALUE... | --file F [--horizon H] [--url URL]
+    maas generate DIGIT [--seed S] [--count N] [--out DIR]     the GAN
+    maas sample [--seed S] [--count N] [--out DIR]             the VAE, from its prior
+    maas encode IMAGE... | maas decode [--out DIR]             the VAE, through its code
+    maas reconstruct IMAGE... [--out DIR]
     maas demo                                    the pipeline, then classify over HTTP and gRPC
     maas tune [--p99-budget MS] [--apply DIR]    search serving configs on this machine
 
@@ -223,6 +228,81 @@ def cmd_forecast(args) -> int:
     return 0
 
 
+def _client_call(verb: str, args, call):
+    """call(client) with a client for --url/--protocol; errors -> (None, message on stderr)."""
+    from maas.clients.client import Client
+    from maas.clients.errors import ClientError
+
+    try:
+        with Client(args.url, args.protocol) as client:
+            return call(client)
+    except (ClientError, OSError, ValueError) as e:
+        print(f"maas {verb}: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
+
+
+def _save_pngs(files: list[bytes], out: Path, stem: str) -> int:
+    """Write each PNG as out/stem_<i>.png (whole files only: a temporary name, then renamed)
+    and print the paths."""
+    import os
+
+    out.mkdir(parents=True, exist_ok=True)
+    for i, data in enumerate(files):
+        path = out / f"{stem}_{i:02d}.png"
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        print(path)
+    return 0
+
+
+def cmd_generate(args) -> int:
+    """The GAN: COUNT images of DIGIT from SEED."""
+    files = _client_call("generate", args, lambda c: c.generate(args.digit, args.seed, args.count))
+    if files is None:
+        return 1
+    return _save_pngs(files, args.out, f"digit{args.digit}_seed{args.seed}")
+
+
+def cmd_sample(args) -> int:
+    """The VAE: COUNT images drawn from its prior with SEED."""
+    files = _client_call("sample", args, lambda c: c.sample(args.seed, args.count))
+    return 1 if files is None else _save_pngs(files, args.out, f"vae_seed{args.seed}")
+
+
+def cmd_reconstruct(args) -> int:
+    files = _client_call("reconstruct", args, lambda c: c.reconstruct(args.images))
+    if files is None:
+        return 1
+    for image, data in zip(args.images, files, strict=True):
+        _save_pngs([data], args.out, f"{Path(image).stem}_reconstructed")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    """One line per image: its latent code, numbers separated by spaces (what decode reads)."""
+    codes = _client_call("encode", args, lambda c: c.encode(args.images))
+    if codes is None:
+        return 1
+    for row in codes:
+        print(" ".join(f"{v:.6g}" for v in row))
+    return 0
+
+
+def cmd_decode(args) -> int:
+    import numpy as np
+
+    try:
+        text = args.file.read_text() if args.file else sys.stdin.read()
+        rows = [[float(v) for v in line.split()] for line in text.splitlines() if line.strip()]
+        latents = np.array(rows, np.float32)
+    except (OSError, ValueError) as e:
+        print(f"maas decode: latent rows of equal length expected: {e}", file=sys.stderr)
+        return 1
+    files = _client_call("decode", args, lambda c: c.decode(latents))
+    return 1 if files is None else _save_pngs(files, args.out, "decoded")
+
+
 def cmd_tune(argv: list[str]) -> int:
     from maas.benchmarks.tune import main as tune
 
@@ -343,6 +423,34 @@ def _forecast_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object")
 
 
+def _client_args(p: argparse.ArgumentParser, out: bool = True) -> None:
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="http://host:port, grpc://...")
+    p.add_argument("--protocol", choices=["http", "grpc"], help="for a URL without a scheme")
+    if out:
+        p.add_argument("--out", type=Path, default=Path("generated"), help="folder for PNGs")
+
+
+def _generate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("digit", type=int, help="0..9")
+    _sample_args(p)
+
+
+def _sample_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
+    p.add_argument("--count", type=int, default=8, help="images (1..64)")
+    _client_args(p)
+
+
+def _images_args(p: argparse.ArgumentParser, out: bool = True) -> None:
+    p.add_argument("images", nargs="+", type=Path)
+    _client_args(p, out)
+
+
+def _decode_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--file", type=Path, help="latent rows (default: stdin), as encode prints")
+    _client_args(p)
+
+
 def _demo_args(p: argparse.ArgumentParser) -> None:
     _add_paths(p)
     _add_ports(p)
@@ -351,16 +459,21 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 # name: (help, adds its options, runs it). Options are added only for the command being run,
 # so that a client command never imports what training and building need (torch: ~2.5 s).
 COMMANDS = {
-    "train": ("train the CNN", _train_args, cmd_train),
+    "train": ("train a family (default: the CNN)", _train_args, cmd_train),
     "export": ("checkpoint -> ONNX, parity-gated", _export_args, cmd_export),
     "build": (
-        "ONNX -> a gated classifier version in the Triton repository",
+        "ONNX -> gated versions in the Triton repository (no family: what is missing)",
         _build_args,
         cmd_build,
     ),
     "serve": ("build what is missing, run tritonserver in the foreground", _serve_args, cmd_serve),
     "classify": ("classify images with a running server", _classify_args, cmd_classify),
     "forecast": ("forecast a series with a running server", _forecast_args, cmd_forecast),
+    "generate": ("the GAN: PNGs of a digit from a seed", _generate_args, cmd_generate),
+    "sample": ("the VAE: PNGs drawn from a seed", _sample_args, cmd_sample),
+    "encode": ("the VAE: images -> latent codes", lambda p: _images_args(p, False), cmd_encode),
+    "decode": ("the VAE: latent codes -> PNGs", _decode_args, cmd_decode),
+    "reconstruct": ("the VAE: images -> PNGs through the code", _images_args, cmd_reconstruct),
     "tune": ("search serving configs on this machine (see maas tune -h)", None, None),
     "demo": ("pipeline + server + classify over HTTP and gRPC", _demo_args, cmd_demo),
 }
