@@ -81,6 +81,30 @@ def forecaster_onnx(forecaster_path) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def vae_path(tmp_path_factory, checkpoint_path) -> Path:
+    """The VAE on its defaults (~20 s on 2 cores), judged by the session's classifier; its
+    encoder.onnx and decoder.onnx beside it."""
+    from maas.training.vae import VAEConfig, export_vae, train_vae
+
+    out = tmp_path_factory.mktemp("vae") / "checkpoint.pt"
+    train_vae(VAEConfig(out=str(out), judge=str(checkpoint_path), plot=False))
+    export_vae(out, out.with_name("encoder.onnx"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def gan_path(tmp_path_factory, checkpoint_path) -> Path:
+    """The GAN on its defaults (~30 s on 2 cores), judged by the session's classifier; its
+    model.onnx beside it."""
+    from maas.training.gan import GANConfig, export_gan, train_gan
+
+    out = tmp_path_factory.mktemp("gan") / "checkpoint.pt"
+    train_gan(GANConfig(out=str(out), judge=str(checkpoint_path), plot=False))
+    export_gan(out, out.with_name("model.onnx"))
+    return out
+
+
 COLOURS = ["red", "green", "blue", "grey"]
 
 
@@ -120,10 +144,17 @@ def own_onnx(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def repository(
-    tmp_path_factory, checkpoint_path, onnx_path, forecaster_path, forecaster_onnx, own_onnx
+    tmp_path_factory,
+    checkpoint_path,
+    onnx_path,
+    forecaster_path,
+    forecaster_onnx,
+    vae_path,
+    gan_path,
+    own_onnx,
 ) -> Path:
-    """Both families built into one repository, as `make serve` builds them, and a user's
-    own ONNX classifier beside them (`maas build image_classifier --onnx ... --labels ...`)."""
+    """The four families built into one repository, as `make serve` builds them, and a
+    user's own ONNX classifier beside them (`maas build image_classifier --onnx ...`)."""
     from maas.build.own_model import build_own_onnx
     from maas.build.repository import BuildOptions, build_repository
 
@@ -131,6 +162,8 @@ def repository(
     fast = BuildOptions(variant="onnx", speed_seconds=0.1)
     build_repository(checkpoint_path, onnx_path, target, build=fast)
     build_repository(forecaster_path, forecaster_onnx, target, build=fast, family="forecaster")
+    build_repository(vae_path, vae_path.with_name("encoder.onnx"), target, build=fast, family="vae")
+    build_repository(gan_path, gan_path.with_name("model.onnx"), target, build=fast, family="gan")
     return build_own_onnx(*own_onnx, target, "colours", build=fast)
 
 
