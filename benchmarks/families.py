@@ -1,12 +1,13 @@
 """Each family served against the same work in-process, side by side in one run.
 
     python -m maas.benchmarks.families                 # the built repository, artifacts/
-    python -m maas.benchmarks.families --concurrency 1 16 64 --window 1.0
+    python -m maas.benchmarks.families --families gan vae --concurrency 1 16 64 --window 1.0
 
-Served: our load generator (benchmarks/load.py) over gRPC, one request per series, closed loop
-at each concurrency, on a server this script starts on free ports. In-process: the same
-request's work with no server (maas.series scaling, ONNX Runtime at one thread, scaling back),
-one request at a time (the latency and rate a single caller gets) and 64 at once (the batched
+Served: our load generator (benchmarks/load.py) over gRPC, closed loop at each concurrency, on
+a server this script starts on free ports; one request is one held-out image (classifier,
+VAE reconstruction), one series (forecaster) or one drawn digit (GAN, COUNT 1). In-process:
+the same request's work with no server (the package's pure functions and ONNX Runtime at one
+thread), one request at a time (what a single caller gets) and 64 at once (the batched
 ceiling of one core). The image classifier's fuller comparison is benchmarks/compare.py
 (`make bench`). Writes benchmarks/results/families.{csv,png,md}.
 """
@@ -17,6 +18,8 @@ import argparse
 import csv
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,40 +29,123 @@ from maas import contract as C
 from maas.benchmarks.load import Result, Target, run_load
 from maas.serve import Ports, TritonServer
 
-
-def forecaster_requests(length: int) -> list[dict[str, np.ndarray]]:
-    """Every held-out window of the CO2 test period, one request each (HISTORY only)."""
-    from maas.training.rnn import load_co2, split
-
-    test = split(load_co2(), length, 12)["test"]
-    return [{C.HISTORY: h.astype(np.float32)[None]} for h in test.x]
+Request = dict[str, np.ndarray]
 
 
-def forecaster_inprocess(onnx: Path, checkpoint: Path, requests, seconds: float) -> dict:
-    """Requests/s and p50 ms of the forecaster's work without a server, batch 1 and 64."""
-    from maas.series import forecast, scale_window
-    from maas.training.rnn import ForecasterCheckpoint
+@dataclass(frozen=True)
+class Case:
+    family: str
+    pipeline: str  # what the load generator calls
+    requests: list[Request]  # one request each, as a client sends it
+    work: Callable[[list[Request]], object]  # the same requests' work in-process, at once
 
-    window = ForecasterCheckpoint.load(checkpoint).spec()
+
+def _session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def work(histories):
-        rows = [scale_window(h[0], window.length) for h in histories]
+
+def _heldout_png(count: int = 270) -> list[Request]:
+    from maas.training.data import load_digits
+    from maas.transforms import encode_png
+
+    return [{C.IMAGE: np.array([[encode_png(x)]], object)} for x in load_digits().test_x[:count]]
+
+
+def classifier_case(folder: Path) -> Case:
+    from maas.training.checkpoint import Checkpoint
+    from maas.transforms import postprocess, preprocess
+
+    ckpt = Checkpoint.load(folder / "checkpoint.pt")
+    session, spec = _session(folder / "model.onnx"), ckpt.preprocessing()
+
+    def work(requests: list[Request]):
+        pixels = preprocess([bytes(r[C.IMAGE][0, 0]) for r in requests], spec)
+        [logits] = session.run([C.LOGITS], {C.PIXELS: pixels})
+        return postprocess(logits, 3, ckpt.class_names)
+
+    return Case("image_classifier", C.ENSEMBLE, _heldout_png(), work)
+
+
+def forecaster_case(folder: Path) -> Case:
+    """Every held-out window of the CO2 test period, one request each (HISTORY only)."""
+    from maas.series import forecast, scale_window
+    from maas.training.rnn import ForecasterCheckpoint, load_co2, split
+
+    window = ForecasterCheckpoint.load(folder / "checkpoint.pt").spec()
+    session = _session(folder / "model.onnx")
+    test = split(load_co2(), window.length, window.horizon)["test"]
+
+    def work(requests: list[Request]):
+        rows = [scale_window(r[C.HISTORY][0], window.length) for r in requests]
         x = np.stack([r[0] for r in rows])[..., None]
         [out] = session.run([C.SCALED_FORECAST], {C.WINDOW: x})
         locs, scales = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
         return forecast(out, locs, scales, window)
 
-    histories = [r[C.HISTORY] for r in requests]
+    requests = [{C.HISTORY: h.astype(np.float32)[None]} for h in test.x]
+    return Case("forecaster", C.FORECASTER, requests, work)
+
+
+def vae_case(folder: Path) -> Case:
+    """vae_reconstruct: an image through both networks, back as a PNG."""
+    from maas.generate import to_png
+    from maas.transforms import Preprocessing, preprocess
+
+    encoder, decoder = _session(folder / "encoder.onnx"), _session(folder / "decoder.onnx")
+    spec = Preprocessing(32, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # what vae_preprocess does
+
+    def work(requests: list[Request]):
+        pixels = preprocess([bytes(r[C.IMAGE][0, 0]) for r in requests], spec)
+        [code] = encoder.run([C.LATENT], {C.PIXELS: pixels})
+        return to_png(decoder.run([C.DECODED], {C.LATENT: code})[0])
+
+    return Case("vae", C.VAE_RECONSTRUCT, _heldout_png(), work)
+
+
+def gan_case(folder: Path) -> Case:
+    """generator: one image of a digit per request (COUNT 1), seeds and digits varying."""
+    from maas.generate import generator_inputs, to_png
+    from maas.training.gan import GANCheckpoint
+
+    noise_size = GANCheckpoint.load(folder / "checkpoint.pt").noise
+    session = _session(folder / "model.onnx")
+    requests = [
+        {C.DIGIT: np.array([i % 10], np.int32), C.SEED: np.array([i], np.int64),
+         C.COUNT: np.array([1], np.int32)}
+        for i in range(200)
+    ]  # fmt: skip
+
+    def work(batch: list[Request]):
+        pairs = [
+            generator_inputs(int(r[C.SEED][0]), 1, noise_size, 64, int(r[C.DIGIT][0]), 10)
+            for r in batch
+        ]
+        feeds = {C.NOISE: np.concatenate([p[0] for p in pairs]),
+                 C.CONDITION: np.concatenate([p[1] for p in pairs])}  # fmt: skip
+        return to_png(session.run([C.DECODED], feeds)[0])
+
+    return Case("gan", C.GENERATOR, requests, work)
+
+
+CASES = {
+    "image_classifier": ("classifier", classifier_case),
+    "forecaster": ("forecaster", forecaster_case),
+    "vae": ("vae", vae_case),
+    "gan": ("gan", gan_case),
+}
+
+
+def inprocess(case: Case, seconds: float) -> dict:
+    """Requests/s and p50 ms of the case's work without a server, 1 and 64 requests at once."""
     out = {}
     for batch in (1, 64):
         times, i, deadline = [], 0, time.perf_counter() + seconds
         while time.perf_counter() < deadline or len(times) < 10:
-            chunk = [histories[(i + j) % len(histories)] for j in range(batch)]
+            chunk = [case.requests[(i + j) % len(case.requests)] for j in range(batch)]
             start = time.perf_counter()
-            work(chunk)
+            case.work(chunk)
             times.append(time.perf_counter() - start)
             i += batch
         out[batch] = {"per_s": batch * len(times) / sum(times),
@@ -70,45 +156,46 @@ def forecaster_inprocess(onnx: Path, checkpoint: Path, requests, seconds: float)
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repository", type=Path, default=Path("model_repository"))
-    ap.add_argument("--forecaster", type=Path, default=Path("artifacts/forecaster"),
-                    help="its checkpoint.pt and model.onnx")  # fmt: skip
+    ap.add_argument("--families", nargs="+", choices=list(CASES), default=list(CASES))
+    ap.add_argument("--classifier", type=Path, default=Path("artifacts"),
+                    help="folder of its checkpoint.pt and model.onnx")  # fmt: skip
+    for name in ("forecaster", "vae", "gan"):
+        ap.add_argument(f"--{name}", type=Path, default=Path("artifacts") / name)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--window", type=float, default=1.0, help="seconds per measurement window")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args(argv)
 
-    folder = args.forecaster
-    requests = forecaster_requests(48)
-    inprocess = forecaster_inprocess(
-        folder / "model.onnx", folder / "checkpoint.pt", requests, seconds=2 * args.window
-    )
-    served: list[Result] = []
+    cases = [CASES[f][1](getattr(args, CASES[f][0])) for f in args.families]
+    baseline = {c.family: inprocess(c, seconds=2 * args.window) for c in cases}
+    rows = []
     with TritonServer(args.repository, Ports.free()) as server:
         url = f"grpc://{server.grpc_url}"
-        for c in args.concurrency:
-            target = Target(url, model=C.FORECASTER, payload=True, label="forecaster")
-            r = run_load(target, requests, concurrency=c, stats_url=url, warmup_s=args.window,
-                         window_s=args.window)  # fmt: skip
-            served.append(r)
-            print(f"forecaster c={c}: {r.images_per_s:.0f} req/s, p50 {r.p50_ms:.2f} ms, "
-                  f"p99 {r.p99_ms:.2f} ms, errors {r.errors}", flush=True)  # fmt: skip
-    rows = [
-        {
-            "family": "forecaster",
-            "concurrency": r.value,
-            "served_per_s": round(r.images_per_s, 1),
-            "served_p50_ms": round(r.p50_ms, 3),
-            "served_p99_ms": round(r.p99_ms, 3),
-            "errors": r.errors,
-            "inprocess_b1_per_s": round(inprocess[1]["per_s"], 1),
-            "inprocess_b1_p50_ms": round(inprocess[1]["p50_ms"], 3),
-            "inprocess_b64_per_s": round(inprocess[64]["per_s"], 1),
-            "served_vs_inprocess_b1": round(r.images_per_s / inprocess[1]["per_s"], 3),
-        }
-        for r in served
-    ]
+        for case in cases:
+            for c in args.concurrency:
+                target = Target(url, model=case.pipeline, payload=True, label=case.family)
+                r = run_load(target, case.requests, concurrency=c, stats_url=url,
+                             warmup_s=args.window, window_s=args.window)  # fmt: skip
+                print(f"{case.family} c={c}: {r.images_per_s:.0f} req/s, p50 {r.p50_ms:.2f} ms, "
+                      f"p99 {r.p99_ms:.2f} ms, errors {r.errors}", flush=True)  # fmt: skip
+                rows.append(_row(case.family, r, baseline[case.family]))
     write(rows, args.out)
     return rows
+
+
+def _row(family: str, r: Result, base: dict) -> dict:
+    return {
+        "family": family,
+        "concurrency": r.value,
+        "served_per_s": round(r.images_per_s, 1),
+        "served_p50_ms": round(r.p50_ms, 3),
+        "served_p99_ms": round(r.p99_ms, 3),
+        "errors": r.errors,
+        "inprocess_b1_per_s": round(base[1]["per_s"], 1),
+        "inprocess_b1_p50_ms": round(base[1]["p50_ms"], 3),
+        "inprocess_b64_per_s": round(base[64]["per_s"], 1),
+        "served_vs_inprocess_b1": round(r.images_per_s / base[1]["per_s"], 3),
+    }
 
 
 def write(rows: list[dict], out: Path) -> None:

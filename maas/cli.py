@@ -51,7 +51,11 @@ def cmd_train(args) -> int:
     family = families.get(args.family)
     given = {k: v for k, v in vars(args).items() if k not in ("family", "func")}
     given["out"] = args.out or str(family.paths(Path("artifacts"))[0])
-    families.train(family, **given)
+    try:
+        families.train(family, **given)
+    except FileNotFoundError as e:  # data, or the classifier that judges the generators
+        print(f"maas train: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

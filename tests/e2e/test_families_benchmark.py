@@ -1,23 +1,31 @@
 """benchmarks/families.py on a short run: served figures without errors beside in-process
-ones, and its CSV, table and PNG (a smoke test: the figures themselves go in benchmarks/)."""
+ones for every family, and its CSV, table and PNG (a smoke test: the figures themselves go in
+benchmarks/)."""
 
 from __future__ import annotations
 
 import csv
 
-from maas.benchmarks.families import main
+from maas.benchmarks.families import CASES, main
 
 
-def test_families_benchmark_short_run(repository, forecaster_path, forecaster_onnx, tmp_path):
+def test_families_benchmark_short_run(
+    repository, checkpoint_path, forecaster_path, vae_path, gan_path, tmp_path
+):
     rows = main([
-        "--repository", str(repository), "--forecaster", str(forecaster_path.parent),
+        "--repository", str(repository), "--classifier", str(checkpoint_path.parent),
+        "--forecaster", str(forecaster_path.parent), "--vae", str(vae_path.parent),
+        "--gan", str(gan_path.parent),
         "--concurrency", "1", "4", "--window", "0.3", "--out", str(tmp_path),
     ])  # fmt: skip
-    assert [r["concurrency"] for r in rows] == [1, 4]
+    assert [(r["family"], r["concurrency"]) for r in rows] == [
+        (family, c) for family in CASES for c in (1, 4)
+    ]
     for r in rows:
         assert r["errors"] == 0 and r["served_per_s"] > 0 and r["served_p50_ms"] > 0
         assert r["inprocess_b64_per_s"] > r["inprocess_b1_per_s"] > 0
     with (tmp_path / "families.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 2
-    assert "| forecaster | 4 |" in (tmp_path / "families.md").read_text()
+        assert len(list(csv.DictReader(f))) == 8
+    table = (tmp_path / "families.md").read_text()
+    assert "| gan | 4 |" in table and "| vae | 1 |" in table
     assert (tmp_path / "families.png").read_bytes()[:4] == b"\x89PNG"

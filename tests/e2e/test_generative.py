@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +163,28 @@ def test_generate_sample_encode_decode_cli(server, heldout_png, tmp_path):
         [MAAS, "generate", "12", *address], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 1 and "DIGIT must be in 0..9, got 12" in bad.stderr
+
+
+def readme_curl(heading: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index(heading) :]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize(
+    ("heading", "png", "call"),
+    [
+        ("Sample with curl", "sample.png", lambda c: c.sample(3, 1)),
+        ("Generate with curl", "seven.png", lambda c: c.generate(7, 42, 1)),
+    ],
+)
+def test_readme_curl_gives_the_clients_png(server, tmp_path, heading, png, call):
+    script = readme_curl(heading).replace("localhost:8000", server.http_url)
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    with Client(f"http://{server.http_url}") as client:
+        assert (tmp_path / png).read_bytes() == call(client)[0]

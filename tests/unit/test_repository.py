@@ -29,17 +29,26 @@ def test_every_config_parses_with_tritons_schema(repository):
         C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS, C.ENSEMBLE,
         C.FORECASTER_PREPROCESS, C.FORECASTER_RNN, C.FORECASTER_POSTPROCESS, C.FORECASTER,
         C.FORECASTER_STREAM,
+        C.VAE_ENCODE, C.VAE_DECODE, C.VAE_RECONSTRUCT, C.VAE_SAMPLE, C.VAE_PREPROCESS,
+        C.VAE_ENCODER, C.VAE_DECODER, C.VAE_PNG, C.VAE_NOISE, C.VAE_SAMPLE_PNG,
+        C.GENERATOR, C.GAN_NOISE, C.GAN_GENERATOR, C.GAN_PNG,
         "colours", "colours_preprocess", "colours_model", "colours_postprocess",  # a user's own
         "onnxruntime.pbtxt", "onnxruntime_tensorrt.pbtxt",
     }  # fmt: skip
     # Each core model has both alternative configs.
-    for core in (C.CLASSIFIER, C.FORECASTER_RNN):
+    for core in (C.CLASSIFIER, C.FORECASTER_RNN, C.VAE_ENCODER, C.VAE_DECODER, C.GAN_GENERATOR):
         assert {p.name for p in (repository / core / "configs").iterdir()} == {
             "onnxruntime.pbtxt", "onnxruntime_tensorrt.pbtxt",
         }  # fmt: skip
+    # One request is one call where it asks for COUNT images from one SEED; its core model,
+    # which gets those COUNT rows as a batch, batches like every other.
+    unbatched = {C.VAE_SAMPLE, C.VAE_NOISE, C.VAE_SAMPLE_PNG, C.GENERATOR, C.GAN_NOISE, C.GAN_PNG}
     for path, config in parsed.items():
+        if config.name in unbatched:
+            assert config.max_batch_size == 0 and not config.HasField("dynamic_batching"), path
+            continue
         assert config.max_batch_size > 0, path
-        # Every model batches: dynamically, or (the stream) by sequence.
+        # Every other model batches: dynamically, or (the stream) by sequence.
         batching = "sequence_batching" if config.name == C.FORECASTER_STREAM else "dynamic_batching"
         assert config.platform == "ensemble" or config.HasField(batching), path
         assert config.name == path.parent.name or path.parent.name == "configs"
