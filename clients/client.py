@@ -15,7 +15,9 @@ maas.clients.errors.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ import numpy as np
 from tritonclient.utils import np_to_triton_dtype
 
 from maas import contract as C
-from maas.clients.errors import InvalidInput, ServerUnavailable, from_triton
+from maas.clients.errors import InvalidInput, ModelNotReady, ServerUnavailable, from_triton
 
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 ImageInput = bytes | str | Path
@@ -174,13 +176,38 @@ def _arrays(result) -> dict[str, np.ndarray]:
     return {name: result.as_numpy(name) for name in names}
 
 
-class _Base:
-    """What both clients share: the URL, the pipeline, and requests of at most batch_size."""
+@dataclass(frozen=True)
+class Retry:
+    """Send a request again when the server is briefly away (ServerUnavailable: connection
+    refused, UNAVAILABLE, a model whose Python stub died and is being reloaded) or the model
+    is (re)loading (ModelNotReady): up to `attempts` tries in all, waiting `backoff_s`,
+    doubling up to `max_backoff_s`, between them. `Retry(attempts=1)` switches it off. Only
+    for requests that are safe to repeat: every maas pipeline's are (a stream's are not: its
+    observe() never retries)."""
 
-    def __init__(self, url: str, protocol: str | None, model: str, batch_size: int):
+    attempts: int = 6
+    backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+
+    def waits(self):
+        wait = self.backoff_s
+        for _ in range(self.attempts - 1):
+            yield wait
+            wait = min(2 * wait, self.max_backoff_s)
+
+
+RETRYABLE = (ServerUnavailable, ModelNotReady)
+
+
+class _Base:
+    """What both clients share: the URL, the pipeline, requests of at most batch_size, and
+    the retry policy."""
+
+    def __init__(self, url: str, protocol: str | None, model: str, batch_size: int, retry: Retry):
         self.protocol, self.address = parse_url(url, protocol)
         self.model = model
         self.batch_size = batch_size
+        self.retry = retry
         self._module = importlib.import_module(f"tritonclient.{self.protocol}")
 
     def _tensors(self, inputs: Mapping[str, np.ndarray]) -> list:
@@ -196,8 +223,9 @@ class Client(_Base):
         model: str = C.ENSEMBLE,
         batch_size: int = 32,
         timeout_s: float = 60.0,
+        retry: Retry | None = None,
     ):
-        super().__init__(url, protocol, model, batch_size)
+        super().__init__(url, protocol, model, batch_size, retry or Retry())
         if self.protocol == "http":
             self._client = self._module.InferenceServerClient(
                 self.address, connection_timeout=timeout_s, network_timeout=timeout_s
@@ -276,10 +304,17 @@ class Client(_Base):
         """Any served pipeline: its input arrays (batch axis first) in, every output out.
         `sequence`: tritonclient's sequence_id, sequence_start, sequence_end, for a stream."""
         tensors = self._tensors(inputs)
-        try:
-            return _arrays(self._client.infer(pipeline, tensors, **self._infer_kwargs, **sequence))
-        except Exception as e:
-            raise from_triton(e) from e
+        waits = iter(() if sequence else self.retry.waits())  # a stream's step is not repeated
+        while True:
+            try:
+                result = self._client.infer(pipeline, tensors, **self._infer_kwargs, **sequence)
+                return _arrays(result)
+            except Exception as e:
+                error = from_triton(e)
+                wait = next(waits, None) if isinstance(error, RETRYABLE) else None
+                if wait is None:
+                    raise error from e
+            time.sleep(wait)
 
     def observe(
         self, sequence: int, value: float, *, start: bool = False, end: bool = False
@@ -320,8 +355,9 @@ class AsyncClient(_Base):
         model: str = C.ENSEMBLE,
         batch_size: int = 32,
         timeout_s: float = 60.0,
+        retry: Retry | None = None,
     ):
-        super().__init__(url, protocol, model, batch_size)
+        super().__init__(url, protocol, model, batch_size, retry or Retry())
         aio = importlib.import_module(f"tritonclient.{self.protocol}.aio")
         self._client = aio.InferenceServerClient(self.address)
         self._infer_kwargs = (
@@ -373,11 +409,17 @@ class AsyncClient(_Base):
         self, pipeline: str, inputs: Mapping[str, np.ndarray], **sequence
     ) -> dict[str, np.ndarray]:
         tensors = self._tensors(inputs)
-        try:
-            result = await self._client.infer(pipeline, tensors, **self._infer_kwargs, **sequence)
-        except Exception as e:
-            raise from_triton(e) from e
-        return _arrays(result)
+        waits = iter(() if sequence else self.retry.waits())
+        while True:
+            try:
+                kwargs = {**self._infer_kwargs, **sequence}
+                return _arrays(await self._client.infer(pipeline, tensors, **kwargs))
+            except Exception as e:
+                error = from_triton(e)
+                wait = next(waits, None) if isinstance(error, RETRYABLE) else None
+                if wait is None:
+                    raise error from e
+            await asyncio.sleep(wait)
 
     async def observe(
         self, sequence: int, value: float, *, start: bool = False, end: bool = False

@@ -1,7 +1,8 @@
 """The client's exceptions, one tree:
 
     ClientError                 anything that went wrong talking to maas
-    ├── ServerUnavailable       nothing answers at that URL (refused, timed out, DNS)
+    ├── ServerUnavailable       nothing answers at that URL (refused, timed out, DNS), or a
+    │                           model's Python stub is dead until the server reloads it
     ├── ModelNotReady           the server answers but the model is missing or not loaded
     ├── InvalidInput            the server refused the request: bad image, bad TOP_K, shape,
     │                           datatype, batch too large (gRPC INVALID_ARGUMENT, HTTP 400)
@@ -54,6 +55,10 @@ def from_triton(error: Exception) -> ClientError:
             return ModelNotReady(message, status)
         return InvalidInput(message, status)
     if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status or "failed to connect" in lowered:
+        return ServerUnavailable(message, status)
+    if "stub process" in lowered and "is not healthy" in lowered:
+        # A step's Python process died; maas serve's watchdog reloads it within seconds
+        # (maas.health): worth retrying, like a server that is briefly away.
         return ServerUnavailable(message, status)
     if "NOT_FOUND" in status or status == "404" or "not ready" in lowered:
         return ModelNotReady(message, status)

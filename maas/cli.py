@@ -152,7 +152,11 @@ def cmd_serve(args) -> int:
     paths = Paths(args.artifacts, args.repository)
     if not args.no_build:
         ensure_built(paths, data_dir=args.data_dir)
-    server = TritonServer(paths.repository, _ports(args), echo=not args.quiet)
+    server = TritonServer(
+        paths.repository, _ports(args), echo=not args.quiet, heal=not args.no_heal,
+        host=args.host, health_port=args.health_port,
+        check_interval=args.check_interval,
+    )  # fmt: skip
 
     def announce(server: TritonServer) -> None:
         p = server.ports
@@ -163,7 +167,12 @@ def cmd_serve(args) -> int:
             f"[maas] try: .venv/bin/maas classify {paths.samples}/* "
             f"--url grpc://127.0.0.1:{p.grpc}\n"
             f"[maas]  or: .venv/bin/maas forecast $(seq 315 0.1 320) --url grpc://127.0.0.1:{p.grpc}\n"
-            f"[maas] Ctrl-C stops the server",
+            + (
+                f"[maas] health: http://{args.host}:{args.health_port}/health\n"
+                if args.health_port
+                else ""
+            )
+            + "[maas] Ctrl-C stops the server",
             flush=True,
         )
 
@@ -401,6 +410,42 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     _add_ports(p)
     p.add_argument("--no-build", action="store_true", help="serve the repository as it is")
     p.add_argument("--quiet", action="store_true", help="do not echo the server's log")
+    p.add_argument(
+        "--no-heal", action="store_true",
+        help="no watchdog: a model whose Python stub died stays broken (see maas.health)",
+    )  # fmt: skip
+    p.add_argument("--check-interval", type=float, default=2.0, help="seconds between checks")
+    p.add_argument("--health-port", type=int, help="serve GET /health on this port")
+    p.add_argument(
+        "--host", default="127.0.0.1",
+        help="address the server (HTTP, gRPC, metrics, health) listens on; 0.0.0.0: all",
+    )  # fmt: skip
+
+
+def _health_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repository", type=Path, default=Path("model_repository"))
+    _client_args(p, out=False)
+
+
+def cmd_health(args) -> int:
+    """One request through every served pipeline; exit 0 when all answer (an exec probe)."""
+    from maas.clients.client import parse_url
+    from maas.health import check
+    from maas.probe import Probes
+
+    scheme, address = parse_url(args.url, args.protocol)
+    if scheme != "http":
+        print("maas health: give the server's HTTP URL", file=sys.stderr)
+        return 1
+    try:
+        health = check(address, Probes.of(args.repository))
+    except Exception as e:  # no repository, no server: not healthy, and say why
+        print(f"maas health: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    for name, error in health.failing.items():
+        print(f"{name}: {error.splitlines()[0]}", file=sys.stderr)
+    print(json.dumps(health.as_dict()))
+    return 0 if health.ok else 1
 
 
 def _positive(text: str) -> int:
@@ -478,6 +523,11 @@ COMMANDS = {
     "encode": ("the VAE: images -> latent codes", lambda p: _images_args(p, False), cmd_encode),
     "decode": ("the VAE: latent codes -> PNGs", _decode_args, cmd_decode),
     "reconstruct": ("the VAE: images -> PNGs through the code", _images_args, cmd_reconstruct),
+    "health": (
+        "a request through every pipeline: exit 0 if all answer",
+        _health_args,
+        cmd_health,
+    ),
     "tune": ("search serving configs on this machine (see maas tune -h)", None, None),
     "demo": ("pipeline + server + classify over HTTP and gRPC", _demo_args, cmd_demo),
 }

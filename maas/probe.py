@@ -7,11 +7,16 @@ a family declares (maas.spec.Warmup) for the others, and for a user's own pipeli
 
     requests = probe_requests(Path("model_repository"))   # {"image_classifier": {...}}
     probe(client, "image_classifier", requests["image_classifier"])
+
+`Probes` is the same for every served pipeline at once, streams included (a sequence model
+gets a one-request sequence): the launcher's start-up check and maas.health's watchdog.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +111,58 @@ def probe(client, ensemble: str, request: dict[str, np.ndarray]) -> None:
         value = result.as_numpy(name)
         if value is None or value.size == 0 or (batched and value.shape[0] != 1):
             raise ProbeError(f"the probe through {ensemble} returned no {name}")
+
+
+# Correlation IDs the probes use for a stream: far above what clients pick, one per check.
+PROBE_SEQUENCE_BASE = 1 << 62
+
+
+@dataclass
+class Probes:
+    """One request for every pipeline a repository serves: each ensemble (its warm-up data)
+    and each sequence model (zeros, as a sequence of one request)."""
+
+    ensembles: dict[str, dict[str, np.ndarray]]
+    streams: dict[str, dict[str, np.ndarray]]
+    steps: dict[str, list[str]]  # pipeline -> the models it runs
+    _sequence: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    @classmethod
+    def of(cls, repository: Path) -> Probes:
+        configs = {p.parent.name: read_config(p) for p in repository.glob("*/config.pbtxt")}
+        streams = {
+            name: {t.name: np.zeros([1, *t.dims], _NUMPY[t.data_type][1]) for t in c.input}
+            for name, c in configs.items()
+            if c.HasField("sequence_batching")
+        }
+        steps = {name: [name] for name in streams}
+        for name, c in configs.items():
+            if c.platform == "ensemble":
+                steps[name] = [s.model_name for s in c.ensemble_scheduling.step]
+        return cls(probe_requests(repository), streams, steps)
+
+    def models(self, pipeline: str) -> list[str]:
+        return self.steps.get(pipeline, [])
+
+    def run(self, client) -> dict[str, str | None]:
+        """pipeline -> None when it answered, else the error (tritonclient.http client)."""
+        import tritonclient.http as httpclient
+
+        from maas.clients.client import infer_inputs
+
+        out: dict[str, str | None] = {}
+        for name, request in self.ensembles.items():
+            try:
+                probe(client, name, request)
+                out[name] = None
+            except ProbeError as e:
+                out[name] = str(e)
+        for name, request in self.streams.items():
+            sequence = PROBE_SEQUENCE_BASE + next(self._sequence)
+            try:
+                client.infer(name, infer_inputs(httpclient, request), sequence_id=sequence,
+                             sequence_start=True, sequence_end=True)  # fmt: skip
+                out[name] = None
+            except Exception as e:
+                out[name] = f"the probe request failed in {name}: {e}"
+        return out

@@ -12,6 +12,7 @@ model.py files import this environment's numpy, onnxruntime, Pillow and maas.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import os
 import re
@@ -123,6 +124,22 @@ def _python_backend_dir(backends: Path, into: Path) -> Path:
     return into
 
 
+def _terminate(proc: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM (Triton drains in-flight requests for its --exit-timeout-secs), SIGKILL if it
+    hangs past `timeout`; then whatever is left of its process group (Python stubs that a
+    server which did not stop cleanly leaves behind, still running). Its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # none left
+        os.killpg(proc.pid, signal.SIGKILL)  # its own group: start_new_session=True
+    return proc.returncode
+
+
 class TritonServer:
     """One tritonserver process. `start`/`stop` (or `with`) for tests and tools; `run` for a
     foreground server that Ctrl-C stops (`maas serve`)."""
@@ -135,6 +152,11 @@ class TritonServer:
         echo: bool = False,
         extra_args: tuple[str, ...] = (),
         start_timeout: float = 180.0,
+        host: str = "127.0.0.1",
+        heal: bool = False,
+        health_port: int | None = None,
+        check_interval: float = 2.0,
+        exit_timeout_s: int = 5,
     ):
         self.repository = Path(repository).resolve()
         self.ports = ports or Ports()
@@ -147,6 +169,19 @@ class TritonServer:
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._reader: threading.Thread | None = None
         self._signal: int | None = None  # SIGINT/SIGTERM received while `run` is in charge
+        # Self-healing (maas.health): a watchdog that checks every pipeline and reloads what
+        # died, and optionally GET /health on `health_port` for load balancers and probes.
+        self.heal = heal or health_port is not None
+        self.host = host  # HTTP, gRPC, metrics and health listen here: loopback unless asked
+        self.health_port = health_port
+        self.check_interval = check_interval
+        # How long Triton drains in-flight requests on SIGTERM. Ours take milliseconds; and a
+        # model whose stub died never finishes unloading, so Triton would wait all of it
+        # (its default: 30 s) and exit with "failed to stop server".
+        self.exit_timeout_s = exit_timeout_s
+        self.watchdog = None
+        self._endpoint = None
+        self._restarting = threading.Event()
 
     @property
     def http_url(self) -> str:
@@ -164,7 +199,13 @@ class TritonServer:
             f"--http-port={self.ports.http}",
             f"--grpc-port={self.ports.grpc}",
             f"--metrics-port={self.ports.metrics}",
+            *(f"--{kind}-address={self.host}" for kind in ("http", "grpc", "metrics")),
             "--log-verbose=0",
+            # Explicit model control, everything loaded at start as before: a model whose
+            # stub died can be reloaded through the API (maas.health), and versions rolled.
+            "--model-control-mode=explicit",
+            "--load-model=*",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
             *(() if self.gpu else CPU_ONLY_ARGS),
         ]
         if backends is not None:
@@ -176,7 +217,41 @@ class TritonServer:
     def start(self) -> TritonServer:
         if not self.repository.is_dir():
             raise ServerError(f"no model repository at {self.repository}: run `maas build`")
-        self._tmp = tempfile.TemporaryDirectory(prefix="maas-triton-")
+        try:
+            self._launch()
+            if self.heal:
+                from maas.health import HealthEndpoint, Watchdog
+
+                printer = print if self.echo else (lambda _text: None)
+                self.watchdog = Watchdog(self, self.check_interval, on_event=printer).start()
+                if self.health_port is not None:
+                    self._endpoint = HealthEndpoint(
+                        self.watchdog, self.host, self.health_port,
+                        stale_after=5 * self.check_interval,
+                    ).start()  # fmt: skip
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def restart(self) -> None:
+        """Stop tritonserver and start it again on the same ports (the watchdog's last
+        resort); the watchdog and the health endpoint keep running."""
+        self._restarting.set()
+        try:
+            proc, self.process = self.process, None
+            if proc is not None:
+                _terminate(proc, timeout=30.0)
+            if self._tmp is not None:  # a fresh backends folder for the new process
+                self._tmp.cleanup()
+                self._tmp = None
+            self._launch()
+        finally:
+            self._restarting.clear()
+
+    def _launch(self) -> None:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="maas-triton-")
         env = dict(os.environ)
         # The Python stub takes its interpreter environment from PATH: ours first.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -193,13 +268,11 @@ class TritonServer:
                 start_new_session=True,  # our signals reach it only through us: clean shutdown
                 preexec_fn=_die_with_parent,
             )
-            self._reader = threading.Thread(target=self._read_log, daemon=True)
-            self._reader.start()
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        except OSError as e:
+            raise ServerError(f"cannot start tritonserver: {e}") from None
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        self._wait_ready()
 
     def _read_log(self) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -254,29 +327,26 @@ class TritonServer:
             client.close()
 
     def _probe(self, client) -> None:
-        """Ready only once a request has gone through every ensemble: /v2/health/ready says
+        """Ready only once a request has gone through every pipeline: /v2/health/ready says
         200 even when a Python stub cannot import its modules (see maas.probe)."""
-        from maas.probe import ProbeError, probe, probe_requests
+        from maas.probe import Probes
 
-        try:
-            for ensemble, request in probe_requests(self.repository).items():
-                probe(client, ensemble, request)
-        except ProbeError as e:
-            raise ServerError(f"tritonserver is up but {e}\n{self.error_lines()}") from None
+        for error in Probes.of(self.repository).run(client).values():
+            if error is not None:
+                raise ServerError(f"tritonserver is up but {error}\n{self.error_lines()}")
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (Triton drains in-flight requests), SIGKILL if it hangs; returns its code."""
+        if self._endpoint is not None:
+            self._endpoint.stop()
+            self._endpoint = None
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            self.watchdog = None
         proc, self.process = self.process, None
         code = None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            code = proc.returncode
+            code = _terminate(proc, timeout)
             if self._reader is not None:
                 self._reader.join(timeout=5)
         if self._tmp is not None:
@@ -302,7 +372,18 @@ class TritonServer:
             self.start()
             if self._signal is None and on_ready is not None:
                 on_ready(self)
-            return self.process.wait()
+            while True:
+                proc = self.process
+                code = proc.wait()
+                # A restart by the watchdog ends one process and starts the next.
+                while self._restarting.is_set() and self._signal is None:
+                    time.sleep(0.1)
+                if self._signal is not None:
+                    if code not in (0, -self._signal):
+                        print(self._unclean(code), flush=True)
+                    return -self._signal
+                if self.process in (None, proc):
+                    return code
         except ServerError:
             if self._signal is None:
                 raise
@@ -311,6 +392,13 @@ class TritonServer:
             self.stop()
             for s, handler in old.items():
                 signal.signal(s, handler)
+
+    def _unclean(self, code: int) -> str:
+        return (
+            f"[maas] tritonserver did not stop cleanly in {self.exit_timeout_s} s (exit code "
+            f"{code}: a model it could not unload, such as one whose stub died); its processes "
+            f"have been stopped"
+        )
 
     def __enter__(self) -> TritonServer:
         return self.start()
