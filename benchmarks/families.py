@@ -8,7 +8,9 @@ a server this script starts on free ports; one request is one held-out image (cl
 VAE reconstruction), one series (forecaster) or one drawn digit (GAN, COUNT 1). In-process:
 the same request's work with no server (the package's pure functions and ONNX Runtime at one
 thread), one request at a time (what a single caller gets) and 64 at once (the batched
-ceiling of one core). The image classifier's fuller comparison is benchmarks/compare.py
+ceiling of one core). The forecaster's stream: 64 sequences at once, one observation per
+request (observations/s, against the forecaster's in-process single-window figure, which is
+the work each observation costs). The image classifier's fuller comparison is benchmarks/compare.py
 (`make bench`). Writes benchmarks/results/families.{csv,png,md}.
 """
 
@@ -129,12 +131,62 @@ def gan_case(folder: Path) -> Case:
     return Case("gan", C.GENERATOR, requests, work)
 
 
+def case_series(folder: Path) -> np.ndarray:
+    """The stream's input: the CO2 test period, one window and a horizon long."""
+    from maas.training.rnn import ForecasterCheckpoint, load_co2
+
+    window = ForecasterCheckpoint.load(folder / "checkpoint.pt").spec()
+    return load_co2()[-(window.length + window.horizon) :].astype(np.float32)
+
+
 CASES = {
     "image_classifier": ("classifier", classifier_case),
     "forecaster": ("forecaster", forecaster_case),
     "vae": ("vae", vae_case),
     "gan": ("gan", gan_case),
 }
+
+
+def stream_load(url: str, series: np.ndarray, sequences: int, seconds: float) -> dict:
+    """forecaster_stream with `sequences` sequences at once, each sending the series one
+    observation per request (START on the first, a new sequence after the last): requests/s
+    and latency percentiles over `seconds` (after one pass to warm up)."""
+    import asyncio
+
+    from maas.clients.client import AsyncClient
+
+    async def run() -> tuple[list[float], int, float]:
+        latencies: list[float] = []
+        errors = 0
+        stop_at = [0.0]
+
+        async def one(client, sequence_base: int) -> None:
+            nonlocal errors
+            sequence = sequence_base
+            while time.perf_counter() < stop_at[0]:
+                for i, value in enumerate(series):
+                    start = time.perf_counter()
+                    try:
+                        await client.observe(sequence, float(value), start=i == 0,
+                                             end=i == len(series) - 1)  # fmt: skip
+                        latencies.append(time.perf_counter() - start)
+                    except Exception:
+                        errors += 1
+                sequence += sequences
+
+        async with AsyncClient(url) as client:
+            stop_at[0] = time.perf_counter() + 0.5  # warm-up pass
+            await asyncio.gather(*(one(client, 1 + k) for k in range(sequences)))
+            latencies.clear()
+            began = time.perf_counter()
+            stop_at[0] = began + seconds
+            await asyncio.gather(*(one(client, 10_000 + k) for k in range(sequences)))
+            return latencies, errors, time.perf_counter() - began
+
+    latencies, errors, took = asyncio.run(run())
+    ms = np.array(latencies) * 1e3
+    return {"per_s": len(latencies) / took, "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)), "errors": errors}  # fmt: skip
 
 
 def inprocess(case: Case, seconds: float) -> dict:
@@ -163,6 +215,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ap.add_argument(f"--{name}", type=Path, default=Path("artifacts") / name)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--window", type=float, default=1.0, help="seconds per measurement window")
+    ap.add_argument("--stream-sequences", type=int, default=64,
+                    help="forecaster_stream: sequences at once (0: skip)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args(argv)
 
@@ -179,8 +233,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(f"{case.family} c={c}: {r.images_per_s:.0f} req/s, p50 {r.p50_ms:.2f} ms, "
                       f"p99 {r.p99_ms:.2f} ms, errors {r.errors}", flush=True)  # fmt: skip
                 rows.append(_row(case.family, r, baseline[case.family]))
+        if "forecaster" in args.families and args.stream_sequences:
+            rows.append(_stream_row(args, url, baseline["forecaster"]))
     write(rows, args.out)
     return rows
+
+
+def _stream_row(args, url: str, base: dict) -> dict:
+    n = args.stream_sequences
+    got = stream_load(url, case_series(args.forecaster), n, 4 * args.window)
+    print(f"forecaster_stream, {n} sequences: {got['per_s']:.0f} observations/s, "
+          f"p50 {got['p50_ms']:.2f} ms, errors {got['errors']}", flush=True)  # fmt: skip
+    return {
+        "family": "forecaster_stream",
+        "concurrency": n,
+        "served_per_s": round(got["per_s"], 1),
+        "served_p50_ms": round(got["p50_ms"], 3),
+        "served_p99_ms": round(got["p99_ms"], 3),
+        "errors": got["errors"],
+        "inprocess_b1_per_s": round(base[1]["per_s"], 1),
+        "inprocess_b1_p50_ms": round(base[1]["p50_ms"], 3),
+        "inprocess_b64_per_s": round(base[64]["per_s"], 1),
+        "served_vs_inprocess_b1": round(got["per_s"] / base[1]["per_s"], 3),
+    }
 
 
 def _row(family: str, r: Result, base: dict) -> dict:

@@ -16,16 +16,19 @@ def test_families_benchmark_short_run(
         "--repository", str(repository), "--classifier", str(checkpoint_path.parent),
         "--forecaster", str(forecaster_path.parent), "--vae", str(vae_path.parent),
         "--gan", str(gan_path.parent),
-        "--concurrency", "1", "4", "--window", "0.3", "--out", str(tmp_path),
+        "--concurrency", "1", "4", "--window", "0.3", "--stream-sequences", "8",
+        "--out", str(tmp_path),
     ])  # fmt: skip
     assert [(r["family"], r["concurrency"]) for r in rows] == [
-        (family, c) for family in CASES for c in (1, 4)
+        *((family, c) for family in CASES for c in (1, 4)),
+        ("forecaster_stream", 8),
     ]
     for r in rows:
         assert r["errors"] == 0 and r["served_per_s"] > 0 and r["served_p50_ms"] > 0
         assert r["inprocess_b64_per_s"] > r["inprocess_b1_per_s"] > 0
     with (tmp_path / "families.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 8
+        assert len(list(csv.DictReader(f))) == 9
     table = (tmp_path / "families.md").read_text()
     assert "| gan | 4 |" in table and "| vae | 1 |" in table
+    assert "| forecaster_stream | 8 |" in table
     assert (tmp_path / "families.png").read_bytes()[:4] == b"\x89PNG"
