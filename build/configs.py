@@ -65,6 +65,9 @@ class ServingOptions:
             raise ValueError(f"default_top_k must be >= 1, got {self.default_top_k}")
 
 
+GPU_ONNX = "model.gpu.onnx"  # each ONNX Runtime version's graph for GPU providers
+ORT_TRT_CACHE = "/tmp/maas-ort-trt-cache"  # ONNX Runtime's TensorRT engine cache, per model
+
 # Triton's ModelConfig data types for the datatype names of maas.spec.
 DATA_TYPES = {
     "FP32": mc.TYPE_FP32,
@@ -255,6 +258,7 @@ def core_onnxruntime_tensorrt_config(
     return mc.ModelConfig(
         **_core_common(step, opts, versions),
         platform="onnxruntime_onnx",
+        default_model_filename=GPU_ONNX,
         instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=1)],
         optimization=mc.ModelOptimizationPolicy(
             execution_accelerators=mc.ModelOptimizationPolicy.ExecutionAccelerators(
@@ -265,6 +269,9 @@ def core_onnxruntime_tensorrt_config(
                             "precision_mode": "FP16",
                             "max_workspace_size_bytes": str(workspace_bytes),
                             "trt_engine_cache_enable": "1",
+                            # Engines ONNX Runtime builds at load, kept across restarts; a
+                            # path valid in any container (README: Build variants).
+                            "trt_engine_cache_path": f"{ORT_TRT_CACHE}/{step.model}",
                         },
                     ),
                     accelerator(name="cuda"),

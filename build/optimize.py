@@ -10,10 +10,17 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    # Constant folding and redundant-node removal only: no layout or provider-specific
+    # kernels, so other providers (TensorRT's, CUDA's) can take the graph.
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+}
 
-def optimize(source: Path, out: Path) -> Path:
+
+def optimize(source: Path, out: Path, level: str = "all") -> Path:
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = LEVELS[level]
     options.optimized_model_filepath = str(out)
     options.log_severity_level = 3  # its "hardware specific" warning is the note above
     ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])

@@ -28,8 +28,16 @@ import numpy as np
 from maas import families
 from maas.build import candidates as cands
 from maas.build import configs, manifest, variants
+from maas.build.configs import GPU_ONNX
 from maas.build.gate import GateError
-from maas.build.tensorrt import EngineOptions, Profile, compute_capability
+from maas.build.optimize import optimize
+from maas.build.tensorrt import (
+    TRITON_RELEASE,
+    EngineOptions,
+    Profile,
+    builder_flags,
+    compute_capability,
+)
 from maas.spec import DTYPES
 
 # The committed model.py adapters live in <checkout>/model_repository.
@@ -123,7 +131,7 @@ def build_pipelines(
                 precision="fp32",  # set per variant
                 profile=build.profile,
                 workspace_bytes=build.workspace_bytes,
-                timing_cache=build.cache_dir / "timing.cache",
+                timing_cache_dir=build.cache_dir,
                 calibration_cache=build.cache_dir / f"calibration-{onnx_sha[:12]}.cache",
             )
             found = cands.evaluate(
@@ -230,15 +238,29 @@ def _write_core(root, previous, opts, build, chosen, data, record, calibration_c
             configs.core_onnxruntime_tensorrt_config(core, opts, same, build.workspace_bytes),
         )
     else:
-        cc_files = {}
-        for v in same:
-            cc_files.update(_manifest(folder / str(v)).get("cc_model_filenames", {}))
+        cc = compute_capability()
+        # Triton looks each version's plan up by this GPU's compute capability, and the
+        # config's max_batch_size must fit every served version's profile.
+        fit = [v for v in same if plan_fits(_manifest(folder / str(v)), cc, build.profile)]
+        if sorted(fit) != sorted(same):
+            print(f"[maas] {core.model}: kept versions {sorted(set(same) - set(fit))} not "
+                  f"served: built for another GPU than sm {cc} or a smaller max batch")  # fmt: skip
+        cc_files = {cc: _manifest(folder / str(version))["cc_model_filenames"][cc]}
         _write(
             folder / "config.pbtxt",
-            configs.core_tensorrt_config(core, opts, same, build.profile.max_batch, cc_files),
+            configs.core_tensorrt_config(core, opts, fit, build.profile.max_batch, cc_files),
         )
     _write_warmup_files(folder, core)
     return version
+
+
+def plan_fits(entry: dict, cc: str, profile: Profile) -> bool:
+    """Whether a TensorRT version (its manifest) can serve beside a new build on this GPU:
+    a plan for compute capability `cc`, built with a profile reaching `profile.max_batch`."""
+    built = entry.get("tensorrt", {}).get("profile", {})
+    return cc in entry.get("cc_model_filenames", {}) and (
+        built.get("max_batch", 0) >= profile.max_batch and built.get("min_batch", 1) == 1
+    )
 
 
 def _write_python_step(folder: Path, step, opts) -> None:
@@ -292,7 +314,11 @@ def _write_version(
     }
     if variant.runtime == "onnxruntime":
         shutil.copy2(_source(CORE_ADAPTER), folder / "model.py")
-        entry["onnxruntime"] = {"graph_optimized": True}
+        # For configs/onnxruntime_tensorrt.pbtxt: the source graph at basic optimisation. The
+        # served model.onnx is optimised for the CPU provider (NCHWc kernels; ort-int8's UINT8
+        # activations), which the TensorRT provider may not take.
+        optimize(Path(record["onnx"]), folder / GPU_ONNX, level="basic")
+        entry["onnxruntime"] = {"graph_optimized": True, "gpu_model_file": GPU_ONNX}
     else:
         cc = compute_capability()
         plan = f"model_sm{cc.replace('.', '')}.plan"
@@ -301,6 +327,8 @@ def _write_version(
         entry["tensorrt"] = {
             "profile": asdict(build.profile),
             "workspace_bytes": build.workspace_bytes,
+            "builder_flags": builder_flags(variant.precision),  # TF32 always cleared
+            "triton_release": TRITON_RELEASE,
         }
         if variant.precision == "int8" and calibration_cache and calibration_cache.is_file():
             shutil.copy2(calibration_cache, folder / "calibration.cache")  # beside the engine

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -140,6 +141,46 @@ def _terminate(proc: subprocess.Popen, timeout: float) -> int:
     return proc.returncode
 
 
+def server_tensorrt(backends: Path | None) -> tuple[bool, str | None]:
+    """(does this tritonserver have a tensorrt backend, the TensorRT version it loads (from
+    libnvinfer.so.X.Y.Z), or None when unknown)."""
+    folder = (backends or Path("/opt/tritonserver/backends")) / "tensorrt"
+    if not folder.is_dir():
+        return False, None
+    for lib in (folder, Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib/aarch64-linux-gnu")):
+        for path in sorted(lib.glob("libnvinfer.so.*.*.*")) if lib.is_dir() else ():
+            return True, path.name.removeprefix("libnvinfer.so.")
+    return True, None
+
+
+def plan_problems(repository: Path, has_backend: bool, version: str | None) -> list[str]:
+    """What keeps the repository's TensorRT plans from loading on this server, one line each:
+    no tensorrt backend, or a plan built by another TensorRT (major.minor) than it loads."""
+    from maas.build.configs import read_config
+
+    problems = []
+    for path in sorted(repository.glob("*/config.pbtxt")):
+        config = read_config(path)
+        if config.platform != "tensorrt_plan":
+            continue
+        if not has_backend:
+            problems.append(
+                f"{config.name}: a TensorRT plan, and this tritonserver has no tensorrt "
+                f"backend (use a Triton container, or build another variant: maas build "
+                f"FAMILY --variant onnx)"
+            )
+            continue
+        for number in config.version_policy.specific.versions:
+            manifest = path.parent / str(number) / "manifest.json"
+            built = json.loads(manifest.read_text())["libraries"].get("tensorrt")
+            if version and built and built.split(".")[:2] != version.split(".")[:2]:
+                problems.append(
+                    f"{config.name} version {number}: plan built with TensorRT {built}, this "
+                    f"tritonserver loads TensorRT {version}; rebuild it where they match"
+                )
+    return problems
+
+
 class TritonServer:
     """One tritonserver process. `start`/`stop` (or `with`) for tests and tools; `run` for a
     foreground server that Ctrl-C stops (`maas serve`)."""
@@ -217,6 +258,9 @@ class TritonServer:
     def start(self) -> TritonServer:
         if not self.repository.is_dir():
             raise ServerError(f"no model repository at {self.repository}: run `maas build`")
+        problems = plan_problems(self.repository, *server_tensorrt(find_tritonserver()[1]))
+        if problems:
+            raise ServerError("cannot serve:\n  " + "\n  ".join(problems))
         try:
             self._launch()
             if self.heal:

@@ -112,7 +112,14 @@ def test_onnxruntime_variant_matches_python_classifier(repository):
     accelerators = trt_cfg.optimization.execution_accelerators.gpu_execution_accelerator
     assert [a.name for a in accelerators] == ["tensorrt", "cuda"]
     assert accelerators[0].parameters["precision_mode"] == "FP16"
+    assert accelerators[0].parameters["trt_engine_cache_path"].endswith(f"/{C.CLASSIFIER}")
     assert trt_cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    # The GPU providers get the source graph at basic optimisation, not the CPU-tuned one.
+    assert trt_cfg.default_model_filename == "model.gpu.onnx"
+    import onnx
+
+    gpu = onnx.load(str(repository / C.CLASSIFIER / "1" / "model.gpu.onnx"))
+    assert not any(n.domain == "com.microsoft.nchwc" for n in gpu.graph.node)
 
 
 def test_labels_and_normalisation_come_from_the_checkpoint(repository, checkpoint):
