@@ -79,6 +79,7 @@ def core_data(ckpt: GANCheckpoint, core: Step, calibration_count: int = 256) -> 
                 "diversity_real_test_digits": ckpt.metrics.get("diversity_real_test", {}),
                 "psnr_vs_pytorch_db": decibels(fidelity),
                 "judge": judge.path,
+                "judge_sha256": judge.sha256,
             },
         )
 

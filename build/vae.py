@@ -92,6 +92,7 @@ def core_data(ckpt: VAECheckpoint, core: Step, calibration_count: int = 256) -> 
                 "psnr_bound_db": PSNR_BOUND_DB,
                 "psnr_vs_originals_db": decibels(psnr(images, originals)),
                 "judge": judge.path,
+                "judge_sha256": judge.sha256,
             },
         )
 

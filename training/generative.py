@@ -5,6 +5,7 @@ generated or reconstructed image shows (the gates in build/vae.py and build/gan.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,7 @@ class Judge:
         self.checkpoint = Checkpoint.load(checkpoint)
         self.model = self.checkpoint.build_model()
         self.path = str(checkpoint)
+        self.sha256 = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()  # which judge
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         rgb = to_rgb(images)
