@@ -155,12 +155,17 @@ def server_tensorrt(backends: Path | None) -> tuple[bool, str | None]:
 
 def plan_problems(repository: Path, has_backend: bool, version: str | None) -> list[str]:
     """What keeps the repository's TensorRT plans from loading on this server, one line each:
-    no tensorrt backend, or a plan built by another TensorRT (major.minor) than it loads."""
-    from maas.build.configs import read_config
+    no tensorrt backend, or a plan built by another TensorRT (major.minor) than it loads.
+    Anything else wrong with a config is left for Triton to report."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
 
     problems = []
     for path in sorted(repository.glob("*/config.pbtxt")):
-        config = read_config(path)
+        try:
+            config = text_format.Parse(path.read_text(), mc.ModelConfig())
+        except (OSError, text_format.ParseError):
+            continue
         if config.platform != "tensorrt_plan":
             continue
         if not has_backend:
