@@ -29,7 +29,7 @@ test: install  ## the whole suite against a real tritonserver
 
 perf-analyzer: install  ## perf_analyzer sweeps (needs perf_analyzer: Triton SDK container)
 	$(BIN)/python -m maas.benchmarks.perf_analyzer_inputs
-	bash benchmarks/perf_analyzer.sh
+	PATH="$(abspath ../shared/tools/perf_analyzer/bin):$$PATH" bash benchmarks/perf_analyzer.sh
 
 bench: install  ## the side-by-side comparison -> benchmarks/results/
 	$(BIN)/python -m maas.benchmarks.compare

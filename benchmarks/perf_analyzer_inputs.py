@@ -20,6 +20,19 @@ import numpy as np
 from maas import contract as C
 
 
+def find_perf_analyzer() -> str | None:
+    """perf_analyzer on PATH (the Triton SDK container; .ci/run adds the shared tools), or in
+    ../shared/tools beside this checkout (our developer and CI machines); None elsewhere."""
+    import shutil
+
+    found = shutil.which("perf_analyzer")
+    if found:
+        return found
+    checkout = Path(__file__).resolve().parents[1]
+    bundled = checkout.parent / "shared" / "tools" / "perf_analyzer" / "bin" / "perf_analyzer"
+    return str(bundled) if bundled.is_file() else None
+
+
 def serialize_bytes_element(data: bytes) -> bytes:
     """Triton's BYTES wire form of one element: 4-byte little-endian length, then the bytes."""
     return struct.pack("<I", len(data)) + data

@@ -1,0 +1,40 @@
+"""Triton's perf_analyzer (r24.10) against the session's real server: a short concurrency
+sweep of the ensemble (held-out images) and of the classifier alone (tensors), over HTTP and
+gRPC; its CSV must show throughput and no errors. Skipped where perf_analyzer is absent (a
+plain user machine); .ci/run puts ../shared/tools/perf_analyzer/bin on PATH."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+
+import pytest
+
+from maas import contract as C
+from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, main
+
+PERF_ANALYZER = find_perf_analyzer()
+
+
+@pytest.mark.skipif(PERF_ANALYZER is None, reason="perf_analyzer is not installed here")
+@pytest.mark.parametrize("model", [C.ENSEMBLE, C.CLASSIFIER])
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_perf_analyzer_sweep(server, checkpoint_path, tmp_path, model, protocol):
+    ensemble, classifier = main(
+        ["--checkpoint", str(checkpoint_path), "--out", str(tmp_path), "--images", "16"]
+    )
+    url = server.http_url if protocol == "http" else server.grpc_url
+    out = tmp_path / "sweep.csv"
+    run = subprocess.run(
+        [PERF_ANALYZER, "-m", model, "-i", protocol, "-u", url,
+         "--input-data", str(ensemble if model == C.ENSEMBLE else classifier),
+         "--concurrency-range", "1:4:3", "--measurement-interval", "800",
+         "--stability-percentage", "50", "--max-trials", "4", "-f", str(out)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [int(r["Concurrency"]) for r in rows] == [1, 4]
+    for row in rows:
+        assert float(row["Inferences/Second"]) > 0
+    assert "had error" not in run.stdout + run.stderr  # a failed request, per its client thread
