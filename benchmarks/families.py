@@ -244,32 +244,27 @@ def _stream_row(args, url: str, base: dict) -> dict:
     got = stream_load(url, case_series(args.forecaster), n, 4 * args.window)
     print(f"forecaster_stream, {n} sequences: {got['per_s']:.0f} observations/s, "
           f"p50 {got['p50_ms']:.2f} ms, errors {got['errors']}", flush=True)  # fmt: skip
-    return {
-        "family": "forecaster_stream",
-        "concurrency": n,
-        "served_per_s": round(got["per_s"], 1),
-        "served_p50_ms": round(got["p50_ms"], 3),
-        "served_p99_ms": round(got["p99_ms"], 3),
-        "errors": got["errors"],
-        "inprocess_b1_per_s": round(base[1]["per_s"], 1),
-        "inprocess_b1_p50_ms": round(base[1]["p50_ms"], 3),
-        "inprocess_b64_per_s": round(base[64]["per_s"], 1),
-        "served_vs_inprocess_b1": round(got["per_s"] / base[1]["per_s"], 3),
-    }
+    served = (got["per_s"], got["p50_ms"], got["p99_ms"], got["errors"])
+    return _figures("forecaster_stream", n, *served, base)
 
 
 def _row(family: str, r: Result, base: dict) -> dict:
+    return _figures(family, r.value, r.images_per_s, r.p50_ms, r.p99_ms, r.errors, base)
+
+
+def _figures(family, concurrency, per_s, p50_ms, p99_ms, errors, base: dict) -> dict:
+    """One row of families.csv: served figures beside the in-process ones (`base`)."""
     return {
         "family": family,
-        "concurrency": r.value,
-        "served_per_s": round(r.images_per_s, 1),
-        "served_p50_ms": round(r.p50_ms, 3),
-        "served_p99_ms": round(r.p99_ms, 3),
-        "errors": r.errors,
+        "concurrency": concurrency,
+        "served_per_s": round(per_s, 1),
+        "served_p50_ms": round(p50_ms, 3),
+        "served_p99_ms": round(p99_ms, 3),
+        "errors": errors,
         "inprocess_b1_per_s": round(base[1]["per_s"], 1),
         "inprocess_b1_p50_ms": round(base[1]["p50_ms"], 3),
         "inprocess_b64_per_s": round(base[64]["per_s"], 1),
-        "served_vs_inprocess_b1": round(r.images_per_s / base[1]["per_s"], 3),
+        "served_vs_inprocess_b1": round(per_s / base[1]["per_s"], 3),
     }
 
 

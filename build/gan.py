@@ -18,9 +18,9 @@ from maas import catalog
 from maas import contract as C
 from maas.build.candidates import CoreData
 from maas.build.gate import Run, Verdict, in_batches
-from maas.build.vae import PSNR_BOUND_DB, decibels
+from maas.build.generative import fidelity, judge_record
 from maas.build.variants import Variant
-from maas.generate import latents, mean_pairwise_distance, one_hot, psnr
+from maas.generate import latents, mean_pairwise_distance, one_hot
 from maas.spec import Step
 from maas.training.gan import CLASSES, GANCheckpoint
 from maas.training.generative import Judge, run_in_batches
@@ -55,12 +55,9 @@ def core_data(ckpt: GANCheckpoint, core: Step, calibration_count: int = 256) -> 
 
     def gate(run: Run, variant: Variant, tolerance: float | None) -> Verdict:
         images = in_batches(run, inputs)[C.DECODED]
-        rates, fidelity = recognised(images), psnr(images, pytorch)
+        rates = recognised(images)
         value = min(rates.values())
-        problems = ()
-        if fidelity < PSNR_BOUND_DB:
-            problems = (f"PSNR vs PyTorch's images {fidelity:.1f} dB, under the bound of "
-                        f"{PSNR_BOUND_DB:g} dB",)  # fmt: skip
+        problems, figures = fidelity(images, pytorch, "images")
         return Verdict(
             variant=variant.name,
             metric="worst digit: drawn images recognised as that digit",
@@ -77,9 +74,8 @@ def core_data(ckpt: GANCheckpoint, core: Step, calibration_count: int = 256) -> 
                     for d in range(CLASSES)
                 },
                 "diversity_real_test_digits": ckpt.metrics.get("diversity_real_test", {}),
-                "psnr_vs_pytorch_db": decibels(fidelity),
-                "judge": judge.path,
-                "judge_sha256": judge.sha256,
+                **figures,
+                **judge_record(judge),
             },
         )
 

@@ -18,6 +18,7 @@ from maas import contract as C
 from maas.build.calibration import sample
 from maas.build.candidates import CoreData
 from maas.build.gate import Run, Verdict, in_batches
+from maas.build.generative import decibels, fidelity, judge_record
 from maas.build.variants import Variant
 from maas.generate import psnr
 from maas.spec import Step
@@ -26,7 +27,6 @@ from maas.training.vae import VAECheckpoint, to_pixels
 
 TOLERANCE_POINTS = 1.0
 FLOOR = 0.95
-PSNR_BOUND_DB = 40.0
 
 
 def load(checkpoint) -> VAECheckpoint:
@@ -35,11 +35,6 @@ def load(checkpoint) -> VAECheckpoint:
 
 def pipelines(ckpt: VAECheckpoint, opts, onnx=()) -> tuple:
     return catalog.vae(ckpt.latent, max_count=opts.max_batch_size)
-
-
-def decibels(value: float) -> float | None:
-    """For the manifest (JSON has no infinity): identical images -> None."""
-    return None if np.isinf(value) else round(value, 2)
 
 
 def core_data(ckpt: VAECheckpoint, core: Step, calibration_count: int = 256) -> CoreData:
@@ -73,11 +68,8 @@ def core_data(ckpt: VAECheckpoint, core: Step, calibration_count: int = 256) -> 
 
     def gate(run: Run, variant: Variant, tolerance: float | None) -> Verdict:
         images = reconstructions(run)
-        value, fidelity = kept(images), psnr(images, pytorch)
-        problems = ()
-        if fidelity < PSNR_BOUND_DB:
-            problems = (f"PSNR vs PyTorch's reconstructions {fidelity:.1f} dB, under the "
-                        f"bound of {PSNR_BOUND_DB:g} dB",)  # fmt: skip
+        value = kept(images)
+        problems, figures = fidelity(images, pytorch, "reconstructions")
         return Verdict(
             variant=variant.name,
             metric="reconstructions keeping their digit",
@@ -88,11 +80,9 @@ def core_data(ckpt: VAECheckpoint, core: Step, calibration_count: int = 256) -> 
             floor=FLOOR,
             problems=problems,
             extra={
-                "psnr_vs_pytorch_db": decibels(fidelity),
-                "psnr_bound_db": PSNR_BOUND_DB,
+                **figures,
                 "psnr_vs_originals_db": decibels(psnr(images, originals)),
-                "judge": judge.path,
-                "judge_sha256": judge.sha256,
+                **judge_record(judge),
             },
         )
 

@@ -199,6 +199,16 @@ class Retry:
 RETRYABLE = (ServerUnavailable, ModelNotReady)
 
 
+def _wait_or_raise(waits, exc: Exception) -> float:
+    """How long to wait before trying a failed request again (the policy's next wait), or
+    raise it as our error when it is not worth retrying or the tries are used up."""
+    error = from_triton(exc)
+    wait = next(waits, None) if isinstance(error, RETRYABLE) else None
+    if wait is None:
+        raise error from exc
+    return wait
+
+
 class _Base:
     """What both clients share: the URL, the pipeline, requests of at most batch_size, and
     the retry policy."""
@@ -310,10 +320,7 @@ class Client(_Base):
                 result = self._client.infer(pipeline, tensors, **self._infer_kwargs, **sequence)
                 return _arrays(result)
             except Exception as e:
-                error = from_triton(e)
-                wait = next(waits, None) if isinstance(error, RETRYABLE) else None
-                if wait is None:
-                    raise error from e
+                wait = _wait_or_raise(waits, e)
             time.sleep(wait)
 
     def observe(
@@ -415,10 +422,7 @@ class AsyncClient(_Base):
                 kwargs = {**self._infer_kwargs, **sequence}
                 return _arrays(await self._client.infer(pipeline, tensors, **kwargs))
             except Exception as e:
-                error = from_triton(e)
-                wait = next(waits, None) if isinstance(error, RETRYABLE) else None
-                if wait is None:
-                    raise error from e
+                wait = _wait_or_raise(waits, e)
             await asyncio.sleep(wait)
 
     async def observe(

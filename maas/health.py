@@ -76,14 +76,13 @@ def stubs(server_pid: int) -> dict[str, list[int]]:
 
 def python_instances(repository: Path) -> dict[str, int]:
     """Python-backend model -> the stubs Triton runs for it (its CPU instance count)."""
-    from maas.build.configs import read_config
+    from maas.probe import read_configs
 
-    out = {}
-    for path in repository.glob("*/config.pbtxt"):
-        config = read_config(path)
-        if config.backend == "python":
-            out[config.name] = sum(g.count or 1 for g in config.instance_group) or 1
-    return out
+    return {
+        name: sum(g.count or 1 for g in config.instance_group) or 1
+        for name, config in read_configs(repository).items()
+        if config.backend == "python"
+    }
 
 
 def check(http_url: str, probes, server_pid: int | None = None, expected=None) -> Health:

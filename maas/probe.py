@@ -59,9 +59,15 @@ def _warmup_value(folder: Path, spec: mc.ModelWarmup.Input, batched: bool) -> np
     return np.zeros(shape, dtype=dtype)
 
 
-def probe_requests(repository: Path) -> dict[str, dict[str, np.ndarray]]:
+def read_configs(repository: Path) -> dict[str, mc.ModelConfig]:
+    return {p.parent.name: read_config(p) for p in sorted(repository.glob("*/config.pbtxt"))}
+
+
+def probe_requests(
+    repository: Path, configs: dict[str, mc.ModelConfig] | None = None
+) -> dict[str, dict[str, np.ndarray]]:
     """ensemble name -> {input name: one batch row} for its required inputs."""
-    configs = {p.parent.name: read_config(p) for p in sorted(repository.glob("*/config.pbtxt"))}
+    configs = read_configs(repository) if configs is None else configs
     out = {}
     for name, ensemble in configs.items():
         if ensemble.platform != "ensemble":
@@ -129,7 +135,7 @@ class Probes:
 
     @classmethod
     def of(cls, repository: Path) -> Probes:
-        configs = {p.parent.name: read_config(p) for p in repository.glob("*/config.pbtxt")}
+        configs = read_configs(repository)
         streams = {
             name: {t.name: np.zeros([1, *t.dims], _NUMPY[t.data_type][1]) for t in c.input}
             for name, c in configs.items()
@@ -139,7 +145,7 @@ class Probes:
         for name, c in configs.items():
             if c.platform == "ensemble":
                 steps[name] = [s.model_name for s in c.ensemble_scheduling.step]
-        return cls(probe_requests(repository), streams, steps)
+        return cls(probe_requests(repository, configs), streams, steps)
 
     def models(self, pipeline: str) -> list[str]:
         return self.steps.get(pipeline, [])

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from maas.generate import latents, mean_pairwise_distance, one_hot
 from maas.training.checkpoint import Saved
 from maas.training.generative import Judge, grey_digits, run_in_batches
-from maas.training.train import plot_curves
+from maas.training.train import plot_curves, torch_threads
 
 CLASSES = 10
 
@@ -143,13 +143,8 @@ def judge_generator(generator: nn.Module, judge: Judge, per_digit: int, seed: in
 
 
 def train_gan(cfg: GANConfig) -> GANCheckpoint:
-    previous = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _train(cfg)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train(cfg: GANConfig) -> GANCheckpoint:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from maas.series import Window, scale_window, unscale, windows
 from maas.training.checkpoint import Saved
-from maas.training.train import plot_curves
+from maas.training.train import plot_curves, torch_threads
 
 SEASON = 12  # months
 
@@ -157,13 +157,8 @@ def holt_winters(
 
 
 def train_forecaster(cfg: ForecasterConfig, series: np.ndarray | None = None):
-    previous = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _train(cfg, load_co2() if series is None else series)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train(cfg: ForecasterConfig, series: np.ndarray) -> ForecasterCheckpoint:

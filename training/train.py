@@ -9,6 +9,7 @@ arguments, class names and normalisation constants: export and build need nothin
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,14 +62,22 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean()) if len(labels) else 0.0
 
 
-def train(cfg: TrainConfig, dataset: Dataset | None = None) -> Checkpoint:
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """torch's intra-op threads set to `threads` (0: leave them) for every family's training,
+    and given back after: the caller's process keeps its own setting."""
     previous = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if threads:
+        torch.set_num_threads(threads)
     try:
-        return _train(cfg, dataset)
+        yield
     finally:
-        torch.set_num_threads(previous)  # the caller's process keeps its own setting
+        torch.set_num_threads(previous)
+
+
+def train(cfg: TrainConfig, dataset: Dataset | None = None) -> Checkpoint:
+    with torch_threads(cfg.threads):
+        return _train(cfg, dataset)
 
 
 def _train(cfg: TrainConfig, dataset: Dataset | None) -> Checkpoint:

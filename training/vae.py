@@ -27,7 +27,7 @@ from tqdm import tqdm
 from maas.generate import latents, psnr
 from maas.training.checkpoint import Saved
 from maas.training.generative import Judge, grey_digits, run_in_batches
-from maas.training.train import plot_curves
+from maas.training.train import plot_curves, torch_threads
 
 
 @dataclass
@@ -149,13 +149,8 @@ def held_out_metrics(ckpt: VAECheckpoint, judge: Judge, grey: np.ndarray) -> dic
 
 
 def train_vae(cfg: VAEConfig) -> VAECheckpoint:
-    previous = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _train(cfg)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _loss(model: VAE, grey: torch.Tensor, beta: float, rng: torch.Generator):
