@@ -6,10 +6,14 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PORTS := --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+# Triton's native onnxruntime backend where this machine has one (the shared tools; in a Triton
+# container tritonserver has its own): `maas serve` then runs the core models natively.
+MAAS_BACKEND_DIR ?= $(wildcard $(abspath ../shared/tools/triton_backends))
+export MAAS_BACKEND_DIR
 # Exact pins (torch==2.13.0 is the local CPU wheel; anything looser pulls a CUDA build).
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install serve demo test lint clean perf-analyzer bench bench-families tune
+.PHONY: install serve demo test lint clean perf-analyzer bench bench-families tune trace analyze
 
 install: $(VENV)/.installed
 
@@ -33,6 +37,20 @@ perf-analyzer: install  ## perf_analyzer sweeps (needs perf_analyzer: Triton SDK
 
 bench: install  ## the side-by-side comparison -> benchmarks/results/
 	$(BIN)/python -m maas.benchmarks.compare
+
+trace: install  ## where one request's time goes, per step, from Triton's traces -> benchmarks/results/trace.*
+	$(BIN)/maas build
+	$(BIN)/python -m maas.benchmarks.trace
+
+# Model Analyzer in its own venv: its pins clash with ours (1.46.0 matches this tritonserver).
+ANALYZER := .venv-analyzer/bin/model-analyzer
+$(ANALYZER):
+	$(PYTHON) -m venv .venv-analyzer
+	.venv-analyzer/bin/python -m pip install --disable-pip-version-check -q triton-model-analyzer==1.46.0
+
+analyze: install $(ANALYZER)  ## Model Analyzer's quick search vs maas tune's -> benchmarks/results/analyze.*
+	$(BIN)/maas build
+	PATH="$(abspath ../shared/tools/perf_analyzer/bin):$$PATH" $(BIN)/python -m maas.benchmarks.analyze --analyzer $(ANALYZER)
 
 bench-families: install  ## each family served vs in-process -> benchmarks/results/families.*
 	$(BIN)/maas build

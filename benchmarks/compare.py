@@ -6,6 +6,10 @@
   (d) dynamic batching off vs on; preprocess/postprocess instances 1 vs 2; 1 vs 8 images/request
   (e) ensemble vs BLS vs preprocessing on the client (tensors to the classifier), and where the
       time goes, per step, from Triton's statistics
+  (f) the floor: an ensemble of three empty Python steps (maas.benchmarks.floor)
+  and, where they are at hand, the classifier on Triton's onnxruntime backend (--backend-dir /
+  MAAS_BACKEND_DIR) and Triton's perf_analyzer measuring the same server and scenario right
+  after our load generator ("[perf_analyzer]" rows)
 
     python -m maas.benchmarks.compare          # or: make bench  (~5 minutes on 2 cores)
 
@@ -29,10 +33,12 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas import contract as C
-from maas.benchmarks import inprocess
+from maas.benchmarks import floor, inprocess
 from maas.benchmarks.load import Result, Target, load_images, run_load, tensor_spec
+from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, run_perf_analyzer
+from maas.benchmarks.report import FLOOR, NATIVE, PA
 from maas.build.configs import read_config, write_config
-from maas.serve import Ports, TritonServer
+from maas.serve import NATIVE_CONFIG, Ports, TritonServer, backend_dir_default, backends_in
 from maas.training.checkpoint import Checkpoint
 
 BLS = "image_classifier_bls"
@@ -80,6 +86,7 @@ class Run:
     def __init__(self, images, spec, window):
         self.images, self.spec, self.window = images, spec, window
         self.results: list[tuple[str, Result]] = []
+        self.perf_analyzer = find_perf_analyzer()
 
     def load(self, scenario, target: Target, concurrency, stats_url=None):
         for c in concurrency:
@@ -91,19 +98,50 @@ class Run:
                 stats_url=stats_url,
                 spec=self.spec if target.tensors else None,
             )
-            self.results.append((scenario, r))
-            print(
-                f"  {scenario:<34} c={c:<3} {r.images_per_s:8.1f} img/s  p50 {r.p50_ms:6.2f}"
-                f"  p99 {r.p99_ms:7.2f} ms  errors {r.errors}"
-                f"{'  CLIENT-BOUND' if r.client_bound else ''}",
-                flush=True,
-            )
+            self._add(scenario, r, r.client_bound)
 
-    def serve(self, repo: Path, scenarios):
-        with TritonServer(repo, Ports.free()) as server:
+    def _add(self, scenario: str, r: Result, client_bound: bool = False) -> None:
+        self.results.append((scenario, r))
+        print(
+            f"  {scenario:<34} c={r.value:<3g} {r.images_per_s:8.1f} img/s  p50 {r.p50_ms:6.2f}"
+            f"  p99 {r.p99_ms:7.2f} ms  errors {r.errors}"
+            f"{'  CLIENT-BOUND' if client_bound else ''}",
+            flush=True,
+        )
+
+    def perf(self, scenario, url: str, model: str, input_data, concurrency) -> None:
+        """The same scenario measured by Triton's perf_analyzer (where it is installed)."""
+        if self.perf_analyzer is None:
+            return
+        for c in concurrency:
+            row = run_perf_analyzer(self.perf_analyzer, model, url, input_data, c)
+            self._add(scenario + PA, perf_analyzer_result(scenario, model, row, c))
+
+    def serve(self, repo: Path, scenarios, backend_dir: Path | None = None):
+        with TritonServer(repo, Ports.free(), backend_dir=backend_dir) as server:
             grpc, http = f"grpc://{server.grpc_url}", f"http://{server.http_url}"
-            for scenario, target_args, concurrency in scenarios(grpc, http):
+            for scenario, target_args, concurrency, *perf in scenarios(grpc, http):
                 self.load(scenario, Target(**target_args), concurrency, stats_url=grpc)
+                if perf:  # (perf_analyzer input data): measure it with perf_analyzer too
+                    model = target_args.get("model", C.ENSEMBLE)
+                    self.perf(scenario, server.grpc_url, model, perf[0], concurrency)
+
+
+def perf_analyzer_result(scenario: str, model: str, row: dict, concurrency: int) -> Result:
+    """perf_analyzer's CSV row as our Result (its latencies are microseconds; client CPU is
+    not measured: NaN)."""
+
+    def ms(column: str) -> float:
+        return int(row[column]) / 1e3
+
+    return Result(
+        target=scenario + PA, model=model, mode="concurrency", value=concurrency,
+        images_per_request=1, requests=0, errors=0,
+        images_per_s=float(row["Inferences/Second"]), p50_ms=ms("p50 latency"),
+        p90_ms=ms("p90 latency"), p95_ms=ms("p95 latency"), p99_ms=ms("p99 latency"),
+        avg_ms=ms("Avg latency"), stable=True, windows=0,
+        client_cpu_cores=float("nan"), client_cpu_max_process=float("nan"),
+    )  # fmt: skip
 
 
 def naive(run: Run, onnx: Path, checkpoint: Path, concurrency) -> None:
@@ -146,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="per in-process measurement")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--quick", action="store_true", help="fewer points (for tests)")
+    ap.add_argument("--backend-dir", type=Path, default=backend_dir_default())
+    ap.add_argument("--perf-analyzer-inputs", type=Path, default=Path("benchmarks/perf_analyzer"))
     args = ap.parse_args(argv)
 
     ckpt = Checkpoint.load(args.checkpoint)
@@ -169,8 +209,14 @@ def main(argv: list[str] | None = None) -> None:
 
     print("(a, d, e) the served pipeline")
 
+    pa_images = args.perf_analyzer_inputs / "ensemble_inputs.json"
+    if run.perf_analyzer and not pa_images.is_file():
+        from maas.benchmarks.perf_analyzer_inputs import main as write_inputs
+
+        write_inputs(["--checkpoint", str(args.checkpoint), "--out", str(pa_images.parent)])
+
     def main_scenarios(grpc, http):
-        yield "(a) ensemble gRPC", {"url": grpc}, low
+        yield "(a) ensemble gRPC", {"url": grpc}, low, pa_images
         yield "(a) ensemble HTTP", {"url": http}, low
         yield "(d) ensemble gRPC, 8 images/request", {"url": grpc, "batch": 8}, [1, 16]
         yield (
@@ -180,6 +226,22 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     run.serve(args.repository, main_scenarios)
+    if args.backend_dir and NATIVE_CONFIG in backends_in(args.backend_dir):
+
+        def native_scenarios(grpc, http):
+            yield "(a) ensemble gRPC" + NATIVE, {"url": grpc}, low, pa_images
+            yield "(d) ensemble gRPC, 8 images/request" + NATIVE, {"url": grpc, "batch": 8}, [1, 16]
+
+        run.serve(args.repository, native_scenarios, backend_dir=args.backend_dir)
+    with tempfile.TemporaryDirectory(prefix="maas-floor-") as tmp:
+        floor_run = Run([floor.request()], None, args.window)
+        floor_run.perf_analyzer = run.perf_analyzer
+        floor_run.serve(
+            floor.write_floor(Path(tmp) / "floor"),
+            lambda grpc, http: [(FLOOR, {"url": grpc, "model": floor.FLOOR, "payload": True},
+                                 [1, 16], "zero")],
+        )  # fmt: skip
+        run.results += floor_run.results
     with tempfile.TemporaryDirectory(prefix="maas-compare-") as tmp:
         configs = {p.parent.name: read_config(p) for p in args.repository.glob("*/config.pbtxt")}
         current = configs[C.PREPROCESS].instance_group[0].count

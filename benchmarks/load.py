@@ -262,16 +262,24 @@ def run_load(
         proc.start()
     try:
         time.sleep(warmup_s + 0.5 * processes)  # spawn + imports, then warm-up
-        marks, counts = [time.monotonic()], [counter.value]
-        snaps = [triton_stats(stats_url)] if stats_url else []
+        marks, counts, snaps = [], [], []
+
+        def mark() -> None:
+            # A statistics call takes milliseconds (tens, the first); requests finish meanwhile.
+            # Its midpoint is the window's edge for the client's count too, so that both count
+            # the same span (within half the call at each edge).
+            before = time.monotonic()
+            counts.append(counter.value)
+            if stats_url:
+                snaps.append(triton_stats(stats_url))
+            marks.append((before + time.monotonic()) / 2)
+
+        mark()
         rates: list[float] = []
         stable = False
         while len(rates) < max_windows:
             time.sleep(window_s)
-            marks.append(time.monotonic())
-            counts.append(counter.value)
-            if stats_url:
-                snaps.append(triton_stats(stats_url))
+            mark()
             rates.append((counts[-1] - counts[-2]) / (marks[-1] - marks[-2]))
             last = rates[-3:]
             if len(last) == 3 and max(last) - min(last) <= stability * statistics.mean(last):

@@ -85,3 +85,35 @@ def main(argv: list[str] | None = None) -> tuple[Path, Path]:
 
 if __name__ == "__main__":
     main()
+
+
+def run_perf_analyzer(
+    binary: str,
+    model: str,
+    url: str,
+    input_data: Path | str,
+    concurrency: int,
+    protocol: str = "grpc",
+    window_ms: int = 4000,
+    timeout_s: float = 300,
+) -> dict[str, str]:
+    """One perf_analyzer measurement (closed loop at `concurrency`): its `-f` CSV row, latencies
+    in microseconds; raises RuntimeError with its output when it fails or a request did."""
+    import csv
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="maas-pa-") as tmp:
+        out = Path(tmp) / "pa.csv"
+        run = subprocess.run(
+            [binary, "-m", model, "-i", protocol, "-u", url, "--input-data", str(input_data),
+             "--concurrency-range", str(concurrency), "--measurement-interval", str(window_ms),
+             "--stability-percentage", "15", "--max-trials", "8", "--percentile", "99",
+             "-f", str(out)],
+            capture_output=True, text=True, timeout=timeout_s,
+        )  # fmt: skip
+        log = run.stdout + run.stderr
+        # "had error": a failed request, as its client threads report it
+        if run.returncode != 0 or "had error" in log or not out.is_file():
+            raise RuntimeError(f"perf_analyzer failed (exit {run.returncode}):\n{log[-2000:]}")
+        return next(csv.DictReader(out.open()))

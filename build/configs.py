@@ -25,12 +25,16 @@ class ServingOptions:
 
     default_top_k: int = 3
     max_pixels: int = DEFAULT_MAX_PIXELS
-    # Batching and instances: what `maas tune` chose on a 2-core machine, measured there
-    # (benchmarks/results/tuning.json). A short wait lets concurrent requests share one
-    # Python-backend call and one ORT run; two classifier instances overlap their IPC.
+    # Batching and instances, measured on a 2-core machine with perf_analyzer and Triton's
+    # traces (README: Performance). No queue delay: an idle instance takes a request at once
+    # (a 500 us delay cost 0.6 ms a step at low load), and under load the requests that queue
+    # while an instance works make its next batch anyway. No preferred size: with no delay it
+    # changes nothing, and a tool that lowers max_batch_size (Model Analyzer) would break it.
+    # Two classifier instances (one ONNX Runtime thread each) overlap one's IPC with the other's
+    # run: +20-30% at concurrency 16-64 over one instance of two threads.
     max_batch_size: int = 64
-    queue_delay_us: int = 500
-    preferred_batch_size: int = 16  # 0: none; else the dynamic batcher's preferred size
+    queue_delay_us: int = 0
+    preferred_batch_size: int = 0  # 0: none; else the dynamic batcher's preferred size
     preprocess_instances: int = 1
     classifier_instances: int = 2
     postprocess_instances: int = 1

@@ -28,9 +28,10 @@ from maas.transforms import DEFAULT_MAX_PIXELS, Preprocessing, encode_png
 
 
 def _core_warmup(*tensors: Tensor) -> tuple[Warmup, ...]:
-    # Batch 1 and the largest batch: ONNX Runtime allocates per shape on first use.
-    zeros = {t.name: "zero" for t in tensors}
-    return (Warmup("zeros_batch_1", zeros), Warmup("zeros_batch_max", zeros, batch_size=0))
+    # Batch 1 only, so that the config loads at any max_batch_size a tool gives it (Model
+    # Analyzer lowers it without touching warm-ups); the Python-backend adapter also runs its
+    # largest batch at load (core_model.py), since ONNX Runtime allocates per shape.
+    return (Warmup("zeros_batch_1", {t.name: "zero" for t in tensors}),)
 
 
 def image_classifier(

@@ -155,7 +155,7 @@ def cmd_serve(args) -> int:
     server = TritonServer(
         paths.repository, _ports(args), echo=not args.quiet, heal=not args.no_heal,
         host=args.host, health_port=args.health_port,
-        check_interval=args.check_interval,
+        check_interval=args.check_interval, backend_dir=args.backend_dir,
     )  # fmt: skip
 
     def announce(server: TritonServer) -> None:
@@ -163,7 +163,8 @@ def cmd_serve(args) -> int:
         print(
             f"\n[maas] ready: HTTP {p.http}, gRPC {p.grpc}, metrics {p.metrics} "
             f"(a probe request went through every ensemble in {paths.repository}; "
-            f"tritonserver pid {server.process.pid})\n"
+            f"tritonserver pid {server.process.pid}; core models on "
+            f"{'the onnxruntime backend' if server.config_name else 'the Python backend'})\n"
             f"[maas] try: .venv/bin/maas classify {paths.samples}/* "
             f"--url grpc://127.0.0.1:{p.grpc}\n"
             f"[maas]  or: .venv/bin/maas forecast $(seq 315 0.1 320) --url grpc://127.0.0.1:{p.grpc}\n"
@@ -419,6 +420,13 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--host", default="127.0.0.1",
         help="address the server (HTTP, gRPC, metrics, health) listens on; 0.0.0.0: all",
+    )  # fmt: skip
+    from maas.serve import BACKEND_DIR_ENV, backend_dir_default
+
+    p.add_argument(
+        "--backend-dir", type=Path, default=backend_dir_default(),
+        help="a folder of more Triton backends (e.g. onnxruntime/) to use beside the Python "
+        f"backend; with onnxruntime the core models run natively (default: ${BACKEND_DIR_ENV})",
     )  # fmt: skip
 
 

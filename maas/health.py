@@ -74,13 +74,13 @@ def stubs(server_pid: int) -> dict[str, list[int]]:
     return found
 
 
-def python_instances(repository: Path) -> dict[str, int]:
+def python_instances(repository: Path, config_name: str | None = None) -> dict[str, int]:
     """Python-backend model -> the stubs Triton runs for it (its CPU instance count)."""
     from maas.probe import read_configs
 
     return {
         name: sum(g.count or 1 for g in config.instance_group) or 1
-        for name, config in read_configs(repository).items()
+        for name, config in read_configs(repository, config_name).items()
         if config.backend == "python"
     }
 
@@ -128,7 +128,7 @@ class Watchdog:
         self.max_reloads = max_reloads
         self.on_event = on_event
         self.probes = Probes.of(server.repository)
-        self.expected = python_instances(server.repository)
+        self.expected = python_instances(server.repository, server.config_name)
         self.events: list[tuple[float, str]] = []  # (time.time(), what happened), for tests
         self._health = Health(True, {}, time.time())
         self._stop = threading.Event()

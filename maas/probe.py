@@ -59,8 +59,14 @@ def _warmup_value(folder: Path, spec: mc.ModelWarmup.Input, batched: bool) -> np
     return np.zeros(shape, dtype=dtype)
 
 
-def read_configs(repository: Path) -> dict[str, mc.ModelConfig]:
-    return {p.parent.name: read_config(p) for p in sorted(repository.glob("*/config.pbtxt"))}
+def read_configs(repository: Path, config_name: str | None = None) -> dict[str, mc.ModelConfig]:
+    """model -> the config Triton serves: configs/<config_name>.pbtxt where the model has one
+    (tritonserver --model-config-name), else config.pbtxt."""
+    out = {}
+    for path in sorted(repository.glob("*/config.pbtxt")):
+        named = path.parent / "configs" / f"{config_name}.pbtxt"
+        out[path.parent.name] = read_config(named if config_name and named.is_file() else path)
+    return out
 
 
 def probe_requests(

@@ -7,6 +7,12 @@ The binary is `tritonserver` from PATH (NGC containers) or, failing that, the CP
 the nvidia-pytriton wheel. For the wheel's Python backend we lay out a backend folder holding
 the stub built for the running Python, and put this interpreter's bin/ first on PATH so that
 model.py files import this environment's numpy, onnxruntime, Pillow and maas.
+
+`backend_dir` (`maas serve --backend-dir`, or MAAS_BACKEND_DIR) names a folder of more backends,
+e.g. Triton's `onnxruntime/`, laid out beside the wheel's Python backend. Where the server has
+an onnxruntime backend, the core models run natively: Triton reads each one's
+configs/onnxruntime.pbtxt (`--model-config-name=onnxruntime`) instead of the Python-backend
+config.pbtxt, which stays the fallback everywhere else.
 """
 
 from __future__ import annotations
@@ -105,7 +111,43 @@ def find_tritonserver() -> tuple[Path, Path | None]:
     return root / "bin" / "tritonserver", root / "backends"
 
 
-def _python_backend_dir(backends: Path, into: Path) -> Path:
+NATIVE_CONFIG = "onnxruntime"  # configs/onnxruntime.pbtxt: build.configs.core_onnxruntime_config
+BACKEND_DIR_ENV = "MAAS_BACKEND_DIR"
+
+
+def backend_dir_default() -> Path | None:
+    value = os.environ.get(BACKEND_DIR_ENV)
+    return Path(value) if value else None
+
+
+def backends_in(folder: Path) -> set[str]:
+    """The backends a backends folder holds (its subfolders: python, onnxruntime, ...)."""
+    return {e.name for e in folder.iterdir() if e.is_dir()} if folder.is_dir() else set()
+
+
+def native_config(repository: Path, backends: set[str]) -> str | None:
+    """NATIVE_CONFIG where the server has an onnxruntime backend and every core model that has
+    that config is otherwise served by the Python backend (never instead of a TensorRT plan:
+    the name applies to every model at once); else None, and config.pbtxt is served."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    if NATIVE_CONFIG not in backends:
+        return None
+    alternates = sorted(repository.glob(f"*/configs/{NATIVE_CONFIG}.pbtxt"))
+    for path in alternates:
+        try:
+            main = text_format.Parse(
+                (path.parent.parent / "config.pbtxt").read_text(), mc.ModelConfig()
+            )
+        except (OSError, text_format.ParseError):
+            return None
+        if main.backend != "python":
+            return None
+    return NATIVE_CONFIG if alternates else None
+
+
+def python_backend_dir(backends: Path, into: Path) -> Path:
     """A backends folder like the wheel's, with the Python stub for this interpreter."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = backends.parent / "python_backend_stubs" / version / STUB
@@ -203,8 +245,14 @@ class TritonServer:
         health_port: int | None = None,
         check_interval: float = 2.0,
         exit_timeout_s: int = 5,
+        backend_dir: str | Path | None = None,
     ):
         self.repository = Path(repository).resolve()
+        # More backends (onnxruntime/) beside the wheel's Python backend; see the module doc.
+        self.backend_dir = Path(backend_dir).resolve() if backend_dir else None
+        if self.backend_dir is not None and not backends_in(self.backend_dir):
+            raise ServerError(f"--backend-dir {backend_dir}: no backend folders in it")
+        self.config_name: str | None = None  # set by command(): NATIVE_CONFIG or None
         self.ports = ports or Ports()
         self.echo = echo  # print the server's log as it comes
         self.extra_args = tuple(extra_args)
@@ -237,6 +285,10 @@ class TritonServer:
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.ports.grpc}"
 
+    def url(self, scheme: str) -> str:
+        """What maas.clients takes: http://... or grpc://..."""
+        return f"{scheme}://{self.http_url if scheme == 'http' else self.grpc_url}"
+
     def command(self) -> list[str]:
         binary, backends = find_tritonserver()
         cmd = [
@@ -254,10 +306,21 @@ class TritonServer:
             f"--exit-timeout-secs={self.exit_timeout_s}",
             *(() if self.gpu else CPU_ONLY_ARGS),
         ]
-        if backends is not None:
+        if backends is not None:  # the wheel's: ours to lay out, with any extra backends
             assert self._tmp is not None
-            backend_dir = _python_backend_dir(backends, Path(self._tmp.name))
-            cmd.append(f"--backend-directory={backend_dir}")
+            folder = python_backend_dir(backends, Path(self._tmp.name))
+            for name in sorted(backends_in(self.backend_dir) if self.backend_dir else ()):
+                if name != "python":  # the wheel's, with this interpreter's stub
+                    (folder / name).symlink_to(self.backend_dir / name, target_is_directory=True)
+            cmd.append(f"--backend-directory={folder}")
+        elif self.backend_dir is not None:  # a container's tritonserver: the folder as given
+            folder = self.backend_dir
+            cmd.append(f"--backend-directory={folder}")
+        else:  # a container's own backends folder, as it is
+            folder = binary.parent.parent / "backends"
+        self.config_name = native_config(self.repository, backends_in(folder))
+        if self.config_name:
+            cmd.append(f"--model-config-name={self.config_name}")
         return [*cmd, *self.extra_args]
 
     def start(self) -> TritonServer:

@@ -36,6 +36,21 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [t["name"] for t in config["input"]]
         self.outputs = [t["name"] for t in config["output"]]
+        self._warm(config)
+
+    def _warm(self, config) -> None:
+        """One run at the largest batch this config allows (ONNX Runtime allocates per shape
+        on first use): here rather than as a config warm-up, so that a tool that changes
+        max_batch_size (Model Analyzer) cannot leave a warm-up the config no longer allows."""
+        batch = max(1, config.get("max_batch_size", 0))
+        feeds = {
+            t["name"]: np.zeros(
+                [batch, *(max(int(d), 1) for d in t["dims"])],
+                pb_utils.triton_string_to_numpy(t["data_type"]),
+            )
+            for t in config["input"]
+        }
+        self.session.run(self.outputs, feeds)
 
     def execute(self, requests):
         feeds = {

@@ -197,11 +197,34 @@ def server(repository):
 
 
 @pytest.fixture(scope="session")
-def model_counts(server):
-    """model name -> (inference_count, execution_count) now, from Triton's statistics API."""
+def native_server(repository):
+    """The same repository with the core models on Triton's onnxruntime backend, where the
+    machine has one for this tritonserver ($MAAS_BACKEND_DIR: .ci/run and the Makefile set it
+    from the shared tools); else the tests that use it are skipped."""
+    from maas.serve import NATIVE_CONFIG, Ports, TritonServer, backend_dir_default
+
+    folder = backend_dir_default()
+    if folder is None:
+        pytest.skip("no onnxruntime backend for this tritonserver (set MAAS_BACKEND_DIR)")
+    with TritonServer(repository, Ports.free(), backend_dir=folder) as srv:
+        assert srv.config_name == NATIVE_CONFIG
+        yield srv
+
+
+@pytest.fixture(scope="session", params=["python", "onnxruntime"])
+def classifier_server(request):
+    """Both classifier paths: the session server (the Python backend running ONNX Runtime, the
+    fallback anywhere) and native_server (Triton's onnxruntime backend)."""
+    return request.getfixturevalue("server" if request.param == "python" else "native_server")
+
+
+@pytest.fixture(scope="session")
+def model_counts():
+    """(model name, server) -> (inference_count, execution_count) now, from Triton's
+    statistics API."""
     import tritonclient.grpc as grpcclient
 
-    def counts(name: str) -> tuple[int, int]:
+    def counts(name: str, server) -> tuple[int, int]:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         try:
             stats = client.get_inference_statistics(name, as_json=True)["model_stats"][0]

@@ -61,27 +61,31 @@ def bad_images(heldout_png):
     return images
 
 
-def assert_still_serving(server, heldout_png, offline):
-    with Client(f"grpc://{server.grpc_url}") as client:
+def assert_still_serving(classifier_server, heldout_png, offline):
+    with Client(f"grpc://{classifier_server.grpc_url}") as client:
         assert client.is_ready()
         assert client.classify(heldout_png[5:6])[0].top.class_id == offline["ids"][5, 0]
 
 
 @pytest.mark.parametrize("case", list(BAD_IMAGES))
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
-def test_bad_image_named_then_good_answered(server, bad_images, heldout_png, offline, case, scheme):
-    url = f"{scheme}://{server.http_url if scheme == 'http' else server.grpc_url}"
+def test_bad_image_named_then_good_answered(
+    classifier_server, bad_images, heldout_png, offline, case, scheme
+):
+    url = classifier_server.url(scheme)
     with Client(url) as client, pytest.raises(InvalidInput) as err:
         client.classify([bad_images[case]])
     assert BAD_IMAGES[case][1] in str(err.value)
     assert err.value.status == ("400" if scheme == "http" else "StatusCode.INVALID_ARGUMENT")
-    assert_still_serving(server, heldout_png, offline)
+    assert_still_serving(classifier_server, heldout_png, offline)
 
 
-def _raw_infer(server, scheme, inputs_spec):
+def _raw_infer(classifier_server, scheme, inputs_spec):
     """Send tensors exactly as given, bypassing our client's checks."""
     module = httpclient if scheme == "http" else grpcclient
-    client = module.InferenceServerClient(server.http_url if scheme == "http" else server.grpc_url)
+    client = module.InferenceServerClient(
+        classifier_server.http_url if scheme == "http" else classifier_server.grpc_url
+    )
     inputs = []
     for name, array, datatype in inputs_spec:
         tensor = module.InferInput(name, list(array.shape), datatype)
@@ -103,7 +107,7 @@ def _raw_infer(server, scheme, inputs_spec):
         ("top_k_zero", "TOP_K must be at least 1"),
     ],
 )
-def test_bad_tensors_rejected(server, heldout_png, offline, scheme, case, message):
+def test_bad_tensors_rejected(classifier_server, heldout_png, offline, scheme, case, message):
     image = np.array([[heldout_png[0]]], dtype=object)
     spec = {
         "wrong_datatype": [(C.IMAGE, np.zeros((1, 1), np.float32), "FP32")],
@@ -114,22 +118,22 @@ def test_bad_tensors_rejected(server, heldout_png, offline, scheme, case, messag
         "top_k_zero": [(C.IMAGE, image, "BYTES"), (C.TOP_K, np.zeros((1, 1), np.int32), "INT32")],
     }[case]
     with pytest.raises(InferenceServerException) as err:
-        _raw_infer(server, scheme, spec)
+        _raw_infer(classifier_server, scheme, spec)
     assert message in str(err.value)
     assert str(err.value.status()) in ("400", "StatusCode.INVALID_ARGUMENT")
-    assert_still_serving(server, heldout_png, offline)
+    assert_still_serving(classifier_server, heldout_png, offline)
 
 
 def test_bad_image_fails_only_its_own_request_in_a_batch(
-    server, heldout_png, bad_images, offline, model_counts
+    classifier_server, heldout_png, bad_images, offline, model_counts
 ):
     """32 requests at once, one of them broken: the broken one fails, the 31 others succeed,
     and preprocess ran fewer times than it got requests, so they did share batches."""
-    before = model_counts(C.PREPROCESS)
+    before = model_counts(C.PREPROCESS, classifier_server)
     bad_at = 13
 
     async def run():
-        client = grpc_aio.InferenceServerClient(server.grpc_url)
+        client = grpc_aio.InferenceServerClient(classifier_server.grpc_url)
         try:
 
             async def one(i):
@@ -150,7 +154,7 @@ def test_bad_image_fails_only_its_own_request_in_a_batch(
         if i != bad_at:
             assert r.as_numpy(C.CLASS_IDS)[0, 0] == offline["ids"][i, 0]
     inferences, executions = (
-        a - b for a, b in zip(model_counts(C.PREPROCESS), before, strict=True)
+        a - b for a, b in zip(model_counts(C.PREPROCESS, classifier_server), before, strict=True)
     )
     assert inferences == 32 and executions < 32
-    assert_still_serving(server, heldout_png, offline)
+    assert_still_serving(classifier_server, heldout_png, offline)

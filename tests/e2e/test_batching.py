@@ -14,12 +14,14 @@ from maas.transforms import softmax, top_k
 
 
 def test_sixteen_concurrent_clients_batched(
-    server, heldout_png, offline, digits, checkpoint, model_counts
+    classifier_server, heldout_png, offline, digits, checkpoint, model_counts
 ):
-    before = model_counts(C.CLASSIFIER)
+    before = model_counts(C.CLASSIFIER, classifier_server)
 
     def worker(w: int) -> list[tuple[int, int]]:
-        scheme, url = ("grpc", server.grpc_url) if w % 2 else ("http", server.http_url)
+        scheme, url = (
+            ("grpc", classifier_server.grpc_url) if w % 2 else ("http", classifier_server.http_url)
+        )
         with Client(f"{scheme}://{url}") as client:
             picks = range(w, len(heldout_png), 16)
             got = [client.classify([heldout_png[i]])[0].top.class_id for i in picks]
@@ -36,15 +38,15 @@ def test_sixteen_concurrent_clients_batched(
     assert served_accuracy == checkpoint.test_accuracy and served_accuracy > 0.9
 
     inferences, executions = (
-        a - b for a, b in zip(model_counts(C.CLASSIFIER), before, strict=True)
+        a - b for a, b in zip(model_counts(C.CLASSIFIER, classifier_server), before, strict=True)
     )
     assert inferences == len(heldout_png)
     assert executions < inferences, "dynamic batching never merged two requests"
 
 
-async def _with_top_k(server, images: list[bytes], ks: list[int]):
+async def _with_top_k(classifier_server, images: list[bytes], ks: list[int]):
     """One request per image, each with its own TOP_K, all in flight at once."""
-    client = grpc_aio.InferenceServerClient(server.grpc_url)
+    client = grpc_aio.InferenceServerClient(classifier_server.grpc_url)
     try:
 
         async def one(image: bytes, k: int):
@@ -59,21 +61,22 @@ async def _with_top_k(server, images: list[bytes], ks: list[int]):
         await client.close()
 
 
-def test_mixed_top_k_in_one_dynamic_batch(server, heldout_png, offline, model_counts):
+def test_mixed_top_k_in_one_dynamic_batch(classifier_server, heldout_png, offline, model_counts):
     """Ten requests asking k = 1..10 at once: every k differs, so any batch postprocess runs
     mixes them, and each answer must still have exactly its own k columns, best first."""
     ks = list(range(1, 11))
     want_ids, want_scores = top_k(softmax(offline["logits"][:10]), 10)
     for _attempt in range(5):  # until postprocess really ran two of them as one batch
-        before = model_counts(C.POSTPROCESS)
-        results = asyncio.run(_with_top_k(server, heldout_png[:10], ks))
+        before = model_counts(C.POSTPROCESS, classifier_server)
+        results = asyncio.run(_with_top_k(classifier_server, heldout_png[:10], ks))
         for i, (k, result) in enumerate(zip(ks, results, strict=True)):
             ids, scores = result.as_numpy(C.CLASS_IDS), result.as_numpy(C.SCORES)
             assert ids.shape == scores.shape == result.as_numpy(C.LABELS).shape == (1, k)
             assert ids[0].tolist() == want_ids[i, :k].tolist()
             np.testing.assert_allclose(scores[0], want_scores[i, :k], rtol=1e-5, atol=1e-6)
         inferences, executions = (
-            a - b for a, b in zip(model_counts(C.POSTPROCESS), before, strict=True)
+            a - b
+            for a, b in zip(model_counts(C.POSTPROCESS, classifier_server), before, strict=True)
         )
         assert inferences == 10
         if executions < inferences:

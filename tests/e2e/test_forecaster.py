@@ -42,7 +42,7 @@ def offline(forecaster, onnx_path, history: np.ndarray):
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
 def test_served_forecasts_equal_offline(server, forecaster, forecaster_onnx, test_windows, scheme):
-    url = f"{scheme}://{server.http_url if scheme == 'http' else server.grpc_url}"
+    url = server.url(scheme)
     served = []
     with Client(url) as client:
         for history in test_windows.x[::7]:
@@ -73,13 +73,14 @@ def test_horizons_in_one_dynamic_batch(server, test_windows, model_counts):
             return await asyncio.gather(*(client.forecast(history, h) for h in range(1, 13)))
 
     for _attempt in range(5):
-        before = model_counts(C.FORECASTER_POSTPROCESS)
+        before = model_counts(C.FORECASTER_POSTPROCESS, server)
         answers = asyncio.run(run())
         for h, answer in enumerate(answers, 1):
             assert len(answer.values) == len(answer.lower) == len(answer.upper) == h
             np.testing.assert_allclose(answer.values, full.values[:h], rtol=1e-6)
         inferences, executions = (
-            a - b for a, b in zip(model_counts(C.FORECASTER_POSTPROCESS), before, strict=True)
+            a - b
+            for a, b in zip(model_counts(C.FORECASTER_POSTPROCESS, server), before, strict=True)
         )
         if executions < inferences:
             break
@@ -100,7 +101,7 @@ BAD = {
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
 def test_bad_input_named_and_the_server_stays_up(server, test_windows, case, scheme):
     history, horizon, message = BAD[case]
-    url = f"{scheme}://{server.http_url if scheme == 'http' else server.grpc_url}"
+    url = server.url(scheme)
     with Client(url) as client:
         with pytest.raises(InvalidInput) as err:
             client.forecast(history, horizon)
@@ -211,7 +212,7 @@ def test_many_sequences_at_once_keep_their_own_state(server, test_windows):
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
 def test_stream_bad_input(server, scheme):
-    url = f"{scheme}://{server.http_url if scheme == 'http' else server.grpc_url}"
+    url = server.url(scheme)
     with Client(url) as client:
         with pytest.raises(InvalidInput, match="START"):  # a sequence Triton never saw start
             client.observe(424242, 1.0)

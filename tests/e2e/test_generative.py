@@ -29,7 +29,7 @@ SCHEMES = ["http", "grpc"]
 
 
 def url(server, scheme: str) -> str:
-    return f"{scheme}://{server.http_url if scheme == 'http' else server.grpc_url}"
+    return server.url(scheme)
 
 
 def grey(png: bytes) -> np.ndarray:

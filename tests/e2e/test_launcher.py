@@ -179,7 +179,8 @@ def test_config_check_agrees_with_triton(repository, tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(repository / C.POSTPROCESS, repo / C.POSTPROCESS)
     config = read_config(repo / C.POSTPROCESS / "config.pbtxt")
-    config.max_batch_size = 8  # below the preferred batch size of 16
+    config.dynamic_batching.preferred_batch_size[:] = [16]
+    config.max_batch_size = 8  # below the preferred batch size
     [problem] = check(config)
     (repo / C.POSTPROCESS / "config.pbtxt").write_text(to_pbtxt(config))
     with pytest.raises(ServerError, match="preferred size must be <= max batch size"):

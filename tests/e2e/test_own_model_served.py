@@ -21,7 +21,7 @@ def encoded(colour, size, fmt) -> bytes:
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
 def test_own_classifier_answers_by_colour(server, scheme):
-    url = f"{scheme}://{server.http_url if scheme == 'http' else server.grpc_url}"
+    url = server.url(scheme)
     images = {
         "red": encoded((230, 20, 30), (100, 80), "PNG"),
         "green": encoded((10, 200, 40), (33, 64), "JPEG"),

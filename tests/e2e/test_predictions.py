@@ -7,12 +7,15 @@ import asyncio
 import numpy as np
 import pytest
 
+from maas import contract as C
 from maas.clients.client import AsyncClient, Client
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
-def test_served_predictions_equal_offline(server, heldout_png, offline, digits, checkpoint, scheme):
-    url = f"{scheme}://{server.http_url if scheme == 'http' else server.grpc_url}"
+def test_served_predictions_equal_offline(
+    classifier_server, heldout_png, offline, digits, checkpoint, scheme
+):
+    url = classifier_server.url(scheme)
     with Client(url, batch_size=16) as client:
         results = client.classify(heldout_png, top_k=3)
     ids = np.array([[p.class_id for p in r.predictions] for r in results])
@@ -27,8 +30,8 @@ def test_served_predictions_equal_offline(server, heldout_png, offline, digits, 
     assert served_accuracy == offline_accuracy == checkpoint.test_accuracy
 
 
-def test_default_top_k_comes_from_the_config(server, heldout_png):
-    with Client(f"grpc://{server.grpc_url}") as client:
+def test_default_top_k_comes_from_the_config(classifier_server, heldout_png):
+    with Client(f"grpc://{classifier_server.grpc_url}") as client:
         [default] = client.classify(heldout_png[:1])
         [one] = client.classify(heldout_png[:1], top_k=1)
         [all_] = client.classify(heldout_png[:1], top_k=50)
@@ -39,8 +42,8 @@ def test_default_top_k_comes_from_the_config(server, heldout_png):
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
-def test_async_client(server, heldout_png, offline, scheme):
-    url = f"{scheme}://{server.http_url if scheme == 'http' else server.grpc_url}"
+def test_async_client(classifier_server, heldout_png, offline, scheme):
+    url = classifier_server.url(scheme)
 
     async def run():
         async with AsyncClient(url, batch_size=8) as client:
@@ -48,3 +51,19 @@ def test_async_client(server, heldout_png, offline, scheme):
 
     results = [r[0] for r in asyncio.run(run())]
     assert [r.top.class_id for r in results] == offline["ids"][:24, 0].tolist()
+
+
+def test_classifier_path_is_the_one_named(classifier_server):
+    """The native server really runs the classifier on the onnxruntime backend, the session
+    server on the Python backend: the parametrisation is not two runs of the same path."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(classifier_server.http_url)
+    try:
+        config = client.get_model_config(C.CLASSIFIER)
+    finally:
+        client.close()
+    native = classifier_server.config_name is not None
+    assert (config.get("platform", ""), config.get("backend", "")) == (
+        ("onnxruntime_onnx", "onnxruntime") if native else ("", "python")
+    )

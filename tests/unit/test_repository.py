@@ -74,7 +74,12 @@ def test_composing_models_batch_and_warm_up(repository):
     for name in (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS):
         assert parsed[name].HasField("dynamic_batching"), name
         assert parsed[name].model_warmup, name
-    assert parsed[C.CLASSIFIER].dynamic_batching.max_queue_delay_microseconds > 0
+    # No delay and no preferred size (an idle instance answers at once), warm-ups at batch 1:
+    # every config loads at whatever max_batch_size a tool such as Model Analyzer gives it.
+    for config in parsed.values():
+        assert config.dynamic_batching.max_queue_delay_microseconds == 0, config.name
+        assert not config.dynamic_batching.preferred_batch_size, config.name
+        assert {w.batch_size for w in config.model_warmup} <= {1}, config.name
     warm = parsed[C.PREPROCESS].model_warmup[0].inputs[C.IMAGE].input_data_file
     blob = (repository / C.PREPROCESS / "warmup" / warm).read_bytes()
     (length,) = struct.unpack("<I", blob[:4])  # Triton's TYPE_STRING element: length, bytes
@@ -138,6 +143,7 @@ def test_read_config_names_the_file_and_what_triton_would_refuse(repository, tmp
     # Valid for the schema, refused by Triton at load (a tool that lowers max_batch_size
     # without the preferred size does this); tests/e2e/test_launcher.py shows Triton agree.
     config = configs.read_config(repository / C.PREPROCESS / "config.pbtxt")
+    config.dynamic_batching.preferred_batch_size[:] = [16]
     config.max_batch_size = 8
     refused = tmp_path / "preprocess" / "config.pbtxt"
     with pytest.raises(configs.ConfigError, match=r"preferred size 16 must be <= max_batch_size 8"):

@@ -7,7 +7,7 @@ import io
 import sys
 from types import SimpleNamespace
 
-from maas.serve import STUB, TritonServer, _python_backend_dir
+from maas.serve import STUB, TritonServer, python_backend_dir
 
 CPU_START = """\
 E1201 19:40:40.677211 5740 server.cc:241] "CudaDriverHelper has not been initialized."
@@ -39,7 +39,7 @@ def test_backend_dir_tolerates_a_stub_already_in_the_wheel(tmp_path):
         backends, version = wheel_layout(root, stub_in_python_folder=existing)
         into = tmp_path / f"backends-{existing}"
         into.mkdir()
-        out = _python_backend_dir(backends, into)
+        out = python_backend_dir(backends, into)
         # The stub is the one built for the running Python, whatever the wheel's folder held.
         assert (out / "python" / STUB).read_text() == f"stub for {version}"
         assert sorted(p.name for p in (out / "python").iterdir()) == sorted(

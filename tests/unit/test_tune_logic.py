@@ -26,7 +26,7 @@ def test_apply_rewrites_batching_instances_and_clamps_warmup(checkpoint):
     assert cls.max_batch_size == 16 and cls.dynamic_batching.max_queue_delay_microseconds == 0
     assert list(cls.dynamic_batching.preferred_batch_size) == [16]  # capped at max_batch_size
     assert cls.instance_group[0].count == 2
-    assert max(w.batch_size for w in cls.model_warmup) == 16
+    assert max(w.batch_size for w in cls.model_warmup) <= 16
     assert int(cls.parameters["intra_op_threads"].string_value) >= 1
     ens = apply(configs.ensemble_config(pipeline, opts), trial)
     assert ens.max_batch_size == 16 and not ens.HasField("dynamic_batching")
@@ -47,9 +47,23 @@ def test_search_walks_one_parameter_at_a_time_and_respects_the_budget():
     assert (
         len(outcomes) == len({o.trial for o in outcomes}) <= 1 + sum(len(v) for v in SPACE.values())
     )
-    best = choose(outcomes)
+    best = choose(outcomes, tie=0)  # throughput alone (no latency at low load in this landscape)
     assert best.trial.postprocess_instances == 2 and best.trial.preprocess_instances == 2
     assert best.trial.queue_delay_us != 2000
+
+
+def test_choose_prefers_low_latency_among_throughput_ties():
+    """A batching delay that buys 2% throughput loses to none at all: idle latency decides
+    among trials within the tie; outside it, throughput does."""
+    delayed = Outcome(Trial(500, 16, 64, 1, 2, 1), {16: 1020.0}, {16: 20.0}, 0, True, 4.5)
+    prompt = Outcome(Trial(0, 0, 64, 1, 2, 1), {16: 1000.0}, {16: 20.0}, 0, True, 2.6)
+    assert choose([delayed, prompt]) is prompt
+    assert choose([delayed, prompt], tie=0.01) is delayed
+    broken = Outcome(Trial(0, 0, 64, 1, 1, 1), {16: 990.0}, {16: 20.0}, 3, False, 1.0)
+    assert choose([delayed, prompt, broken]) is prompt  # errors: never chosen
+    # A latency edge within the noise does not buy 12% less throughput.
+    lucky = Outcome(Trial(100, 0, 64, 1, 1, 1), {16: 900.0}, {16: 20.0}, 0, True, 2.5)
+    assert choose([delayed, prompt, lucky]) is prompt
 
 
 def test_shipped_defaults_are_the_tuned_configuration():
@@ -60,4 +74,4 @@ def test_shipped_defaults_are_the_tuned_configuration():
     assert summary["measured_on"]["cores"] and summary["measured_on"]["cpu"]
     chosen = summary["chosen"]["config"]
     assert dataclasses.asdict(Trial.from_options(configs.ServingOptions())) == chosen
-    assert set(chosen) == set(SPACE)
+    assert set(SPACE) <= set(chosen)
