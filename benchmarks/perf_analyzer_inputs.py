@@ -108,7 +108,7 @@ def run_perf_analyzer(
         run = subprocess.run(
             [binary, "-m", model, "-i", protocol, "-u", url, "--input-data", str(input_data),
              "--concurrency-range", str(concurrency), "--measurement-interval", str(window_ms),
-             "--stability-percentage", "15", "--max-trials", "8", "--percentile", "99",
+             "--stability-percentage", "25", "--max-trials", "10", "--percentile", "99",
              "-f", str(out)],
             capture_output=True, text=True, timeout=timeout_s,
         )  # fmt: skip

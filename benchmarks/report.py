@@ -91,8 +91,9 @@ def summary(results, ceiling, latency_ms, steps, cores) -> str:
         "# maas benchmark: side by side on one machine",
         "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {cores} cores; load from "
-        "`maas.benchmarks.load` (closed loop, its own CPU counted in the 'client cpu' column); "
-        "reproduce with `make bench`.",
+        "`maas.benchmarks.load` (closed loop, its own CPU counted in the 'client cpu' column) "
+        "and, in the rows marked [perf_analyzer], Triton's perf_analyzer on the same server "
+        "right after it; reproduce with `make bench`.",
         "",
         f"(b) ceiling: {best_b.images_per_s:,.0f} images/s ({best_b.processes} processes, batch "
         f"{best_b.batch}); one process: "

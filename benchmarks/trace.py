@@ -8,8 +8,9 @@ request), sends --requests requests one at a time over gRPC (the pipeline's prob
 maas.probe), stops the server (Triton writes the trace file then) and reads the timestamps.
 Per request: gRPC read to request start; per step, queue (request start to compute start),
 compute input, compute infer (for a Python step: the IPC to its stub and model.py's execute)
-and compute output; the ensemble's own share (its time not inside any step's compute); and
-the response to the end of the gRPC send. Means, in microseconds, so the stages add up to
+and compute output (up to where the next step starts: Triton passes outputs on before a step's
+COMPUTE_END); the ensemble's own share (from one step's end to the next one's start); and the
+response to the end of the gRPC send. Means, in microseconds, so the stages add up to
 the total; the median total beside them.
 
 Scenarios: the repository as built (core models on the Python backend), the same natively
@@ -82,16 +83,21 @@ def breakdown(records: dict[int, dict], model: str, last: int, scenario: str = "
         start = ts.get("GRPC_WAITREAD_END", ts["REQUEST_START"])
         end = ts.get("GRPC_SEND_END", done)
         stages["gRPC read -> request"].append(ts["REQUEST_START"] - start)
-        inside = 0
         steps = sorted(children.get(i, []), key=lambda r: r["ts"]["REQUEST_START"])
-        for step in steps or [records[i]]:  # a model called directly is its own one step
+        steps = steps or [records[i]]  # a model called directly is its own one step
+        starts = [s["ts"]["REQUEST_START"] for s in steps[1:]] + [done]
+        between = steps[0]["ts"]["REQUEST_START"] - ts["REQUEST_START"]
+        for step, following in zip(steps, starts, strict=True):
             t, name = step["ts"], step["model_name"]
+            # The next step starts as soon as this one's outputs are sent, before its own
+            # COMPUTE_END: the overlap counts once, as this step's output.
+            stop = min(t["COMPUTE_END"], following)
             stages[f"{name}: queue"].append(t["COMPUTE_START"] - t["REQUEST_START"])
             stages[f"{name}: input"].append(t["COMPUTE_INPUT_END"] - t["COMPUTE_START"])
             stages[f"{name}: infer"].append(t["COMPUTE_OUTPUT_START"] - t["COMPUTE_INPUT_END"])
-            stages[f"{name}: output"].append(t["COMPUTE_END"] - t["COMPUTE_OUTPUT_START"])
-            inside += t["COMPUTE_END"] - t["REQUEST_START"]
-        stages["ensemble scheduling"].append(done - ts["REQUEST_START"] - inside)
+            stages[f"{name}: output"].append(stop - t["COMPUTE_OUTPUT_START"])
+            between += following - stop
+        stages["ensemble scheduling"].append(between)
         stages["response -> gRPC sent"].append(end - done)
         totals.append(end - start)
     return Breakdown(
@@ -178,7 +184,7 @@ def _plot(results: list[Breakdown], order: list[str], path: Path) -> None:
             width = r.stages.get(stage, 0.0)
             colour = colours[groups.index(stage.split(":")[0]) * 2 % 20 + ("infer" in stage)]
             ax.barh(row, width, left=left, color=colour, edgecolor="white")
-            if width > 150:
+            if width > 150 and ": " in stage:  # a step's phase, where it fits
                 ax.text(left + width / 2, row, stage.split(": ")[-1], ha="center",
                         va="center", fontsize=7)  # fmt: skip
             left += width
