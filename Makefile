@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) -e '.[server,dev,bench]'
+	$(PIP_INSTALL) -e '.[server,dev,bench,ops]'
 	touch $@
 
 serve: install  ## train/export/build whatever is missing, then run tritonserver in the foreground
@@ -50,7 +50,7 @@ $(ANALYZER):
 
 analyze: install $(ANALYZER)  ## Model Analyzer's quick search vs maas tune's -> benchmarks/results/analyze.*
 	$(BIN)/maas build
-	PATH="$(abspath ../shared/tools/perf_analyzer/bin):$$PATH" $(BIN)/python -m maas.benchmarks.analyze --analyzer $(ANALYZER)
+	PATH="$(abspath ../shared/tools/perf_analyzer/bin):$$PATH" $(BIN)/python -m maas.benchmarks.analyze --analyzer $(ANALYZER) $(ANALYZE_ARGS)
 
 bench-families: install  ## each family served vs in-process -> benchmarks/results/families.*
 	$(BIN)/maas build

@@ -38,7 +38,7 @@ from maas.benchmarks.load import Result, Target, load_images, run_load, tensor_s
 from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, run_perf_analyzer
 from maas.benchmarks.report import FLOOR, NATIVE, PA
 from maas.build.configs import read_config, write_config
-from maas.serve import NATIVE_CONFIG, Ports, TritonServer, backend_dir_default, backends_in
+from maas.serve import Ports, TritonServer, backend_dir_default, has_native_backend
 from maas.training.checkpoint import Checkpoint
 
 BLS = "image_classifier_bls"
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     run.serve(args.repository, main_scenarios)
-    if args.backend_dir and NATIVE_CONFIG in backends_in(args.backend_dir):
+    if has_native_backend(args.backend_dir):
 
         def native_scenarios(grpc, http):
             yield "(a) ensemble gRPC" + NATIVE, {"url": grpc}, low, pa_images

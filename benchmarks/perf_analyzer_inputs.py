@@ -99,6 +99,24 @@ def run_perf_analyzer(
 ) -> dict[str, str]:
     """One perf_analyzer measurement (closed loop at `concurrency`): its `-f` CSV row, latencies
     in microseconds; raises RuntimeError with its output when it fails or a request did."""
+    return sweep_perf_analyzer(
+        binary, model, url, input_data, str(concurrency), protocol, window_ms, timeout_s
+    )[0]
+
+
+def sweep_perf_analyzer(
+    binary: str,
+    model: str,
+    url: str,
+    input_data: Path | str,
+    concurrency_range: str,  # perf_analyzer's start:end:step
+    protocol: str = "grpc",
+    window_ms: int = 4000,
+    timeout_s: float = 300,
+    stability: int = 25,
+    max_trials: int = 10,
+) -> list[dict[str, str]]:
+    """perf_analyzer over a concurrency range: its `-f` CSV rows, one per concurrency."""
     import csv
     import subprocess
     import tempfile
@@ -107,13 +125,13 @@ def run_perf_analyzer(
         out = Path(tmp) / "pa.csv"
         run = subprocess.run(
             [binary, "-m", model, "-i", protocol, "-u", url, "--input-data", str(input_data),
-             "--concurrency-range", str(concurrency), "--measurement-interval", str(window_ms),
-             "--stability-percentage", "25", "--max-trials", "10", "--percentile", "99",
-             "-f", str(out)],
+             "--concurrency-range", concurrency_range, "--measurement-interval", str(window_ms),
+             "--stability-percentage", str(stability), "--max-trials", str(max_trials),
+             "--percentile", "99", "-f", str(out)],
             capture_output=True, text=True, timeout=timeout_s,
         )  # fmt: skip
         log = run.stdout + run.stderr
         # "had error": a failed request, as its client threads report it
         if run.returncode != 0 or "had error" in log or not out.is_file():
             raise RuntimeError(f"perf_analyzer failed (exit {run.returncode}):\n{log[-2000:]}")
-        return next(csv.DictReader(out.open()))
+        return list(csv.DictReader(out.open()))

@@ -202,7 +202,7 @@ def _plot(results: list[Breakdown], order: list[str], path: Path) -> None:
 def main(argv: list[str] | None = None) -> list[Breakdown]:
     from maas.benchmarks.floor import FLOOR, request, write_floor
     from maas.probe import probe_requests
-    from maas.serve import NATIVE_CONFIG, backend_dir_default, backends_in
+    from maas.serve import backend_dir_default, has_native_backend
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repository", type=Path, default=Path("model_repository"), help="built")
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> list[Breakdown]:
     if args.before:
         scenarios.append(("before", args.before, None))
     scenarios.append(("Python backend", args.repository, None))
-    if args.backend_dir and NATIVE_CONFIG in backends_in(args.backend_dir):
+    if has_native_backend(args.backend_dir):
         scenarios.append(("onnxruntime backend", args.repository, args.backend_dir))
     results = []
     for label, repo, backends in scenarios:

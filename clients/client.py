@@ -1,6 +1,7 @@
 """One client for every served pipeline; the URL picks the protocol.
 
     Client("http://host:8000")   Client("grpc://host:8001")   Client("host:8001", protocol="grpc")
+    Client(["grpc://replica-1:8001", "grpc://replica-2:8001"])   # failover between servers
 
 `infer(pipeline, {name: array})` speaks any pipeline (arrays with the batch axis first; the
 datatype follows the dtype) and returns every output by name. Each family adds one typed
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -210,15 +212,45 @@ def _wait_or_raise(waits, exc: Exception) -> float:
 
 
 class _Base:
-    """What both clients share: the URL, the pipeline, requests of at most batch_size, and
-    the retry policy."""
+    """What both clients share: the URL(s), the pipeline, requests of at most batch_size, and
+    the retry policy. Given several URLs (replicas without a balancer in front), a request
+    that finds its server away is retried on the next one."""
 
-    def __init__(self, url: str, protocol: str | None, model: str, batch_size: int, retry: Retry):
-        self.protocol, self.address = parse_url(url, protocol)
+    def __init__(
+        self, url: str | Sequence[str], protocol: str | None, model: str, batch_size: int,
+        retry: Retry, key: str | None,
+    ):  # fmt: skip
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("no URL given")
+        parsed = [parse_url(u, protocol) for u in urls]
+        if len({scheme for scheme, _ in parsed}) > 1:
+            raise ValueError(f"URLs of one client speak one protocol: {urls}")
+        self.protocol = parsed[0][0]
+        self.addresses = [address for _, address in parsed]
         self.model = model
         self.batch_size = batch_size
         self.retry = retry
         self._module = importlib.import_module(f"tritonclient.{self.protocol}")
+        # A server that restricts inference (maas serve with a client key) checks this header.
+        key = key if key is not None else os.environ.get(C.CLIENT_KEY_ENV)
+        header = (
+            C.CLIENT_HEADER if self.protocol == "http" else C.GRPC_HEADER_PREFIX + C.CLIENT_HEADER
+        )
+        self.headers = {header: key} if key else None
+        self._clients: list = []  # one tritonclient client per address, made by the subclass
+        self._at = 0  # the address requests go to now
+
+    @property
+    def address(self) -> str:
+        return self.addresses[self._at]
+
+    @property
+    def _client(self):
+        return self._clients[self._at]
+
+    def _next_server(self) -> None:
+        self._at = (self._at + 1) % len(self.addresses)
 
     def _tensors(self, inputs: Mapping[str, np.ndarray]) -> list:
         return infer_inputs(self._module, inputs)
@@ -234,15 +266,19 @@ class Client(_Base):
         batch_size: int = 32,
         timeout_s: float = 60.0,
         retry: Retry | None = None,
+        key: str | None = None,
     ):
-        super().__init__(url, protocol, model, batch_size, retry or Retry())
+        super().__init__(url, protocol, model, batch_size, retry or Retry(), key)
         if self.protocol == "http":
-            self._client = self._module.InferenceServerClient(
-                self.address, connection_timeout=timeout_s, network_timeout=timeout_s
-            )
+            self._clients = [
+                self._module.InferenceServerClient(
+                    a, connection_timeout=timeout_s, network_timeout=timeout_s
+                )
+                for a in self.addresses
+            ]
             self._infer_kwargs = {}
         else:
-            self._client = self._module.InferenceServerClient(self.address)
+            self._clients = [self._module.InferenceServerClient(a) for a in self.addresses]
             self._infer_kwargs = {"client_timeout": timeout_s}
 
     def classify(
@@ -317,10 +353,13 @@ class Client(_Base):
         waits = iter(() if sequence else self.retry.waits())  # a stream's step is not repeated
         while True:
             try:
-                result = self._client.infer(pipeline, tensors, **self._infer_kwargs, **sequence)
+                result = self._client.infer(
+                    pipeline, tensors, headers=self.headers, **self._infer_kwargs, **sequence
+                )
                 return _arrays(result)
             except Exception as e:
                 wait = _wait_or_raise(waits, e)
+                self._next_server()
             time.sleep(wait)
 
     def observe(
@@ -342,7 +381,8 @@ class Client(_Base):
             raise from_triton(e) from e
 
     def close(self) -> None:
-        self._client.close()
+        for client in self._clients:
+            client.close()
 
     def __enter__(self) -> Client:
         return self
@@ -363,10 +403,11 @@ class AsyncClient(_Base):
         batch_size: int = 32,
         timeout_s: float = 60.0,
         retry: Retry | None = None,
+        key: str | None = None,
     ):
-        super().__init__(url, protocol, model, batch_size, retry or Retry())
+        super().__init__(url, protocol, model, batch_size, retry or Retry(), key)
         aio = importlib.import_module(f"tritonclient.{self.protocol}.aio")
-        self._client = aio.InferenceServerClient(self.address)
+        self._clients = [aio.InferenceServerClient(a) for a in self.addresses]
         self._infer_kwargs = (
             {"timeout": int(timeout_s)}
             if self.protocol == "http"
@@ -419,10 +460,11 @@ class AsyncClient(_Base):
         waits = iter(() if sequence else self.retry.waits())
         while True:
             try:
-                kwargs = {**self._infer_kwargs, **sequence}
+                kwargs = {**self._infer_kwargs, **sequence, "headers": self.headers}
                 return _arrays(await self._client.infer(pipeline, tensors, **kwargs))
             except Exception as e:
                 wait = _wait_or_raise(waits, e)
+                self._next_server()
             await asyncio.sleep(wait)
 
     async def observe(
@@ -432,7 +474,8 @@ class AsyncClient(_Base):
         return stream_step(await self.infer(C.FORECASTER_STREAM, inputs, **flags))
 
     async def close(self) -> None:
-        await self._client.close()
+        for client in self._clients:
+            await client.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self

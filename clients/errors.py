@@ -6,6 +6,8 @@
     ├── ModelNotReady           the server answers but the model is missing or not loaded
     ├── InvalidInput            the server refused the request: bad image, bad TOP_K, shape,
     │                           datatype, batch too large (gRPC INVALID_ARGUMENT, HTTP 400)
+    ├── NotAuthorized           the API needs a key this request did not carry, or the
+    │                           wrong one (Triton's restricted APIs; never retried)
     └── InferenceFailed         the server accepted the request and failed on it
 
 Each keeps the server's message and, in `status`, its status code as tritonclient reported it.
@@ -32,6 +34,10 @@ class InvalidInput(ClientError):
     pass
 
 
+class NotAuthorized(ClientError):
+    pass
+
+
 class InferenceFailed(ClientError):
     pass
 
@@ -49,6 +55,10 @@ def from_triton(error: Exception) -> ClientError:
     status = str(error.status() or "")
     message = error.message() or str(error)
     lowered = message.lower()
+    if "is restricted, expecting header" in lowered:
+        # Triton answers a missing or wrong key with HTTP 403 or gRPC UNAVAILABLE; no retry
+        # will bring the key.
+        return NotAuthorized(message, status)
     if "INVALID_ARGUMENT" in status or status == "400":
         # Triton reports an unknown model as a bad argument over HTTP; say what it means.
         if "unknown model" in lowered or "is not found" in lowered:

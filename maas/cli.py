@@ -14,6 +14,9 @@ FAMILY is image_classifier (the default), forecaster, vae or gan (see maas.famil
     maas reconstruct IMAGE... [--out DIR]
     maas demo                                    the pipeline, then classify over HTTP and gRPC
     maas tune [--p99-budget MS] [--apply DIR]    search serving configs on this machine
+    maas publish s3://BUCKET/PREFIX [--dry-run]  the built repository to S3 (changes only)
+    maas fleet up|status|down [--replicas N]     replicas behind nginx (see maas.fleet)
+    maas rollout MODEL --to N | maas rollback MODEL   a version change, replica by replica
 
 Each subcommand's --help lists its options.
 """
@@ -24,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 from maas import families
@@ -147,15 +151,20 @@ def _build_own(args) -> int:
 
 def cmd_serve(args) -> int:
     from maas.pipeline import Paths, ensure_built
-    from maas.serve import ServerError, TritonServer
+    from maas.serve import Keys, ServerError, TritonServer
 
     paths = Paths(args.artifacts, args.repository)
+    try:
+        keys = Keys.from_env(args.admin_key_file, args.client_key_file)
+    except (OSError, ServerError) as e:
+        print(f"maas serve: {e}", file=sys.stderr)
+        return 1
     if not args.no_build:
         ensure_built(paths, data_dir=args.data_dir)
     server = TritonServer(
         paths.repository, _ports(args), echo=not args.quiet, heal=not args.no_heal,
         host=args.host, health_port=args.health_port,
-        check_interval=args.check_interval, backend_dir=args.backend_dir,
+        check_interval=args.check_interval, backend_dir=args.backend_dir, keys=keys,
     )  # fmt: skip
 
     def announce(server: TritonServer) -> None:
@@ -164,7 +173,9 @@ def cmd_serve(args) -> int:
             f"\n[maas] ready: HTTP {p.http}, gRPC {p.grpc}, metrics {p.metrics} "
             f"(a probe request went through every ensemble in {paths.repository}; "
             f"tritonserver pid {server.process.pid}; core models on "
-            f"{'the onnxruntime backend' if server.config_name else 'the Python backend'})\n"
+            f"{'the onnxruntime backend' if server.config_name else 'the Python backend'}; "
+            f"model control needs the admin key"
+            f"{', inference the client key' if server.keys.client else ''})\n"
             f"[maas] try: .venv/bin/maas classify {paths.samples}/* "
             f"--url grpc://127.0.0.1:{p.grpc}\n"
             f"[maas]  or: .venv/bin/maas forecast $(seq 315 0.1 320) --url grpc://127.0.0.1:{p.grpc}\n"
@@ -317,6 +328,176 @@ def cmd_decode(args) -> int:
     return 1 if files is None else _save_pngs(files, args.out, "decoded")
 
 
+def cmd_publish(args) -> int:
+    from tqdm import tqdm
+
+    from maas.publish import S3Location, endpoint_url, publish, s3_client
+
+    try:
+        where = S3Location.parse(args.url)
+        client = s3_client()
+        with tqdm(desc="publishing", unit="file", disable=args.dry_run) as bar:
+            done = publish(args.repository, where, client, args.dry_run, lambda _: bar.update())
+    except (ValueError, FileNotFoundError) as e:
+        print(f"maas publish: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # botocore's: no credentials, no bucket, endpoint unreachable
+        print(f"maas publish: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(done.describe() if args.dry_run else done.describe().splitlines()[-1])
+    if not args.dry_run:
+        print(f"serve it: tritonserver --model-repository={where.triton_url(endpoint_url())}")
+    return 0
+
+
+def _add_keys(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--admin-key-file", type=Path,
+        help="the key for model control, repository, shared memory, trace, logging (default: "
+        "$MAAS_ADMIN_KEY, else a random one for this run: those APIs closed to others)",
+    )  # fmt: skip
+    p.add_argument(
+        "--client-key-file", type=Path,
+        help="make inference need this key (default: $MAAS_CLIENT_KEY, else open)",
+    )  # fmt: skip
+
+
+def _publish_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("url", help="s3://BUCKET[/PREFIX]")
+    p.add_argument("--repository", type=Path, default=Path("model_repository"))
+    p.add_argument("--dry-run", action="store_true", help="list what would change, send nothing")
+
+
+def cmd_fleet(args) -> int:
+    from maas import fleet
+
+    if args.action == "status":
+        state = fleet.status(args.state_dir)
+        if state is None:
+            print("maas fleet: no fleet is up", file=sys.stderr)
+            return 1
+        print(json.dumps(state, indent=2))
+        return 0 if state["balancer"]["ready"] and all(r["ready"] for r in state["replicas"]) else 1
+    if args.action == "down":
+        if not fleet.down(args.state_dir):
+            print("maas fleet: no fleet is up", file=sys.stderr)
+            return 1
+        print("maas fleet: stopped")
+        return 0
+    import signal
+    import threading
+
+    from maas.pipeline import Paths, ensure_built
+    from maas.serve import Keys, ServerError, backend_dir_default
+
+    if fleet.status(args.state_dir) is not None:
+        print(
+            f"maas fleet: a fleet is already up (see {args.state_dir}/fleet.json)", file=sys.stderr
+        )
+        return 1
+    if not args.no_build and args.served_from is None:
+        ensure_built(Paths(args.artifacts, args.repository), data_dir=args.data_dir)
+    try:
+        keys = Keys.from_env(args.admin_key_file, args.client_key_file)
+    except (OSError, ServerError) as e:
+        print(f"maas fleet: {e}", file=sys.stderr)
+        return 1
+    lb = fleet.Balancer(args.host, args.http_port, args.grpc_port)
+    stopping = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stopping.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    group = fleet.Fleet(
+        args.repository, args.replicas, served_from=args.served_from, balancer=lb,
+        state_dir=args.state_dir, backend_dir=backend_dir_default(), keys=keys,
+    )  # fmt: skip
+    try:
+        group.start()
+        print("[maas fleet] Ctrl-C (or maas fleet down) stops it", flush=True)
+        while not stopping.wait(0.5):
+            group.supervise_once()
+    except ServerError as e:
+        print(f"maas fleet: {e}", file=sys.stderr)
+        return 1
+    finally:
+        group.stop()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _fleet_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["up", "status", "down"])
+    p.add_argument("--replicas", type=int, default=2)
+    _add_paths(p)
+    p.add_argument("--served-from", help="the published copy (s3://...) the replicas read")
+    p.add_argument("--no-build", action="store_true", help="serve the repository as it is")
+    p.add_argument("--host", default="127.0.0.1", help="address nginx listens on")
+    p.add_argument("--http-port", type=int, default=8000, help="nginx's HTTP port")
+    p.add_argument("--grpc-port", type=int, default=8001, help="nginx's gRPC port")
+    p.add_argument("--state-dir", type=Path, default=Path(".maas-fleet"))
+    _add_keys(p)
+
+
+def cmd_rollout(args) -> int:
+    from maas import fleet
+    from maas.rollout import RolloutError, rollout
+    from maas.serve import ServerError
+
+    history = args.state_dir / "rollouts.json"
+    done = json.loads(history.read_text()) if history.is_file() else {}
+    if args.command == "rollback":
+        if args.model not in done:
+            print(f"maas rollback: no rollout of {args.model} on record in {history}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        to = max(done[args.model]["from"])
+    else:
+        to = args.to
+    addresses = [u.split("://")[-1] for u in args.url]
+    if not addresses:
+        state = fleet.status(args.state_dir)
+        if state is None:
+            print("maas rollout: no fleet is up; name the replicas with --url", file=sys.stderr)
+            return 1
+        addresses = [r["http"] for r in state["replicas"]]
+    from maas.serve import Keys
+
+    key_file = args.admin_key_file or args.state_dir / fleet.ADMIN_KEY_FILE
+    try:
+        keys = Keys.from_env(key_file if key_file.is_file() else None)
+    except (OSError, ServerError) as e:
+        print(f"maas {args.command}: {e}", file=sys.stderr)
+        return 1
+    try:
+        steps = rollout(addresses, args.model, to, args.repository, keys.headers)
+    except (RolloutError, OSError) as e:
+        print(f"maas {args.command}: {e}", file=sys.stderr)
+        return 1
+    before = sorted({v for s in steps for v in s.before})
+    done[args.model] = {"from": before, "to": to, "at": round(time.time())}
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    history.write_text(json.dumps(done, indent=2) + "\n")
+    return 0
+
+
+def _rollout_args(p: argparse.ArgumentParser, rollback: bool = False) -> None:
+    p.add_argument("model", help="the served model to move (a core model, e.g. classifier)")
+    if not rollback:
+        p.add_argument("--to", type=int, required=True, help="the version to serve")
+    p.add_argument(
+        "--url", action="append", default=[],
+        help="a replica's HTTP address (repeat); default: the fleet's replicas",
+    )  # fmt: skip
+    p.add_argument(
+        "--repository", type=Path, default=Path("model_repository"),
+        help="the built repository (its probe requests)",
+    )  # fmt: skip
+    p.add_argument("--state-dir", type=Path, default=Path(".maas-fleet"))
+    p.add_argument(
+        "--admin-key-file", type=Path,
+        help="the replicas' admin key (default: the fleet's, in --state-dir, or $MAAS_ADMIN_KEY)",
+    )  # fmt: skip
+
+
 def cmd_tune(argv: list[str]) -> int:
     from maas.benchmarks.tune import main as tune
 
@@ -416,6 +597,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         help="no watchdog: a model whose Python stub died stays broken (see maas.health)",
     )  # fmt: skip
     p.add_argument("--check-interval", type=float, default=2.0, help="seconds between checks")
+    _add_keys(p)
     p.add_argument("--health-port", type=int, help="serve GET /health on this port")
     p.add_argument(
         "--host", default="127.0.0.1",
@@ -446,7 +628,13 @@ def cmd_health(args) -> int:
         print("maas health: give the server's HTTP URL", file=sys.stderr)
         return 1
     try:
-        health = check(address, Probes.of(args.repository))
+        import os
+
+        from maas import contract as C
+
+        key = os.environ.get(C.CLIENT_KEY_ENV)  # where the server makes inference need one
+        headers = {C.CLIENT_HEADER: key} if key else None
+        health = check(address, Probes.of(args.repository, headers))
     except Exception as e:  # no repository, no server: not healthy, and say why
         print(f"maas health: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
@@ -538,6 +726,14 @@ COMMANDS = {
     ),
     "tune": ("search serving configs on this machine (see maas tune -h)", None, None),
     "demo": ("pipeline + server + classify over HTTP and gRPC", _demo_args, cmd_demo),
+    "publish": ("the built repository to S3-compatible storage", _publish_args, cmd_publish),
+    "fleet": ("replicas behind nginx: up, status, down", _fleet_args, cmd_fleet),
+    "rollout": ("serve another version of a model, replica by replica", _rollout_args, cmd_rollout),
+    "rollback": (
+        "back to the version served before the last rollout",
+        lambda p: _rollout_args(p, rollback=True),
+        cmd_rollout,
+    ),
 }
 
 

@@ -59,3 +59,9 @@ DIGIT = "DIGIT"  # INT32 [1]: 0..9
 SEED = "SEED"  # INT64 [1]: 0..2**32-1; the same seed gives the same images
 COUNT = "COUNT"  # INT32 [1]: images to draw, 1..the model's max batch
 PNG = "PNG"  # TYPE_STRING: one greyscale PNG per image
+
+# Triton's restricted APIs (maas.serve.Keys): the headers that carry the keys, and the
+# environment variables maas reads them from.
+ADMIN_HEADER, CLIENT_HEADER = "admin-key", "client-key"
+GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # Triton expects gRPC's key headers named so
+ADMIN_KEY_ENV, CLIENT_KEY_ENV = "MAAS_ADMIN_KEY", "MAAS_CLIENT_KEY"

@@ -127,7 +127,7 @@ class Watchdog:
         self.interval = interval
         self.max_reloads = max_reloads
         self.on_event = on_event
-        self.probes = Probes.of(server.repository)
+        self.probes = Probes.of(server.repository, server.keys.headers)
         self.expected = python_instances(server.repository, server.config_name)
         self.events: list[tuple[float, str]] = []  # (time.time(), what happened), for tests
         self._health = Health(True, {}, time.time())
@@ -197,7 +197,9 @@ class Watchdog:
                     config.setdefault("parameters", {})["maas_reloaded_at"] = {
                         "string_value": f"{time.time():.3f}"
                     }
-                    client.load_model(model, config=json.dumps(config))
+                    client.load_model(
+                        model, config=json.dumps(config), headers=self.server.keys.headers
+                    )
                     self._event(f"reloaded {model} in {time.perf_counter() - started:.1f} s")
                 except Exception as e:
                     self._event(f"reloading {model} failed: {e}")

@@ -105,7 +105,7 @@ def _probe_input(repository, configs, ensemble, tensor: str) -> np.ndarray:
     )
 
 
-def probe(client, ensemble: str, request: dict[str, np.ndarray]) -> None:
+def probe(client, ensemble: str, request: dict[str, np.ndarray], headers=None) -> None:
     """Send the request (tritonclient.http client); raise ProbeError unless every output of the
     ensemble comes back (with one batch row, where the ensemble is batched)."""
     import tritonclient.http as httpclient
@@ -116,7 +116,7 @@ def probe(client, ensemble: str, request: dict[str, np.ndarray]) -> None:
     try:
         outputs = [o["name"] for o in client.get_model_metadata(ensemble)["outputs"]]
         batched = client.get_model_config(ensemble).get("max_batch_size", 0) > 0
-        result = client.infer(ensemble, inputs)
+        result = client.infer(ensemble, inputs, headers=headers)
     except Exception as e:
         raise ProbeError(f"the probe request failed in {ensemble}: {e}") from None
     for name in outputs:
@@ -137,10 +137,11 @@ class Probes:
     ensembles: dict[str, dict[str, np.ndarray]]
     streams: dict[str, dict[str, np.ndarray]]
     steps: dict[str, list[str]]  # pipeline -> the models it runs
+    headers: dict[str, str] = field(default_factory=dict)  # a client key (maas.serve.Keys)
     _sequence: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     @classmethod
-    def of(cls, repository: Path) -> Probes:
+    def of(cls, repository: Path, headers: dict[str, str] | None = None) -> Probes:
         configs = read_configs(repository)
         streams = {
             name: {t.name: np.zeros([1, *t.dims], _NUMPY[t.data_type][1]) for t in c.input}
@@ -151,7 +152,7 @@ class Probes:
         for name, c in configs.items():
             if c.platform == "ensemble":
                 steps[name] = [s.model_name for s in c.ensemble_scheduling.step]
-        return cls(probe_requests(repository, configs), streams, steps)
+        return cls(probe_requests(repository, configs), streams, steps, dict(headers or {}))
 
     def models(self, pipeline: str) -> list[str]:
         return self.steps.get(pipeline, [])
@@ -165,7 +166,7 @@ class Probes:
         out: dict[str, str | None] = {}
         for name, request in self.ensembles.items():
             try:
-                probe(client, name, request)
+                probe(client, name, request, self.headers)
                 out[name] = None
             except ProbeError as e:
                 out[name] = str(e)
@@ -173,7 +174,8 @@ class Probes:
             sequence = PROBE_SEQUENCE_BASE + next(self._sequence)
             try:
                 client.infer(name, infer_inputs(httpclient, request), sequence_id=sequence,
-                             sequence_start=True, sequence_end=True)  # fmt: skip
+                             sequence_start=True, sequence_end=True,
+                             headers=self.headers)  # fmt: skip
                 out[name] = None
             except Exception as e:
                 out[name] = f"the probe request failed in {name}: {e}"

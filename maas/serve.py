@@ -23,6 +23,7 @@ import ctypes
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -32,8 +33,59 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from maas import contract as C
+
+# Triton's restricted APIs (--http-restricted-api, --grpc-restricted-protocol): a request to
+# one of them must carry the header with the key. Model control lives in model-repository.
+ADMIN_APIS = ("model-repository", "shared-memory", "trace", "logging")
+CLIENT_APIS = ("inference",)
+ADMIN_HEADER, CLIENT_HEADER = C.ADMIN_HEADER, C.CLIENT_HEADER
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The admin key (model control, repository, shared memory, trace, logging) and, when the
+    user asks for one, the client key (inference). No admin key given: a random one, known
+    only to this process (the watchdog's reloads), so those APIs are closed by default.
+    Health, metadata, config and statistics stay open. The values never appear in maas's
+    output or its own command line; Triton takes them only on its command line, so processes
+    of the same user can read them from /proc (run it under its own user)."""
+
+    admin: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    client: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, admin_file: Path | None = None, client_file: Path | None = None) -> Keys:
+        """Keys from files (--admin-key-file/--client-key-file) or MAAS_ADMIN_KEY /
+        MAAS_CLIENT_KEY; an empty value is an error, not an open API."""
+
+        def read(path: Path | None, env: str) -> str | None:
+            value = path.read_text().strip() if path else os.environ.get(env)
+            if value is not None and not value:
+                raise ServerError(f"{path or env} is empty: give a key or leave it unset")
+            return value
+
+        admin = read(admin_file, C.ADMIN_KEY_ENV)
+        client = read(client_file, C.CLIENT_KEY_ENV)
+        return cls(client=client) if admin is None else cls(admin, client)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What maas's own requests carry: both keys (a header Triton does not check is ignored)."""
+        return {ADMIN_HEADER: self.admin, **({CLIENT_HEADER: self.client} if self.client else {})}
+
+    def args(self) -> list[str]:
+        restricted = [(ADMIN_APIS, ADMIN_HEADER, self.admin)]
+        if self.client:
+            restricted.append((CLIENT_APIS, CLIENT_HEADER, self.client))
+        return [
+            f"--{flag}={','.join(apis)}:{header}={key}"
+            for apis, header, key in restricted
+            for flag in ("http-restricted-api", "grpc-restricted-protocol")
+        ]
 
 
 class ServerError(RuntimeError):
@@ -125,24 +177,33 @@ def backends_in(folder: Path) -> set[str]:
     return {e.name for e in folder.iterdir() if e.is_dir()} if folder.is_dir() else set()
 
 
+def has_native_backend(folder: Path | None) -> bool:
+    """Whether a backends folder (--backend-dir) holds an onnxruntime backend."""
+    return folder is not None and NATIVE_CONFIG in backends_in(folder)
+
+
+def _config_or_none(path: Path):
+    """A repository's config.pbtxt as Triton's ModelConfig, or None where it is missing or
+    does not parse: the server's launcher leaves reporting those to Triton."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    try:
+        return text_format.Parse(path.read_text(), mc.ModelConfig())
+    except (OSError, text_format.ParseError):
+        return None
+
+
 def native_config(repository: Path, backends: set[str]) -> str | None:
     """NATIVE_CONFIG where the server has an onnxruntime backend and every core model that has
     that config is otherwise served by the Python backend (never instead of a TensorRT plan:
     the name applies to every model at once); else None, and config.pbtxt is served."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
     if NATIVE_CONFIG not in backends:
         return None
     alternates = sorted(repository.glob(f"*/configs/{NATIVE_CONFIG}.pbtxt"))
     for path in alternates:
-        try:
-            main = text_format.Parse(
-                (path.parent.parent / "config.pbtxt").read_text(), mc.ModelConfig()
-            )
-        except (OSError, text_format.ParseError):
-            return None
-        if main.backend != "python":
+        main = _config_or_none(path.parent.parent / "config.pbtxt")
+        if main is None or main.backend != "python":
             return None
     return NATIVE_CONFIG if alternates else None
 
@@ -199,16 +260,10 @@ def plan_problems(repository: Path, has_backend: bool, version: str | None) -> l
     """What keeps the repository's TensorRT plans from loading on this server, one line each:
     no tensorrt backend, or a plan built by another TensorRT (major.minor) than it loads.
     Anything else wrong with a config is left for Triton to report."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
     problems = []
     for path in sorted(repository.glob("*/config.pbtxt")):
-        try:
-            config = text_format.Parse(path.read_text(), mc.ModelConfig())
-        except (OSError, text_format.ParseError):
-            continue
-        if config.platform != "tensorrt_plan":
+        config = _config_or_none(path)
+        if config is None or config.platform != "tensorrt_plan":
             continue
         if not has_backend:
             problems.append(
@@ -246,8 +301,16 @@ class TritonServer:
         check_interval: float = 2.0,
         exit_timeout_s: int = 5,
         backend_dir: str | Path | None = None,
+        served_from: str | None = None,
+        env: dict[str, str] | None = None,
+        keys: Keys | None = None,
     ):
         self.repository = Path(repository).resolve()
+        # Where tritonserver reads the models: the repository itself, or a published copy of it
+        # (maas publish: s3://...), whose configs are those of `repository` (probes, checks).
+        self.served_from = served_from or str(self.repository)
+        self.env = dict(env or {})  # on top of ours: e.g. AWS_* for an S3 repository
+        self.keys = keys or Keys()
         # More backends (onnxruntime/) beside the wheel's Python backend; see the module doc.
         self.backend_dir = Path(backend_dir).resolve() if backend_dir else None
         if self.backend_dir is not None and not backends_in(self.backend_dir):
@@ -293,7 +356,7 @@ class TritonServer:
         binary, backends = find_tritonserver()
         cmd = [
             str(binary),
-            f"--model-repository={self.repository}",
+            f"--model-repository={self.served_from}",
             f"--http-port={self.ports.http}",
             f"--grpc-port={self.ports.grpc}",
             f"--metrics-port={self.ports.metrics}",
@@ -305,6 +368,7 @@ class TritonServer:
             "--load-model=*",
             f"--exit-timeout-secs={self.exit_timeout_s}",
             *(() if self.gpu else CPU_ONLY_ARGS),
+            *self.keys.args(),
         ]
         if backends is not None:  # the wheel's: ours to lay out, with any extra backends
             assert self._tmp is not None
@@ -324,13 +388,27 @@ class TritonServer:
         return [*cmd, *self.extra_args]
 
     def start(self) -> TritonServer:
+        return self.launch().ready()
+
+    def launch(self) -> TritonServer:
+        """The checks, then the process, without waiting for it to serve: a fleet launches
+        every replica from the main thread (see _die_with_parent), then waits for each."""
         if not self.repository.is_dir():
             raise ServerError(f"no model repository at {self.repository}: run `maas build`")
         problems = plan_problems(self.repository, *server_tensorrt(find_tritonserver()[1]))
         if problems:
             raise ServerError("cannot serve:\n  " + "\n  ".join(problems))
         try:
-            self._launch()
+            self._launch(wait=False)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def ready(self) -> TritonServer:
+        """Wait until it serves (a probe through every pipeline), then start the watchdog."""
+        try:
+            self._wait_ready()
             if self.heal:
                 from maas.health import HealthEndpoint, Watchdog
 
@@ -361,10 +439,10 @@ class TritonServer:
         finally:
             self._restarting.clear()
 
-    def _launch(self) -> None:
+    def _launch(self, wait: bool = True) -> None:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="maas-triton-")
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         # The Python stub takes its interpreter environment from PATH: ours first.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -384,7 +462,8 @@ class TritonServer:
             raise ServerError(f"cannot start tritonserver: {e}") from None
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
-        self._wait_ready()
+        if wait:
+            self._wait_ready()
 
     def _read_log(self) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -443,7 +522,7 @@ class TritonServer:
         200 even when a Python stub cannot import its modules (see maas.probe)."""
         from maas.probe import Probes
 
-        for error in Probes.of(self.repository).run(client).values():
+        for error in Probes.of(self.repository, self.keys.headers).run(client).values():
             if error is not None:
                 raise ServerError(f"tritonserver is up but {error}\n{self.error_lines()}")
 

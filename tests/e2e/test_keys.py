@@ -1,0 +1,91 @@
+"""Triton's restricted APIs as maas sets them: model control and the other admin APIs need
+the admin key; inference needs the client key only when one is given; health, metadata and
+statistics stay open; the keys never show in what maas prints or in the server's log."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from maas import contract as C
+from maas.clients.client import Client, Retry
+from maas.clients.errors import NotAuthorized
+from maas.serve import Keys, Ports, TritonServer
+
+ADMIN, CLIENT = "admin-secret-0123456789", "client-secret-9876543210"
+
+
+@pytest.fixture(scope="module")
+def locked(classifier_repository, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keys")
+    (folder / "admin.key").write_text(ADMIN + "\n")
+    (folder / "client.key").write_text(CLIENT + "\n")
+    keys = Keys.from_env(folder / "admin.key", folder / "client.key")
+    with TritonServer(classifier_repository, Ports.free(), keys=keys) as server:
+        yield server
+
+
+def test_keys_come_from_files_and_never_show(locked, tmp_path):
+    assert (locked.keys.admin, locked.keys.client) == (ADMIN, CLIENT)
+    assert ADMIN not in repr(locked.keys) and CLIENT not in repr(locked.keys)
+    assert not any(ADMIN in line or CLIENT in line for line in locked.log)
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(Exception, match="is empty"):
+        Keys.from_env(tmp_path / "empty")  # an empty key is an error, never an open API
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_inference_needs_the_client_key(locked, heldout_png, scheme):
+    no_key = Client(locked.url(scheme), key="")  # retries on: a refusal is not retried
+    with no_key, pytest.raises(NotAuthorized, match="client-key"):
+        no_key.classify(heldout_png[:1])
+    wrong = Client(locked.url(scheme), retry=Retry(attempts=1), key="wrong")
+    with wrong, pytest.raises(NotAuthorized, match="client-key"):
+        wrong.classify(heldout_png[:1])
+    with Client(locked.url(scheme), key=CLIENT) as client:
+        [answer] = client.classify(heldout_png[:1], top_k=1)
+    assert answer.predictions[0].label
+
+
+def _grpc(headers: dict[str, str]) -> dict[str, str]:
+    return {C.GRPC_HEADER_PREFIX + k: v for k, v in headers.items()}
+
+
+def test_model_control_needs_the_admin_key_health_and_statistics_do_not(locked):
+    http = httpclient.InferenceServerClient(locked.http_url)
+    grpc = grpcclient.InferenceServerClient(locked.grpc_url)
+    try:
+        assert http.is_server_ready() and grpc.is_server_live()  # open
+        assert http.get_model_metadata(C.ENSEMBLE)["name"] == C.ENSEMBLE
+        assert http.get_inference_statistics(C.CLASSIFIER)["model_stats"]
+        config = json.dumps(http.get_model_config(C.POSTPROCESS))
+        for call in (
+            lambda h: http.load_model(C.POSTPROCESS, config=config, headers=h),
+            lambda h: grpc.get_model_repository_index(headers=h and _grpc(h)),
+            lambda h: http.update_log_settings({"log_verbose_level": 0}, headers=h),
+        ):
+            with pytest.raises(InferenceServerException, match="admin-key"):
+                call(None)
+            with pytest.raises(InferenceServerException, match="admin-key"):
+                call({C.ADMIN_HEADER: "wrong"})
+            call({C.ADMIN_HEADER: ADMIN})  # with the key it works
+    finally:
+        http.close()
+        grpc.close()
+
+
+def test_by_default_inference_is_open_and_model_control_closed(server, heldout_png):
+    """The session's server was given no keys: a random admin key of its own."""
+    with Client(server.url("http"), key="") as client:
+        assert client.classify(heldout_png[:1])
+    http = httpclient.InferenceServerClient(server.http_url)
+    try:
+        with pytest.raises(InferenceServerException, match="admin-key"):
+            http.unload_model(C.POSTPROCESS)
+        assert http.is_model_ready(C.POSTPROCESS)
+    finally:
+        http.close()
