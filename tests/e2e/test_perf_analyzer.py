@@ -34,8 +34,10 @@ def test_perf_analyzer_sweep(server, checkpoint_path, tmp_path, model, protocol)
         protocol,
         window_ms=800,
         timeout_s=180,
-        stability=50,
-        max_trials=4,
+        # What is checked is that it drives the server without an error, not how steady this
+        # shared machine is: at 50% one run out of many found no stable window in 4 tries.
+        stability=100,
+        max_trials=6,
     )  # raises with its output if it failed or a request had an error
     assert [int(r["Concurrency"]) for r in rows] == [1, 4]
     for row in rows:
