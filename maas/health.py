@@ -110,6 +110,9 @@ def check(http_url: str, probes, server_pid: int | None = None, expected=None) -
     return Health(not failing, failing, time.time(), time.perf_counter() - started)
 
 
+RELOAD_TIMEOUT_S = 30.0  # a model's reload takes 1.5-4 s here
+
+
 class Watchdog:
     """Checks `server` every `interval` s and heals what fails (see the module docstring).
     `on_event(text)` hears each detection, reload and restart (the launcher prints them)."""
@@ -186,7 +189,12 @@ class Watchdog:
                 models.update(named_models(error) or self.probes.models(name))
         import tritonclient.http as httpclient
 
-        client = httpclient.InferenceServerClient(self.server.http_url, network_timeout=120)
+        # Bounded: once (1 run in 3 of the test suite) a reload after a stub's death never
+        # returned; a timeout counts as a failed reload, and after max_reloads the server
+        # is restarted instead of the watchdog waiting for ever.
+        client = httpclient.InferenceServerClient(
+            self.server.http_url, network_timeout=RELOAD_TIMEOUT_S
+        )
         try:
             for model in sorted(models):
                 started = time.perf_counter()

@@ -52,7 +52,9 @@ def test_client_side_preprocessing_target(server, heldout_png, checkpoint):
     assert r.errors == 0 and r.requests > 10 and r.images_per_s > 0
     assert set(r.server) == {C.CLASSIFIER}, "preprocess or the ensemble ran: not client-side"
     served = r.server[C.CLASSIFIER]
-    assert served["inferences"] == served["requests"]  # one image each, as sent
+    # One image each, as sent: Triton's counters in one statistics answer may be a request
+    # apart while requests complete (966 vs 967 seen), so within the requests in flight.
+    assert abs(served["inferences"] - served["requests"]) <= 2
     assert abs(served["requests"] - r.requests) <= 2 * 2
     assert served["compute_infer_us"] > 0
 
