@@ -59,8 +59,14 @@ bench-families: install  ## each family served vs in-process -> benchmarks/resul
 tune: install  ## search serving configs on this machine -> benchmarks/results/tuning.*
 	$(BIN)/maas tune
 
-lint: install
+CHECKOV := .venv-checkov/bin/checkov
+$(CHECKOV):  ## Kubernetes/Dockerfile scanner, in its own venv (its pins clash with ours)
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --disable-pip-version-check -q checkov==3.3.30
+
+lint: install $(CHECKOV)  ## ruff, and checkov over deploy/ (each finding fixed or justified)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(CHECKOV) -d deploy --framework kubernetes dockerfile --quiet --compact
 
 clean:  ## everything built; the venv stays
 	rm -rf artifacts .setuptools-build *.egg-info .pytest_cache

@@ -27,7 +27,7 @@ def test_every_manifest_is_valid_kubernetes():
 
     docs = _documents("triton.yaml")
     assert set(docs) == {
-        "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"
+        "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy"
     }  # fmt: skip
     for doc in docs.values():
         kubernetes_validate.validate(doc, KUBERNETES, strict=True)  # raises when invalid
@@ -41,8 +41,9 @@ def test_the_pieces_fit_together():
     docs = _documents("triton.yaml")
     pod = docs["Deployment"]["spec"]["template"]
     labels = pod["metadata"]["labels"]
-    for kind in ("Service", "PodDisruptionBudget"):
-        selector = docs[kind]["spec"]["selector"]
+    for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy"):
+        spec = docs[kind]["spec"]
+        selector = spec.get("selector", spec.get("podSelector"))
         selector = selector.get("matchLabels", selector)
         assert selector.items() <= labels.items(), kind
     target = docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
@@ -75,11 +76,16 @@ def test_the_kserve_inference_service_serves_the_same_repository():
     assert triton["storageUri"] == repository
 
 
-@pytest.mark.skipif(shutil.which("checkov") is None, reason="checkov is not installed")
+CHECKOV = shutil.which("checkov") or next(
+    (str(p) for p in [DEPLOY.parent / ".venv-checkov" / "bin" / "checkov"] if p.is_file()), None
+)  # make lint installs it in its own venv (its pins clash with ours)
+
+
+@pytest.mark.skipif(CHECKOV is None, reason="checkov is not installed (make lint installs it)")
 def test_checkov_finds_nothing_unjustified():
     run = subprocess.run(
-        ["checkov", "-d", str(DEPLOY), "--framework", "kubernetes", "dockerfile",
-         "--output", "json", "--quiet", "--compact"],
+        [CHECKOV, "-d", str(DEPLOY), "--framework", "kubernetes", "dockerfile",
+         "--output", "json", "--compact"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     reports = json.loads(run.stdout)
@@ -89,3 +95,7 @@ def test_checkov_finds_nothing_unjustified():
         for r in reports for c in r.get("results", {}).get("failed_checks", [])
     ]  # fmt: skip
     assert not failed, "\n".join(failed)
+    skipped = {
+        c["check_id"] for r in reports for c in r.get("results", {}).get("skipped_checks", [])
+    }
+    assert skipped == {"CKV_K8S_43", "CKV_K8S_35", "CKV_K8S_40"}  # each justified in the YAML
