@@ -66,7 +66,7 @@ $(CHECKOV):  ## Kubernetes/Dockerfile scanner, in its own venv (its pins clash w
 
 lint: install $(CHECKOV)  ## ruff, and checkov over deploy/ (each finding fixed or justified)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
-	$(CHECKOV) -d deploy --framework kubernetes dockerfile --quiet --compact
+	$(CHECKOV) -d deploy --framework kubernetes dockerfile --quiet --compact --skip-download
 
 clean:  ## everything built; the venv stays
 	rm -rf artifacts .setuptools-build *.egg-info .pytest_cache
