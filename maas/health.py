@@ -169,6 +169,11 @@ class Watchdog:
             if health.ok:
                 self._reloads.clear()
                 continue
+            proc = self.server.process
+            if self.server._restarting.is_set() or proc is None or proc.poll() is not None:
+                # Someone else (a fleet's supervisor) is starting the server again: healing
+                # it now would race that restart.
+                continue
             self.heal(health)
 
     def heal(self, health: Health) -> None:
