@@ -26,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -118,7 +117,8 @@ def _http_ok(url: str, timeout: float = 2.0) -> bool:
 
 
 class Fleet:
-    """Replicas + nginx. `start`/`stop` (or `with`), `supervise` to restart dead replicas."""
+    """Replicas + nginx. `start`/`stop` (or `with`); `supervise_once` restarts dead replicas
+    (`maas fleet up` calls it every half second)."""
 
     def __init__(
         self,
@@ -149,7 +149,6 @@ class Fleet:
         ]  # fmt: skip
         self.nginx: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
-        self._stop = threading.Event()
 
     @property
     def http_url(self) -> str:
@@ -259,13 +258,7 @@ class Fleet:
             self._write_state()
         return restarted
 
-    def supervise(self, interval: float = 0.5) -> None:
-        """Until stop(): restart replicas that exited."""
-        while not self._stop.wait(interval):
-            self.supervise_once()
-
     def stop(self) -> None:
-        self._stop.set()
         if self.nginx is not None:
             with contextlib.suppress(ProcessLookupError):
                 self.nginx.send_signal(signal.SIGQUIT)  # graceful: finish in-flight requests
