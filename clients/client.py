@@ -31,8 +31,39 @@ from tritonclient.utils import np_to_triton_dtype
 from maas import contract as C
 from maas.clients.errors import InvalidInput, ModelNotReady, ServerUnavailable, from_triton
 
-DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
+DEFAULT_PORTS = {"http": 8000, "https": 443, "grpc": 8001}
 ImageInput = bytes | str | Path
+
+
+@dataclass(frozen=True)
+class TLS:
+    """TLS for a client: the CA that signed the server's certificate (None: the system's) and,
+    for mutual TLS, this client's certificate and key (PEM files). An https:// URL without it
+    trusts the system's CAs."""
+
+    ca: str | Path | None = None
+    cert: str | Path | None = None
+    key: str | Path | None = None
+
+    def kwargs(self, protocol: str) -> dict:
+        """tritonclient's keyword arguments for its blocking client of `protocol`."""
+        if protocol == "grpc":
+            files = (self.ca, self.key, self.cert)
+            names = ("root_certificates", "private_key", "certificate_chain")
+            return {"ssl": True, **{n: str(f) for n, f in zip(names, files, strict=True) if f}}
+        options = {"ca_certs": str(self.ca)} if self.ca else {}
+        if self.cert:
+            options.update(certfile=str(self.cert), keyfile=str(self.key))
+        return {"ssl": True, "ssl_options": options}
+
+    def context(self):
+        """An ssl.SSLContext (tritonclient.http.aio's form)."""
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
+        if self.cert:
+            context.load_cert_chain(str(self.cert), str(self.key))
+        return context
 
 
 @dataclass(frozen=True)
@@ -52,13 +83,16 @@ class Classification:
 
 
 def parse_url(url: str, protocol: str | None = None) -> tuple[str, str]:
-    """'grpc://h:p' -> ('grpc', 'h:p'); a bare 'h:p' needs `protocol` (default http)."""
+    """'grpc://h:p' -> ('grpc', 'h:p'); a bare 'h:p' needs `protocol` (default http); an
+    https:// URL is ('https', ...): HTTP over TLS."""
     parts = urlsplit(url if "://" in url else f"//{url}")
     scheme = parts.scheme or protocol or "http"
     if protocol and parts.scheme and protocol != parts.scheme:
         raise ValueError(f"URL {url!r} says {parts.scheme} but protocol={protocol!r}")
     if scheme not in DEFAULT_PORTS:
-        raise ValueError(f"unsupported protocol {scheme!r} in {url!r}: use http:// or grpc://")
+        raise ValueError(
+            f"unsupported protocol {scheme!r} in {url!r}: use http://, https:// or grpc://"
+        )
     if not parts.hostname:
         raise ValueError(f"no host in URL {url!r}")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
@@ -218,7 +252,7 @@ class _Base:
 
     def __init__(
         self, url: str | Sequence[str], protocol: str | None, model: str, batch_size: int,
-        retry: Retry, key: str | None,
+        retry: Retry, key: str | None, tls: TLS | None,
     ):  # fmt: skip
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
@@ -226,7 +260,8 @@ class _Base:
         parsed = [parse_url(u, protocol) for u in urls]
         if len({scheme for scheme, _ in parsed}) > 1:
             raise ValueError(f"URLs of one client speak one protocol: {urls}")
-        self.protocol = parsed[0][0]
+        self.protocol = "http" if parsed[0][0] == "https" else parsed[0][0]
+        self.tls = tls if tls is not None or parsed[0][0] != "https" else TLS()
         self.addresses = [address for _, address in parsed]
         self.model = model
         self.batch_size = batch_size
@@ -267,18 +302,22 @@ class Client(_Base):
         timeout_s: float = 60.0,
         retry: Retry | None = None,
         key: str | None = None,
+        tls: TLS | None = None,
     ):
-        super().__init__(url, protocol, model, batch_size, retry or Retry(), key)
+        super().__init__(url, protocol, model, batch_size, retry or Retry(), key, tls)
+        secure = self.tls.kwargs(self.protocol) if self.tls else {}
         if self.protocol == "http":
             self._clients = [
                 self._module.InferenceServerClient(
-                    a, connection_timeout=timeout_s, network_timeout=timeout_s
+                    a, connection_timeout=timeout_s, network_timeout=timeout_s, **secure
                 )
                 for a in self.addresses
             ]
             self._infer_kwargs = {}
         else:
-            self._clients = [self._module.InferenceServerClient(a) for a in self.addresses]
+            self._clients = [
+                self._module.InferenceServerClient(a, **secure) for a in self.addresses
+            ]
             self._infer_kwargs = {"client_timeout": timeout_s}
 
     def classify(
@@ -404,10 +443,18 @@ class AsyncClient(_Base):
         timeout_s: float = 60.0,
         retry: Retry | None = None,
         key: str | None = None,
+        tls: TLS | None = None,
     ):
-        super().__init__(url, protocol, model, batch_size, retry or Retry(), key)
+        super().__init__(url, protocol, model, batch_size, retry or Retry(), key, tls)
         aio = importlib.import_module(f"tritonclient.{self.protocol}.aio")
-        self._clients = [aio.InferenceServerClient(a) for a in self.addresses]
+        secure = {}
+        if self.tls is not None:
+            secure = (
+                {"ssl": True, "ssl_context": self.tls.context()}
+                if self.protocol == "http"
+                else self.tls.kwargs("grpc")
+            )
+        self._clients = [aio.InferenceServerClient(a, **secure) for a in self.addresses]
         self._infer_kwargs = (
             {"timeout": int(timeout_s)}
             if self.protocol == "http"

@@ -156,6 +156,7 @@ def cmd_serve(args) -> int:
     paths = Paths(args.artifacts, args.repository)
     try:
         keys = Keys.from_env(args.admin_key_file, args.client_key_file)
+        tls = _tls(args)
     except (OSError, ServerError) as e:
         print(f"maas serve: {e}", file=sys.stderr)
         return 1
@@ -163,8 +164,8 @@ def cmd_serve(args) -> int:
         ensure_built(paths, data_dir=args.data_dir)
     server = TritonServer(
         paths.repository, _ports(args), echo=not args.quiet, heal=not args.no_heal,
-        host=args.host, health_port=args.health_port,
-        check_interval=args.check_interval, backend_dir=args.backend_dir, keys=keys,
+        host=args.host, health_port=args.health_port, check_interval=args.check_interval,
+        backend_dir=args.backend_dir, keys=keys, tls=tls,
     )  # fmt: skip
 
     def announce(server: TritonServer) -> None:
@@ -210,7 +211,7 @@ def cmd_classify(args) -> int:
             print(f"maas classify: {path}: {e.strerror or e}", file=sys.stderr)
             failed += 1
     try:
-        with Client(args.url, args.protocol) as client:
+        with Client(args.url, args.protocol, tls=_client_tls(args)) as client:
             outcomes = client.classify_each([data for _, data in readable], top_k=args.top_k)
     except (ClientError, ValueError) as e:  # the server, not an image: nothing can be answered
         print(f"maas classify: {type(e).__name__}: {e}", file=sys.stderr)
@@ -240,7 +241,7 @@ def cmd_forecast(args) -> int:
         print(f"maas forecast: {e}", file=sys.stderr)
         return 1
     try:
-        with Client(args.url, args.protocol) as client:
+        with Client(args.url, args.protocol, tls=_client_tls(args)) as client:
             answer = client.forecast(history, args.horizon)
     except (ClientError, ValueError) as e:
         print(f"maas forecast: {type(e).__name__}: {e}", file=sys.stderr)
@@ -259,7 +260,7 @@ def _client_call(verb: str, args, call):
     from maas.clients.errors import ClientError
 
     try:
-        with Client(args.url, args.protocol) as client:
+        with Client(args.url, args.protocol, tls=_client_tls(args)) as client:
             return call(client)
     except (ClientError, OSError, ValueError) as e:
         print(f"maas {verb}: {type(e).__name__}: {e}", file=sys.stderr)
@@ -362,6 +363,42 @@ def _add_keys(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_tls(p: argparse.ArgumentParser, where: str) -> None:
+    p.add_argument("--tls-cert", type=Path, help=f"server certificate (PEM): TLS on {where}")
+    p.add_argument("--tls-key", type=Path, help="its private key (PEM)")
+    p.add_argument(
+        "--tls-client-ca", type=Path,
+        help="mutual TLS: clients must present a certificate this CA signed",
+    )  # fmt: skip
+
+
+def _tls(args):
+    """serve.TLS from --tls-*, None without them; a missing half is an error."""
+    from maas.serve import TLS, ServerError
+
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise ServerError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ServerError("TLS needs both --tls-cert and --tls-key")
+    return TLS(args.tls_cert, args.tls_key, args.tls_client_ca)
+
+
+def _client_tls_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls-ca", type=Path, help="TLS: the CA of the server's certificate")
+    p.add_argument("--tls-cert", type=Path, help="mutual TLS: this client's certificate")
+    p.add_argument("--tls-key", type=Path, help="mutual TLS: its private key")
+
+
+def _client_tls(args):
+    from maas.clients.client import TLS
+
+    if args.tls_ca is None and args.tls_cert is None:
+        return None
+    return TLS(args.tls_ca, args.tls_cert, args.tls_key)
+
+
 def _publish_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("url", help="s3://BUCKET[/PREFIX]")
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
@@ -399,10 +436,10 @@ def cmd_fleet(args) -> int:
         ensure_built(Paths(args.artifacts, args.repository), data_dir=args.data_dir)
     try:
         keys = Keys.from_env(args.admin_key_file, args.client_key_file)
+        lb = fleet.Balancer(args.host, args.http_port, args.grpc_port, tls=_tls(args))
     except (OSError, ServerError) as e:
         print(f"maas fleet: {e}", file=sys.stderr)
         return 1
-    lb = fleet.Balancer(args.host, args.http_port, args.grpc_port)
     stopping = threading.Event()
     old = {s: signal.signal(s, lambda *_: stopping.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     group = fleet.Fleet(
@@ -435,6 +472,7 @@ def _fleet_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grpc-port", type=int, default=8001, help="nginx's gRPC port")
     p.add_argument("--state-dir", type=Path, default=Path(".maas-fleet"))
     _add_keys(p)
+    _add_tls(p, "nginx's HTTP (HTTPS) and gRPC ports")
 
 
 def cmd_rollout(args) -> int:
@@ -598,6 +636,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--check-interval", type=float, default=2.0, help="seconds between checks")
     _add_keys(p)
+    _add_tls(p, "gRPC (tritonserver's HTTP has none: HTTPS is a balancer's, see maas fleet)")
     p.add_argument("--health-port", type=int, help="serve GET /health on this port")
     p.add_argument(
         "--host", default="127.0.0.1",
@@ -614,7 +653,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 def _health_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
-    _client_args(p, out=False)
+    _client_args(p, out=False, tls=False)
 
 
 def cmd_health(args) -> int:
@@ -653,8 +692,7 @@ def _positive(text: str) -> int:
 
 def _classify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="http://host:port, grpc://...")
-    p.add_argument("--protocol", choices=["http", "grpc"], help="for a URL without a scheme")
+    _client_args(p, out=False)
     p.add_argument("--top-k", type=_positive, default=None, help="default: the server's (3)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -663,14 +701,17 @@ def _forecast_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("values", nargs="*", help="the history, oldest first")
     p.add_argument("--file", type=Path, help="or read it from a file (numbers, any separators)")
     p.add_argument("--horizon", type=_positive, default=None, help="default: the model's (12)")
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="http://host:port, grpc://...")
-    p.add_argument("--protocol", choices=["http", "grpc"], help="for a URL without a scheme")
+    _client_args(p, out=False)
     p.add_argument("--json", action="store_true", help="one JSON object")
 
 
-def _client_args(p: argparse.ArgumentParser, out: bool = True) -> None:
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="http://host:port, grpc://...")
+def _client_args(p: argparse.ArgumentParser, out: bool = True, tls: bool = True) -> None:
+    p.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="http://host:port, https://..., grpc://..."
+    )
     p.add_argument("--protocol", choices=["http", "grpc"], help="for a URL without a scheme")
+    if tls:
+        _client_tls_args(p)
     if out:
         p.add_argument("--out", type=Path, default=Path("generated"), help="folder for PNGs")
 

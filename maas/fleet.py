@@ -14,7 +14,8 @@ requests are retried there on connection errors only, before any answer came bac
 stateless pipeline's request is safe to send twice. A stream (sequence batching) keeps its
 state in one replica, so its requests must stick to that replica: not done here (see README).
 
-The fleet's state (pids and ports) is in STATE_DIR/fleet.json for `status` and `down`.
+The fleet's state (pids and ports) is in STATE_DIR/fleet.json for `status` and `down`, and
+STATE_DIR/prometheus.yml scrapes every replica's /metrics (maas.prometheus).
 """
 
 from __future__ import annotations
@@ -24,18 +25,22 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from maas.serve import Keys, Ports, ServerError, TritonServer
+from maas.prometheus import scrape_config
+from maas.serve import TLS, Keys, Ports, ServerError, TritonServer
 
 NGINX_INSTALL = "sudo apt-get update && sudo apt-get install -y nginx-light"
 STATE_DIR = Path(".maas-fleet")
 ADMIN_KEY_FILE = "admin.key"  # in STATE_DIR, mode 0600: the fleet's admin key
+PROMETHEUS_CONFIG = "prometheus.yml"  # in STATE_DIR: `prometheus --config.file=` it
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class Balancer:
     max_body: str = "64m"  # nginx refuses larger requests with 413 before a replica sees them
     fail_timeout_s: int = 2  # a replica that failed a connection is skipped this long
     timeout_s: int = 60  # per request, connect to answer
+    tls: TLS | None = None  # HTTPS and gRPC over TLS here; nginx to the replicas: loopback
 
 
 def find_nginx() -> str | None:
@@ -64,6 +70,12 @@ def nginx_config(replicas: list[Ports], lb: Balancer, folder: Path) -> str:
         )
         return f"  upstream {name} {{\n{servers}    keepalive 32;\n  }}\n"
 
+    tls = ""
+    if lb.tls is not None:
+        tls = f"\n    ssl_certificate {lb.tls.cert};\n    ssl_certificate_key {lb.tls.key};"
+        if lb.tls.client_ca is not None:  # mutual TLS: no certificate from the CA, no answer
+            tls += f"\n    ssl_client_certificate {lb.tls.client_ca};\n    ssl_verify_client on;"
+    ssl = " ssl" if lb.tls else ""
     temp = "".join(
         f"  {kind}_temp_path {folder / 'tmp' / kind};\n"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -81,7 +93,7 @@ http {{
 {temp}  client_max_body_size {lb.max_body};
 {upstream("triton_http", lambda p: p.http)}{upstream("triton_grpc", lambda p: p.grpc)}
   server {{
-    listen {lb.host}:{lb.http};
+    listen {lb.host}:{lb.http}{ssl};{tls}
     location / {{
       proxy_pass http://triton_http;
       proxy_http_version 1.1;
@@ -94,7 +106,7 @@ http {{
     }}
   }}
   server {{
-    listen {lb.host}:{lb.grpc} http2;
+    listen {lb.host}:{lb.grpc}{ssl} http2;{tls}
     location / {{
       grpc_pass grpc://triton_grpc;
       grpc_connect_timeout 1s;
@@ -106,6 +118,19 @@ http {{
   }}
 }}
 """
+
+
+def _answers(url: str) -> bool:
+    """The balancer answers: 200 on plain HTTP; over TLS (where a client certificate may be
+    required), a completed connection to its port."""
+    if url.startswith("http://"):
+        return _http_ok(url)
+    host, port = urllib.parse.urlsplit(url).netloc.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        return True
+    except OSError:
+        return False
 
 
 def _http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -159,7 +184,10 @@ class Fleet:
         return f"{self.lb.host}:{self.lb.grpc}"
 
     def url(self, scheme: str) -> str:
-        return f"{scheme}://{self.http_url if scheme == 'http' else self.grpc_url}"
+        """http://, https:// (TLS at the balancer) or grpc:// (TLS or not: the client's say)."""
+        if scheme == "grpc":
+            return f"grpc://{self.grpc_url}"
+        return f"{'https' if self.lb.tls else 'http'}://{self.http_url}"
 
     def _event(self, text: str) -> None:
         self.events.append((time.time(), text))
@@ -203,7 +231,7 @@ class Fleet:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 10
-        while not _http_ok(f"http://{self.http_url}/v2/health/ready"):
+        while not _answers(f"{self.url('http')}/v2/health/ready"):
             log = (folder / "error.log").read_text() if (folder / "error.log").is_file() else ""
             if self.nginx.poll() is not None:
                 raise ServerError(f"nginx exited: {log[-2000:]}")
@@ -228,9 +256,14 @@ class Fleet:
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(self.keys.admin + "\n")
-        tmp = self.state_dir / "fleet.json.tmp"
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        tmp.replace(self.state_dir / "fleet.json")  # never half-written
+        metrics = [replica["metrics"] for replica in state["replicas"]]
+        for name, text in (
+            (PROMETHEUS_CONFIG, scrape_config(metrics)),
+            ("fleet.json", json.dumps(state, indent=2) + "\n"),
+        ):
+            tmp = self.state_dir / f"{name}.tmp"
+            tmp.write_text(text)
+            tmp.replace(self.state_dir / name)  # never half-written
 
     def supervise_once(self) -> list[int]:
         """Start again every replica whose tritonserver exited; the indexes restarted."""
@@ -278,6 +311,7 @@ class Fleet:
             if state.get("supervisor") == os.getpid():
                 (self.state_dir / "fleet.json").unlink()
                 (self.state_dir / ADMIN_KEY_FILE).unlink(missing_ok=True)
+                (self.state_dir / PROMETHEUS_CONFIG).unlink(missing_ok=True)
 
     def __enter__(self) -> Fleet:
         return self.start()
@@ -299,7 +333,7 @@ def status(state_dir: Path = STATE_DIR) -> dict | None:
         return None
     for replica in state["replicas"]:
         replica["ready"] = _http_ok(f"http://{replica['http']}/v2/health/ready")
-    state["balancer"]["ready"] = _http_ok(f"{state['balancer']['http']}/v2/health/ready")
+    state["balancer"]["ready"] = _answers(f"{state['balancer']['http']}/v2/health/ready")
     return state
 
 

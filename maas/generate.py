@@ -16,11 +16,12 @@ import numpy as np
 from PIL import Image
 
 from maas import contract as C
+from maas.metrics import Refused
 
 SEED_LIMIT = 2**32  # seeds are 0 .. 2**32 - 1: what numpy, PyTorch and most tools accept
 
 
-class GenerationError(ValueError):
+class GenerationError(Refused):
     """A seed, count or digit the generator cannot take; the message says why."""
 
 
@@ -28,25 +29,25 @@ def one_value(values: np.ndarray, name: str) -> int:
     """The one integer a request carries in the [1] tensor `name`."""
     flat = np.asarray(values).reshape(-1)
     if flat.size != 1:
-        raise GenerationError(f"{name}: expected one value, got {flat.size}")
+        raise GenerationError(f"{name}: expected one value, got {flat.size}", "not_one_value")
     return int(flat[0])
 
 
 def check_seed(seed: int) -> int:
     if not 0 <= seed < SEED_LIMIT:
-        raise GenerationError(f"{C.SEED} must be in 0..{SEED_LIMIT - 1}, got {seed}")
+        raise GenerationError(f"{C.SEED} must be in 0..{SEED_LIMIT - 1}, got {seed}", "bad_seed")
     return seed
 
 
 def check_count(count: int, limit: int) -> int:
     if not 1 <= count <= limit:
-        raise GenerationError(f"{C.COUNT} must be in 1..{limit}, got {count}")
+        raise GenerationError(f"{C.COUNT} must be in 1..{limit}, got {count}", "bad_count")
     return count
 
 
 def check_digit(digit: int, classes: int) -> int:
     if not 0 <= digit < classes:
-        raise GenerationError(f"{C.DIGIT} must be in 0..{classes - 1}, got {digit}")
+        raise GenerationError(f"{C.DIGIT} must be in 0..{classes - 1}, got {digit}", "bad_digit")
     return digit
 
 
@@ -81,7 +82,9 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected greyscale images (N, 1, H, W), got {images.shape}")
     if not np.isfinite(images).all():
         # What a decoder makes of a LATENT with NaN or inf in it: refuse, not a black PNG.
-        raise GenerationError("the decoded image has NaN or inf values (was the input finite?)")
+        raise GenerationError(
+            "the decoded image has NaN or inf values (was the input finite?)", "not_finite"
+        )
     return np.rint(np.clip(images[:, 0], 0.0, 1.0) * 255.0).astype(np.uint8)
 
 

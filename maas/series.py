@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from maas.metrics import Refused
+
 MIN_SCALE = 1e-3  # a flat window must not divide by zero
 
 
-class SeriesError(ValueError):
+class SeriesError(Refused):
     """A history or horizon the forecaster cannot use; the message says why."""
 
 
@@ -36,13 +38,17 @@ def check_history(history: np.ndarray, length: int) -> np.ndarray:
     """A 1-D float history of at least `length` finite values, as float64; raises SeriesError."""
     values = np.asarray(history, dtype=np.float64).reshape(-1)
     if values.size == 0:
-        raise SeriesError("empty history: 0 values")
+        raise SeriesError("empty history: 0 values", "empty")
     bad = ~np.isfinite(values)
     if bad.any():
         first = int(np.argmax(bad))
-        raise SeriesError(f"history value {first} is {values[first]}: only finite numbers")
+        raise SeriesError(
+            f"history value {first} is {values[first]}: only finite numbers", "not_finite"
+        )
     if values.size < length:
-        raise SeriesError(f"history of {values.size} values: at least {length} are needed")
+        raise SeriesError(
+            f"history of {values.size} values: at least {length} are needed", "too_short"
+        )
     return values
 
 
@@ -56,7 +62,7 @@ def scale_window(history: np.ndarray, length: int) -> tuple[np.ndarray, float, f
 
 def check_horizon(horizon: int, limit: int) -> int:
     if not 1 <= horizon <= limit:
-        raise SeriesError(f"horizon must be between 1 and {limit}, got {horizon}")
+        raise SeriesError(f"horizon must be between 1 and {limit}, got {horizon}", "bad_horizon")
     return int(horizon)
 
 
@@ -86,7 +92,9 @@ def windows(series: np.ndarray, length: int, horizon: int) -> tuple[np.ndarray, 
     """Every (history window, following `horizon` values) pair of a series, in order."""
     count = len(series) - length - horizon + 1
     if count < 1:
-        raise SeriesError(f"a series of {len(series)} values has no {length}+{horizon} window")
+        raise SeriesError(
+            f"a series of {len(series)} values has no {length}+{horizon} window", "too_short"
+        )
     starts = np.arange(count)[:, None]
     x = series[starts + np.arange(length)]
     y = series[starts + length + np.arange(horizon)]

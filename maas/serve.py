@@ -121,6 +121,29 @@ def has_gpu() -> bool:
     return Path("/dev/nvidiactl").exists()
 
 
+@dataclass(frozen=True)
+class TLS:
+    """A server certificate and its key (PEM files) and, for mutual TLS, the CA whose
+    certificates clients must present. tritonserver speaks TLS on gRPC only (its HTTP has
+    none): HTTPS is the balancer's (maas fleet: nginx)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def __post_init__(self):
+        for name in ("cert", "key", "client_ca"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ServerError(f"TLS {name.replace('_', ' ')}: no file at {path}")
+
+    def grpc_args(self) -> list[str]:
+        args = [f"--grpc-server-cert={self.cert}", f"--grpc-server-key={self.key}"]
+        if self.client_ca is None:
+            return [*args, "--grpc-use-ssl=true"]
+        return [*args, "--grpc-use-ssl-mutual=true", f"--grpc-root-cert={self.client_ca}"]
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the launcher dies, even by SIGKILL (Linux), so no
     path leaves an orphaned server holding the ports. The launcher is the thread that called
@@ -304,6 +327,7 @@ class TritonServer:
         served_from: str | None = None,
         env: dict[str, str] | None = None,
         keys: Keys | None = None,
+        tls: TLS | None = None,
     ):
         self.repository = Path(repository).resolve()
         # Where tritonserver reads the models: the repository itself, or a published copy of it
@@ -311,6 +335,7 @@ class TritonServer:
         self.served_from = served_from or str(self.repository)
         self.env = dict(env or {})  # on top of ours: e.g. AWS_* for an S3 repository
         self.keys = keys or Keys()
+        self.tls = tls  # gRPC over TLS (maas's own probes and reloads go over plain HTTP)
         # More backends (onnxruntime/) beside the wheel's Python backend; see the module doc.
         self.backend_dir = Path(backend_dir).resolve() if backend_dir else None
         if self.backend_dir is not None and not backends_in(self.backend_dir):
@@ -369,6 +394,7 @@ class TritonServer:
             f"--exit-timeout-secs={self.exit_timeout_s}",
             *(() if self.gpu else CPU_ONLY_ARGS),
             *self.keys.args(),
+            *(self.tls.grpc_args() if self.tls else ()),
         ]
         if backends is not None:  # the wheel's: ours to lay out, with any extra backends
             assert self._tmp is not None

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from maas.metrics import Refused
+
 # Formats we decode; anything else is refused before Pillow tries a plugin on it.
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
 # Default decompression-bomb guard: a 32x32 model has no use for more than ~16 Mpixel inputs.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
-class ImageError(ValueError):
+class ImageError(Refused):
     """An input that is not a usable image; the message says why."""
 
 
@@ -37,23 +39,25 @@ class Preprocessing:
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode encoded bytes to an 8-bit RGB image (EXIF orientation applied, first frame)."""
     if len(data) == 0:
-        raise ImageError("empty image: 0 bytes")
+        raise ImageError("empty image: 0 bytes", "empty")
     try:
         # Image.open reads the header only, so the size check below runs before any decoding.
         img = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
         raise ImageError(
-            f"not a recognised image ({len(data)} bytes; expected one of {', '.join(FORMATS)})"
+            f"not a recognised image ({len(data)} bytes; expected one of {', '.join(FORMATS)})",
+            "not_an_image",
         ) from None
     except Image.DecompressionBombError as e:
-        raise ImageError(f"image too large: {e}") from None
+        raise ImageError(f"image too large: {e}", "too_large") from None
     except OSError as e:
-        raise ImageError(f"corrupt image header: {e}") from None
+        raise ImageError(f"corrupt image header: {e}", "corrupt") from None
     width, height = img.size
     if width * height > max_pixels:
         raise ImageError(
             f"image too large: {width}x{height} = {width * height} pixels, "
-            f"over the limit of {max_pixels}"
+            f"over the limit of {max_pixels}",
+            "too_large",
         )
     try:
         img.seek(0)  # GIF/TIFF/WebP animations: the first frame
@@ -63,7 +67,7 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
             img = ImageOps.exif_transpose(img)
         return _to_rgb(img)
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's truncated/corrupt data errors
-        raise ImageError(f"truncated or corrupt {img.format} image: {e}") from None
+        raise ImageError(f"truncated or corrupt {img.format} image: {e}", "corrupt") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -113,15 +117,23 @@ def load_pixels(data: bytes, spec: Preprocessing) -> np.ndarray:
 
 def load_images(images: Sequence[bytes], spec: Preprocessing) -> np.ndarray:
     """Encoded images -> uint8 (N, H, W, 3); raises ImageError naming the failing image."""
-    pixels = []
+    return decode_images(images, spec)[0]
+
+
+def decode_images(images: Sequence[bytes], spec: Preprocessing) -> tuple[np.ndarray, list[int]]:
+    """load_images, and each image's size in pixels as sent (width x height, for metrics)."""
+    pixels, sizes = [], []
     for i, data in enumerate(images):
         try:
-            pixels.append(load_pixels(data, spec))
+            img = decode(data, spec.max_pixels)
         except ImageError as e:
-            raise ImageError(f"image {i}: {e}" if len(images) > 1 else str(e)) from None
+            where = f"image {i}: " if len(images) > 1 else ""
+            raise ImageError(f"{where}{e}", e.reason) from None
+        sizes.append(img.width * img.height)
+        pixels.append(to_array(img, spec.height, spec.width))
     if not pixels:
-        return np.zeros((0, spec.height, spec.width, 3), np.uint8)
-    return np.stack(pixels)
+        return np.zeros((0, spec.height, spec.width, 3), np.uint8), sizes
+    return np.stack(pixels), sizes
 
 
 def preprocess(images: Sequence[bytes], spec: Preprocessing) -> np.ndarray:

@@ -13,7 +13,7 @@ import json
 import triton_python_backend_utils as pb_utils
 
 from maas import contract as C
-from maas.adapter import answer_each
+from maas.adapter import StepMetrics, answer_each
 from maas.generate import GenerationError, generator_inputs, one_value
 
 
@@ -25,6 +25,7 @@ class TritonPythonModel:
         self.classes = int(params["classes"])
         self.names = [t["name"] for t in config["output"]]
         self.size = int(config["output"][0]["dims"][-1])
+        self.metrics = StepMetrics(pb_utils, args["model_name"])
 
     def _answer(self, request):
         names = (C.SEED, C.COUNT, C.DIGIT) if self.classes else (C.SEED, C.COUNT)
@@ -40,4 +41,4 @@ class TritonPythonModel:
         return [pb_utils.Tensor(n, a) for n, a in zip(self.names, arrays, strict=True)]
 
     def execute(self, requests):
-        return answer_each(pb_utils, requests, self._answer, GenerationError)
+        return answer_each(pb_utils, requests, self._answer, GenerationError, metrics=self.metrics)

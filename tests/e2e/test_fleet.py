@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -18,10 +19,13 @@ import numpy as np
 import pytest
 
 from maas import contract as C
+from maas import metrics as M
 from maas.cli import main as cli
 from maas.clients.client import Client, Retry
-from maas.fleet import Balancer, Fleet, find_nginx, nginx_config, status
-from maas.serve import Ports
+from maas.clients.errors import InvalidInput
+from maas.fleet import PROMETHEUS_CONFIG, Balancer, Fleet, find_nginx, nginx_config, status
+from maas.prometheus import Prometheus, find_prometheus, scrape, scrape_config
+from maas.serve import TLS, Ports
 
 pytestmark = pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed")
 THREADS = 4  # client threads under load
@@ -62,6 +66,21 @@ def test_the_generated_nginx_config(tmp_path):
     assert "server 127.0.0.1:1 max_fails=1" in text and "server 127.0.0.1:4 max_fails=1" in text
     assert "server 127.0.0.1:2 max_fails=1" in text and "grpc_pass grpc://triton_grpc" in text
     assert "listen 127.0.0.1:81 http2" in text and "client_max_body_size 64m" in text
+    assert "ssl" not in text
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        (tmp_path / name).write_text("PEM")
+    tls = TLS(tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem")
+    text = nginx_config([Ports(1, 2, 3)], Balancer(http=80, grpc=81, tls=tls), tmp_path)
+    assert "listen 127.0.0.1:80 ssl;" in text and "listen 127.0.0.1:81 ssl http2;" in text
+    assert text.count("ssl_verify_client on;") == 2 and f"ssl_client_certificate {tmp_path}" in text
+
+
+def test_the_generated_scrape_config_names_every_replica():
+    config = json.loads(scrape_config(["127.0.0.1:9", "127.0.0.1:19"], interval_s=2))
+    assert config["global"]["scrape_interval"] == "2s"
+    [job] = config["scrape_configs"]
+    groups = [(g["targets"], g["labels"]["replica"]) for g in job["static_configs"]]
+    assert groups == [(["127.0.0.1:9"], "0"), (["127.0.0.1:19"], "1")]
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
@@ -80,6 +99,42 @@ def test_status_reads_the_state_and_asks_each_replica(fleet):
     assert state is not None and state["supervisor"] == os.getpid()
     assert [r["pid"] for r in state["replicas"]] == [s.process.pid for s in fleet.servers]
     assert all(r["ready"] for r in state["replicas"]) and state["balancer"]["ready"]
+
+
+@pytest.mark.skipif(find_prometheus() is None, reason="prometheus is not installed")
+def test_prometheus_scrapes_every_replica_and_sees_the_steps_metrics(fleet, tmp_path):
+    """The fleet's generated scrape config names every replica; a real Prometheus on it (at a
+    1 s interval) scrapes them all and holds what each replica's /metrics says of the
+    Python steps' refusals, after 4 bad requests through the balancer."""
+    generated = json.loads((fleet.state_dir / PROMETHEUS_CONFIG).read_text())  # YAML as JSON
+    metrics = [f"127.0.0.1:{s.ports.metrics}" for s in fleet.servers]
+    [job] = generated["scrape_configs"]
+    assert [t for group in job["static_configs"] for t in group["targets"]] == metrics
+    config = tmp_path / "prometheus.yml"
+    config.write_text(scrape_config(metrics, interval_s=1))
+    name, labels = M.REJECTED.name, {"model": C.PREPROCESS, "reason": "empty"}
+    key = (name, tuple(sorted(labels.items())))
+    before = [scrape(m).get(key, 0.0) for m in metrics]
+    with Client(fleet.url("http"), batch_size=1) as client:
+        refused = client.classify_each([b""] * 4)
+    assert all(isinstance(r, InvalidInput) for r in refused)
+    deadline = time.monotonic() + 10  # the steps hand their counts over every second
+    while sum(truth := [scrape(m).get(key, 0.0) for m in metrics]) < sum(before) + 4:
+        assert time.monotonic() < deadline, (before, truth)
+        time.sleep(0.2)
+    assert all(t > b for t, b in zip(truth, before, strict=True))  # round robin: both refused
+    query = f'{name}{{model="{C.PREPROCESS}",reason="empty"}}'
+    with Prometheus(config, Ports.free().http) as prom:
+        deadline = time.monotonic() + 30
+        while True:
+            up = {t["labels"]["replica"]: t["health"] for t in prom.targets()}
+            seen = {r["metric"]["replica"]: float(r["value"][1]) for r in prom.query(query)}
+            if up == {"0": "up", "1": "up"} and seen == {"0": truth[0], "1": truth[1]}:
+                break
+            assert time.monotonic() < deadline, (up, seen, truth)
+            time.sleep(0.5)
+        # Triton's own metrics come from the same targets.
+        assert len(prom.query('nv_inference_request_success{model="image_classifier"}')) == 2
 
 
 def _classifier_by_version(server) -> dict[str, int]:

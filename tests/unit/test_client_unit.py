@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tritonclient.utils import InferenceServerException
 
-from maas.clients.client import parse_url
+from maas.clients.client import TLS, Client, parse_url
 from maas.clients.errors import (
     InferenceFailed,
     InvalidInput,
@@ -23,10 +23,26 @@ from maas.clients.errors import (
         ("localhost:9001", "grpc", ("grpc", "localhost:9001")),
         ("localhost", None, ("http", "localhost:8000")),
         ("grpc://[::1]:7001", None, ("grpc", "[::1]:7001")),
+        ("https://lb.example", None, ("https", "lb.example:443")),
     ],
 )
 def test_parse_url(url, protocol, expected):
     assert parse_url(url, protocol) == expected
+
+
+def test_tls_options_for_each_tritonclient():
+    tls = TLS("ca.pem", "me.pem", "me.key")
+    assert tls.kwargs("grpc") == {
+        "ssl": True, "root_certificates": "ca.pem", "private_key": "me.key",
+        "certificate_chain": "me.pem",
+    }  # fmt: skip
+    assert tls.kwargs("http") == {
+        "ssl": True,
+        "ssl_options": {"ca_certs": "ca.pem", "certfile": "me.pem", "keyfile": "me.key"},
+    }
+    assert TLS().kwargs("grpc") == {"ssl": True}  # the system's CAs
+    with Client("https://127.0.0.1:1") as client:  # https: TLS without being asked
+        assert client.protocol == "http" and client.tls == TLS()
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from maas.transforms import (
     ImageError,
     Preprocessing,
     decode,
+    decode_images,
     load_images,
     normalize,
     postprocess,
@@ -124,6 +125,29 @@ def test_load_images_names_the_failing_image():
     good = encoded(gradient(), "PNG")
     with pytest.raises(ImageError, match=r"^image 1: not a recognised image"):
         load_images([good, b"junk", good], SPEC)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"%PDF-1.4", "not_an_image"),
+        (_png_claiming(100_000, 100_000), "too_large"),
+        (encoded(gradient(), "PNG")[:-40], "corrupt"),
+    ],
+)
+def test_each_refusal_has_its_reason_for_the_metrics(data, reason):
+    good = encoded(gradient(), "PNG")
+    with pytest.raises(ImageError) as refused:
+        load_images([good, data], SPEC)
+    assert refused.value.reason == reason and str(refused.value).startswith("image 1: ")
+
+
+def test_decode_images_reports_each_size_as_sent():
+    images = [encoded(gradient(48, 40), "PNG"), encoded(gradient(20, 10), "JPEG")]
+    pixels, sizes = decode_images(images, SPEC)
+    assert sizes == [48 * 40, 20 * 10] and pixels.shape == (2, 32, 32, 3)
+    np.testing.assert_array_equal(pixels, load_images(images, SPEC))
 
 
 def test_normalize_matches_formula_and_layout():

@@ -11,7 +11,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from maas import contract as C
-from maas.adapter import answer_each
+from maas.adapter import StepMetrics, answer_each
+from maas.metrics import FORECASTS
 from maas.series import SeriesError, Window, check_horizon, forecast
 from maas.spec import floats
 
@@ -23,6 +24,7 @@ class TritonPythonModel:
         [steps] = pb_utils.get_input_config_by_name(config, C.SCALED_FORECAST)["dims"]
         lower, upper = floats(params["lower"]), floats(params["upper"])
         self.window = Window(length=0, horizon=int(steps), lower=lower, upper=upper)
+        self.metrics = StepMetrics(pb_utils, args["model_name"])
 
     def _horizon(self, request) -> int:
         tensor = pb_utils.get_input_tensor_by_name(request, C.HORIZON)
@@ -41,7 +43,8 @@ class TritonPythonModel:
         )
         names = (C.FORECAST, C.LOWER, C.UPPER)
         values = forecast(scaled, loc, scale, self.window)
+        self.metrics.count(FORECASTS, len(scaled))
         return [pb_utils.Tensor(n, v[:, :k]) for n, v in zip(names, values, strict=True)]
 
     def execute(self, requests):
-        return answer_each(pb_utils, requests, self._answer, SeriesError, C.HORIZON)
+        return answer_each(pb_utils, requests, self._answer, SeriesError, C.HORIZON, self.metrics)

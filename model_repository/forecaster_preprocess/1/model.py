@@ -12,7 +12,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from maas import contract as C
-from maas.adapter import answer_each
+from maas.adapter import StepMetrics, answer_each
 from maas.series import SeriesError, scale_window
 
 
@@ -20,6 +20,7 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.length = int(config["parameters"]["length"]["string_value"])
+        self.metrics = StepMetrics(pb_utils, args["model_name"])
 
     def _scale(self, request):
         rows = pb_utils.get_input_tensor_by_name(request, C.HISTORY).as_numpy()
@@ -31,4 +32,4 @@ class TritonPythonModel:
         ]
 
     def execute(self, requests):
-        return answer_each(pb_utils, requests, self._scale, SeriesError, C.HISTORY)
+        return answer_each(pb_utils, requests, self._scale, SeriesError, C.HISTORY, self.metrics)

@@ -18,12 +18,10 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 from maas import contract as C
+from maas.adapter import StepMetrics, refusal
+from maas.metrics import SEQUENCES, Refused
 from maas.series import Window, forecast, scale_window
 from maas.spec import floats
-
-
-class Refused(ValueError):
-    pass
 
 
 def _flag(request, name: str):
@@ -42,6 +40,7 @@ class TritonPythonModel:
         model = Path(args["model_repository"]) / "model.onnx"
         self.session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
         self.sequences = {}  # correlation ID -> [deque of observations, last seen]
+        self.metrics = StepMetrics(pb_utils, args["model_name"])
 
     def _observe(self, request, now: float):
         """Record the request's observation; its sequence's values, a copy."""
@@ -50,13 +49,17 @@ class TritonPythonModel:
             pb_utils.get_input_tensor_by_name(request, C.OBSERVATION).as_numpy().ravel()[0]
         )
         if not np.isfinite(value):
-            raise Refused(f"{C.OBSERVATION}: {value} in sequence {sequence}: only finite numbers")
+            raise Refused(
+                f"{C.OBSERVATION}: {value} in sequence {sequence}: only finite numbers",
+                "not_finite",
+            )
         if _flag(request, "START"):
             self.sequences[sequence] = [collections.deque(maxlen=self.length), now]
         if sequence not in self.sequences:
             raise Refused(
                 f"sequence {sequence} holds nothing here (it ended or was idle over "
-                f"{self.idle:g} s): send START again"
+                f"{self.idle:g} s): send START again",
+                "no_sequence",
             )
         state = self.sequences[sequence]
         state[0].append(value)
@@ -77,8 +80,7 @@ class TritonPythonModel:
             try:
                 values = self._observe(request, now)
             except Refused as e:
-                error = pb_utils.TritonError(str(e), pb_utils.TritonError.INVALID_ARG)
-                responses[i] = pb_utils.InferenceResponse(error=error)
+                responses[i] = refusal(pb_utils, e, self.metrics)
                 continue
             held[i] = len(values)
             if len(values) == self.length:
@@ -99,4 +101,5 @@ class TritonPythonModel:
             tensors = [pb_utils.Tensor(n, a) for n, a in zip(names, answers[i], strict=True)]
             tensors.append(pb_utils.Tensor(C.HELD, np.array([[count]], np.int32)))
             responses[i] = pb_utils.InferenceResponse(tensors)
+        self.metrics.set(SEQUENCES, len(self.sequences))
         return responses

@@ -2,6 +2,7 @@
 
 Softmax and top-k run once over all requests of a dynamic batch (at the largest k asked for);
 each request then takes its own k columns. Labels come from labels.txt beside this config.
+On /metrics: images classified by top-1 label, and refusals.
 """
 
 import json
@@ -11,6 +12,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from maas import contract as C
+from maas.adapter import StepMetrics, refusal
+from maas.metrics import PREDICTED, Refused
 from maas.transforms import postprocess, split_batch
 
 
@@ -21,6 +24,7 @@ class TritonPythonModel:
         labels_file = Path(args["model_repository"]) / params["labels_file"]
         self.labels = labels_file.read_text().splitlines()
         self.default_k = int(params["default_top_k"])
+        self.metrics = StepMetrics(pb_utils, args["model_name"])
 
     def _top_k(self, request) -> int:
         tensor = pb_utils.get_input_tensor_by_name(request, C.TOP_K)
@@ -28,9 +32,9 @@ class TritonPythonModel:
             return self.default_k
         values = np.unique(tensor.as_numpy())
         if len(values) != 1:
-            raise ValueError(f"{C.TOP_K} must be the same for every image of a request")
+            raise Refused(f"{C.TOP_K} must be the same for every image of a request", "bad_top_k")
         if values[0] < 1:
-            raise ValueError(f"{C.TOP_K} must be at least 1, got {values[0]}")
+            raise Refused(f"{C.TOP_K} must be at least 1, got {values[0]}", "bad_top_k")
         return int(values[0])
 
     def execute(self, requests):
@@ -39,14 +43,15 @@ class TritonPythonModel:
         for i, request in enumerate(requests):
             try:
                 ks.append(self._top_k(request))
-            except ValueError as e:
-                error = pb_utils.TritonError(str(e), pb_utils.TritonError.INVALID_ARG)
-                responses[i] = pb_utils.InferenceResponse(error=error)
+            except Refused as e:
+                responses[i] = refusal(pb_utils, e, self.metrics)
                 continue
             logits.append(pb_utils.get_input_tensor_by_name(request, C.LOGITS).as_numpy())
             ok.append(i)
         if ok:
             labels, scores, ids = postprocess(np.concatenate(logits), max(ks), self.labels)
+            for i, n in zip(*np.unique(ids[:, 0], return_counts=True), strict=True):
+                self.metrics.count(PREDICTED, int(n), label=self.labels[i])
             counts = [len(x) for x in logits]
             parts = zip(*(split_batch(a, counts) for a in (labels, scores, ids)), strict=True)
             for i, k, (lab, sc, cid) in zip(ok, ks, parts, strict=True):

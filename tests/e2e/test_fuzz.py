@@ -1,0 +1,170 @@
+"""Fuzz: raw HTTP inference bodies (KServe v2 JSON, its binary-tensor extension, and plain
+garbage), drawn by hypothesis, against the live server's image classifier. Every body must get
+a clean answer: a 4xx with an error message, or a 200 with a result; never a dropped
+connection, and the server keeps its process all along (no crash, no restart).
+
+One exception, Triton's and not ours: tritonserver 2.51's HTTP front end answers a body that
+its own request parser cannot read (not JSON, no "inputs" array, a parameter it cannot find)
+with 500 and a message naming the problem, before any model sees it. Those are counted apart;
+a 500 with any other message fails the test."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import re
+import struct
+import urllib.request
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from maas import contract as C
+
+EXAMPLES = 400  # bodies per run; the closing note states the number tried
+TRIED: list[int] = []  # statuses seen, for the count and the summary
+# What tritonserver's HTTP request parser says when it answers 500 (see the module doc).
+PARSER_500 = re.compile(
+    r"failed to parse the request JSON buffer|Unable to parse '\w+'|was not found in the JSON"
+)
+
+names = st.sampled_from([C.IMAGE, C.TOP_K, "PIXELS", "", "x" * 300])
+datatypes = st.sampled_from(["BYTES", "INT32", "INT64", "FP32", "UINT8", "BOOL", "FP16", "nope"])
+shapes = st.lists(st.integers(min_value=-3, max_value=2**40), max_size=4)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=40),
+    st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+)  # fmt: skip
+data = st.one_of(scalars, st.lists(scalars, max_size=6), st.lists(st.lists(scalars, max_size=3)))
+tensor = st.fixed_dictionaries(
+    {"name": names, "datatype": datatypes, "shape": shapes},
+    optional={"data": data, "parameters": st.dictionaries(st.text(max_size=12), scalars)},
+)
+json_request = st.fixed_dictionaries(
+    {},
+    optional={
+        "inputs": st.one_of(st.lists(tensor, max_size=3), scalars),
+        "outputs": st.lists(st.fixed_dictionaries({"name": names}), max_size=2),
+        "parameters": st.dictionaries(st.text(max_size=12), scalars, max_size=3),
+        "id": st.text(max_size=10),
+    },
+)
+
+
+@st.composite
+def binary_request(draw):
+    """The binary-tensor extension: a JSON header naming binary_data_size, then raw bytes,
+    with the header's length in Inference-Header-Content-Length (sometimes a wrong one)."""
+    payload = draw(st.binary(max_size=512))
+    size = draw(st.one_of(st.just(len(payload)), st.integers(min_value=-5, max_value=2**33)))
+    header = {
+        "inputs": [
+            {
+                "name": draw(names),
+                "datatype": draw(datatypes),
+                "shape": draw(st.one_of(st.just([1, 1]), shapes)),
+                "parameters": {"binary_data_size": size},
+            }
+        ]
+    }
+    head = json.dumps(header).encode()
+    length = draw(st.one_of(st.just(len(head)), st.integers(min_value=-10, max_value=10**9)))
+    return head + payload, {"Inference-Header-Content-Length": str(length)}
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+PNG = _png()
+
+
+@st.composite
+def image_request(draw):
+    """A well-formed request (binary IMAGE, JSON TOP_K) whose values are drawn: a real PNG,
+    cut short or with bytes changed, or random bytes, and any INT32 TOP_K. These reach the
+    Python steps: each must answer 200 or refuse with 400."""
+    images = []
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        data = bytearray(draw(st.one_of(st.just(PNG), st.binary(max_size=200))))
+        if data and draw(st.booleans()):
+            data = data[: draw(st.integers(min_value=0, max_value=len(data)))]
+        for _ in range(draw(st.integers(min_value=0, max_value=4)) if data else 0):
+            data[draw(st.integers(min_value=0, max_value=len(data) - 1))] = draw(
+                st.integers(min_value=0, max_value=255)
+            )
+        images.append(bytes(data))
+    tail = b"".join(struct.pack("<I", len(b)) + b for b in images)
+    inputs = [
+        {"name": C.IMAGE, "datatype": "BYTES", "shape": [len(images), 1],
+         "parameters": {"binary_data_size": len(tail)}},
+    ]  # fmt: skip
+    if draw(st.booleans()):
+        k = draw(st.integers(min_value=-(2**31), max_value=2**31 - 1))
+        inputs.append(
+            {"name": C.TOP_K, "datatype": "INT32", "shape": [len(images), 1],
+             "data": [k] * len(images)}
+        )  # fmt: skip
+    head = json.dumps({"inputs": inputs}).encode()
+    return head + tail, {"Inference-Header-Content-Length": str(len(head))}
+
+
+bodies = st.one_of(
+    json_request.map(lambda r: (json.dumps(r).encode(), {})),
+    binary_request(),
+    st.binary(max_size=256).map(lambda b: (b, {})),
+    image_request(),
+)
+
+
+def post(server, body: bytes, headers: dict) -> tuple[int, bytes]:
+    host, port = server.http_url.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("POST", f"/v2/models/{C.ENSEMBLE}/infer", body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def fuzzed_server(server):
+    pid = server.process.pid
+    yield server
+    # The same process answers after the whole run: nothing crashed or was started again.
+    assert server.process.pid == pid and server.process.poll() is None
+    with urllib.request.urlopen(f"http://{server.http_url}/v2/health/ready", timeout=10) as r:
+        assert r.status == 200
+    counts = {code: TRIED.count(code) for code in sorted(set(TRIED))}
+    print(f"fuzz: {len(TRIED)} bodies, answers by status {counts}")
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(request=bodies)
+def test_any_body_gets_a_clean_answer(fuzzed_server, request):
+    body, headers = request
+    status, answer = post(fuzzed_server, body, headers)
+    TRIED.append(status)
+    assert status == 200 or 400 <= status <= 500, (status, answer[:300])
+    if status != 200:
+        message = json.loads(answer)["error"]  # a message that says why
+        assert message, answer[:300]
+        if status == 500:
+            assert PARSER_500.search(message), (message, body[:300])
+
+
+def test_the_fuzz_run_tried_every_body(fuzzed_server):
+    """Runs after the fuzz test (file order): it drew the bodies it was asked to."""
+    assert len(TRIED) >= EXAMPLES, len(TRIED)
