@@ -13,7 +13,7 @@ export MAAS_BACKEND_DIR
 # Exact pins (torch==2.13.0 is the local CPU wheel; anything looser pulls a CUDA build).
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install serve demo test lint clean perf-analyzer bench bench-families tune trace analyze
+.PHONY: install serve demo test lint clean perf-analyzer bench bench-families tune trace analyze soak
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,10 @@ $(ANALYZER):
 analyze: install $(ANALYZER)  ## Model Analyzer's quick search vs maas tune's -> benchmarks/results/analyze.*
 	$(BIN)/maas build
 	PATH="$(abspath ../shared/tools/perf_analyzer/bin):$$PATH" $(BIN)/python -m maas.benchmarks.analyze --analyzer $(ANALYZER) $(ANALYZE_ARGS)
+
+soak: install  ## 3 replicas at 70% of capacity for 10 minutes, watched -> benchmarks/results/soak.*
+	$(BIN)/maas build
+	$(BIN)/python -m maas.benchmarks.soak $(SOAK_ARGS)
 
 bench-families: install  ## each family served vs in-process -> benchmarks/results/families.*
 	$(BIN)/maas build

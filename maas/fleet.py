@@ -156,6 +156,7 @@ class Fleet:
         state_dir: Path = STATE_DIR,
         backend_dir: Path | None = None,
         keys: Keys | None = None,
+        server_args: tuple[str, ...] = (),
         on_event=print,
     ):
         if replicas < 1:
@@ -168,7 +169,7 @@ class Fleet:
         self.servers = [
             TritonServer(
                 repository, Ports.free(), served_from=served_from, env=env, heal=True,
-                backend_dir=backend_dir, keys=self.keys,
+                backend_dir=backend_dir, keys=self.keys, extra_args=server_args,
             )
             for _ in range(replicas)
         ]  # fmt: skip

@@ -24,6 +24,7 @@ from maas.cli import main as cli
 from maas.clients.client import Client, Retry
 from maas.clients.errors import InvalidInput
 from maas.fleet import PROMETHEUS_CONFIG, Balancer, Fleet, find_nginx, nginx_config, status
+from maas.health import stubs
 from maas.prometheus import Prometheus, find_prometheus, scrape, scrape_config
 from maas.serve import TLS, Ports
 
@@ -240,6 +241,42 @@ def test_a_replica_killed_under_load_is_replaced(fleet, heldout_png, retries):
     # still fail is a request already in flight on it when it died: one per client thread at
     # most. The client's own retries cover those too.
     assert failed <= (THREADS if not retries else 0), failed
+
+
+@pytest.mark.parametrize("retries", [False, True], ids=["no-client-retry", "client-retry"])
+def test_a_stub_killed_inside_a_replica_under_load(fleet, heldout_png, retries):
+    """SIGKILL of one preprocess stub in replica 0 under load through nginx. The replica
+    itself stays up, so nginx keeps sending it requests, and those that reach the dead stub
+    come back as Triton's error ("Stub process ... is not healthy"): an answer, which nginx
+    passes on. The replica's watchdog reloads the model (new stubs); the client's retries go
+    through nginx again. Nothing is restarted."""
+    retry = Retry() if retries else Retry(attempts=1)
+    victim = fleet.servers[0]
+    server_pid = victim.process.pid
+    with under_load(fleet.url("grpc"), heldout_png, retry, THREADS) as outcomes:
+        time.sleep(1.0)
+        before = len(outcomes)
+        alive = stubs(server_pid)[C.PREPROCESS]
+        os.kill(alive[0], signal.SIGKILL)
+        killed_at, killed_wall = time.monotonic(), time.time()
+        while True:  # healed: the watchdog reloaded the model, its stubs are all there again
+            now = stubs(server_pid).get(C.PREPROCESS, [])
+            events = [text for t, text in victim.watchdog.events if t >= killed_wall]
+            reloaded = any(e.startswith(f"reloaded {C.PREPROCESS}") for e in events)
+            if reloaded and len(now) == len(alive) and alive[0] not in now:
+                break
+            assert time.monotonic() - killed_at < 30, events
+            time.sleep(0.1)
+        healed_after = time.monotonic() - killed_at
+        time.sleep(1.0)
+    after = outcomes[before:]
+    failed = after.count(False)
+    print(f"stub kill, retries={retries}: {len(after)} requests after the kill, {failed} "
+          f"failed; model reloaded after {healed_after:.1f} s")  # fmt: skip
+    assert victim.process.pid == server_pid  # the replica was not restarted
+    assert len(after) > 100
+    if retries:
+        assert failed == 0, failed
 
 
 def test_the_cli_brings_a_fleet_up_reports_it_and_takes_it_down(classifier_repository, tmp_path):
