@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -268,11 +267,7 @@ class _Base:
         self.retry = retry
         self._module = importlib.import_module(f"tritonclient.{self.protocol}")
         # A server that restricts inference (maas serve with a client key) checks this header.
-        key = key if key is not None else os.environ.get(C.CLIENT_KEY_ENV)
-        header = (
-            C.CLIENT_HEADER if self.protocol == "http" else C.GRPC_HEADER_PREFIX + C.CLIENT_HEADER
-        )
-        self.headers = {header: key} if key else None
+        self.headers = C.client_key_headers(self.protocol, key)
         self._clients: list = []  # one tritonclient client per address, made by the subclass
         self._at = 0  # the address requests go to now
 

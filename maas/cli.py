@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from maas import contract as C
 from maas import families
 
 
@@ -470,7 +471,7 @@ def _fleet_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address nginx listens on")
     p.add_argument("--http-port", type=int, default=8000, help="nginx's HTTP port")
     p.add_argument("--grpc-port", type=int, default=8001, help="nginx's gRPC port")
-    p.add_argument("--state-dir", type=Path, default=Path(".maas-fleet"))
+    p.add_argument("--state-dir", type=Path, default=Path(C.FLEET_STATE_DIR))
     _add_keys(p)
     _add_tls(p, "nginx's HTTP (HTTPS) and gRPC ports")
 
@@ -529,7 +530,7 @@ def _rollout_args(p: argparse.ArgumentParser, rollback: bool = False) -> None:
         "--repository", type=Path, default=Path("model_repository"),
         help="the built repository (its probe requests)",
     )  # fmt: skip
-    p.add_argument("--state-dir", type=Path, default=Path(".maas-fleet"))
+    p.add_argument("--state-dir", type=Path, default=Path(C.FLEET_STATE_DIR))
     p.add_argument(
         "--admin-key-file", type=Path,
         help="the replicas' admin key (default: the fleet's, in --state-dir, or $MAAS_ADMIN_KEY)",
@@ -667,12 +668,7 @@ def cmd_health(args) -> int:
         print("maas health: give the server's HTTP URL", file=sys.stderr)
         return 1
     try:
-        import os
-
-        from maas import contract as C
-
-        key = os.environ.get(C.CLIENT_KEY_ENV)  # where the server makes inference need one
-        headers = {C.CLIENT_HEADER: key} if key else None
+        headers = C.client_key_headers("http")  # where the server makes inference need one
         health = check(address, Probes.of(args.repository, headers))
     except Exception as e:  # no repository, no server: not healthy, and say why
         print(f"maas health: {type(e).__name__}: {e}", file=sys.stderr)

@@ -65,3 +65,15 @@ PNG = "PNG"  # TYPE_STRING: one greyscale PNG per image
 ADMIN_HEADER, CLIENT_HEADER = "admin-key", "client-key"
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # Triton expects gRPC's key headers named so
 ADMIN_KEY_ENV, CLIENT_KEY_ENV = "MAAS_ADMIN_KEY", "MAAS_CLIENT_KEY"
+FLEET_STATE_DIR = ".maas-fleet"  # maas fleet's pids, ports, admin key, scrape config
+
+
+def client_key_headers(protocol: str, key: str | None = None) -> dict[str, str] | None:
+    """The inference key's header for `protocol` (the key given, else $MAAS_CLIENT_KEY), or
+    None where there is no key (a server that did not ask for one)."""
+    import os
+
+    key = key if key is not None else os.environ.get(CLIENT_KEY_ENV)
+    if not key:
+        return None
+    return {(CLIENT_HEADER if protocol == "http" else GRPC_HEADER_PREFIX + CLIENT_HEADER): key}

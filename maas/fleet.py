@@ -34,11 +34,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from maas import contract as C
 from maas.prometheus import scrape_config
 from maas.serve import TLS, Keys, Ports, ServerError, TritonServer
 
 NGINX_INSTALL = "sudo apt-get update && sudo apt-get install -y nginx-light"
-STATE_DIR = Path(".maas-fleet")
+STATE_DIR = Path(C.FLEET_STATE_DIR)
 ADMIN_KEY_FILE = "admin.key"  # in STATE_DIR, mode 0600: the fleet's admin key
 PROMETHEUS_CONFIG = "prometheus.yml"  # in STATE_DIR: `prometheus --config.file=` it
 
