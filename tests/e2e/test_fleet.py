@@ -274,7 +274,8 @@ def test_a_stub_killed_inside_a_replica_under_load(fleet, heldout_png, retries):
     print(f"stub kill, retries={retries}: {len(after)} requests after the kill, {failed} "
           f"failed; model reloaded after {healed_after:.1f} s")  # fmt: skip
     assert victim.process.pid == server_pid  # the replica was not restarted
-    assert len(after) > 100
+    # Answers kept coming (few: while the model reloads, requests on that replica wait).
+    assert after.count(True) >= THREADS, after.count(True)
     if retries:
         assert failed == 0, failed
 
