@@ -55,7 +55,9 @@ def test_client_side_preprocessing_target(server, heldout_png, checkpoint):
     # One image each, as sent: Triton's counters in one statistics answer may be a request
     # apart while requests complete (966 vs 967 seen), so within the requests in flight.
     assert abs(served["inferences"] - served["requests"]) <= 2
-    assert abs(served["requests"] - r.requests) <= 2 * 2
+    # The two counts share the span's edges only to within half a statistics call each
+    # (milliseconds: a few requests at ~1,000/s): 1,032 vs 1,027 seen in CI.
+    assert abs(served["requests"] - r.requests) <= max(2 * 2, 0.01 * r.requests)
     assert served["compute_infer_us"] > 0
 
 
