@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -93,6 +94,24 @@ def test_requests_through_the_balancer_reach_every_replica(fleet, scheme, heldou
     np.testing.assert_array_equal(ids, offline["ids"][:24, 0])
     served = [_ensemble_requests(s) - b for s, b in zip(fleet.servers, before, strict=True)]
     assert sum(served) == 24 and min(served) > 0, served
+
+
+def test_the_balancer_refuses_a_body_over_its_limit(fleet):
+    """nginx answers 413 from the request's Content-Length alone, before any of the body (or a
+    replica) is involved; a body under the limit goes through to Triton (which refuses it)."""
+    host, port = fleet.http_url.rsplit(":", 1)
+
+    def status_line(length: int, body: bytes = b"") -> str:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                f"POST /v2/models/{C.ENSEMBLE}/infer HTTP/1.1\r\nHost: {host}\r\n"
+                f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            return sock.makefile("rb").readline().decode().strip()
+
+    assert status_line(64 * 2**20 + 1) == "HTTP/1.1 413 Request Entity Too Large"
+    assert status_line(4, b"nope").split()[1] in ("400", "500")  # Triton's own parser
 
 
 def test_status_reads_the_state_and_asks_each_replica(fleet):

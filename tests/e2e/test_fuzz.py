@@ -5,8 +5,8 @@ connection, and the server keeps its process all along (no crash, no restart).
 
 One exception, Triton's and not ours: tritonserver 2.51's HTTP front end answers a body that
 its own request parser cannot read (not JSON, no "inputs" array, a parameter it cannot find)
-with 500 and a message naming the problem, before any model sees it. Those are counted apart;
-a 500 with any other message fails the test."""
+with 500 and a message naming the problem, before any model sees it (upstream: server issue
+#8762, pull request #8773). Those are counted apart; a 500 with any other message fails."""
 
 from __future__ import annotations
 
