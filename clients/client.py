@@ -44,8 +44,11 @@ class TLS:
     cert: str | Path | None = None
     key: str | Path | None = None
 
-    def kwargs(self, protocol: str) -> dict:
-        """tritonclient's keyword arguments for its blocking client of `protocol`."""
+    def kwargs(self, protocol: str, aio: bool = False) -> dict:
+        """tritonclient's keyword arguments for its client of `protocol` (blocking, or asyncio:
+        tritonclient.http.aio takes an SSLContext)."""
+        if protocol == "http" and aio:
+            return {"ssl": True, "ssl_context": self.context()}
         if protocol == "grpc":
             files = (self.ca, self.key, self.cert)
             names = ("root_certificates", "private_key", "certificate_chain")
@@ -442,13 +445,7 @@ class AsyncClient(_Base):
     ):
         super().__init__(url, protocol, model, batch_size, retry or Retry(), key, tls)
         aio = importlib.import_module(f"tritonclient.{self.protocol}.aio")
-        secure = {}
-        if self.tls is not None:
-            secure = (
-                {"ssl": True, "ssl_context": self.tls.context()}
-                if self.protocol == "http"
-                else self.tls.kwargs("grpc")
-            )
+        secure = self.tls.kwargs(self.protocol, aio=True) if self.tls else {}
         self._clients = [aio.InferenceServerClient(a, **secure) for a in self.addresses]
         self._infer_kwargs = (
             {"timeout": int(timeout_s)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 from tritonclient.utils import InferenceServerException
 
@@ -41,6 +43,9 @@ def test_tls_options_for_each_tritonclient():
         "ssl_options": {"ca_certs": "ca.pem", "certfile": "me.pem", "keyfile": "me.key"},
     }
     assert TLS().kwargs("grpc") == {"ssl": True}  # the system's CAs
+    assert TLS().kwargs("grpc", aio=True) == {"ssl": True}
+    aio_http = TLS().kwargs("http", aio=True)  # tritonclient.http.aio takes an SSLContext
+    assert aio_http["ssl"] is True and isinstance(aio_http["ssl_context"], ssl.SSLContext)
     with Client("https://127.0.0.1:1") as client:  # https: TLS without being asked
         assert client.protocol == "http" and client.tls == TLS()
 
