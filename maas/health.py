@@ -5,12 +5,13 @@ family a repository serves and for each server (each replica of a fleet runs its
     watchdog.health()                    # the last check: Health(ok, failing, checked_at)
 
 Triton's /v2/health/ready keeps answering 200 when a Python-backend stub has died and every
-request through its model fails. So every `interval` seconds the watchdog
+request through its model fails. So the watchdog
 - counts each Python-backend model's stub processes (children of tritonserver) against its
-  instance count: a model with two instances and one dead stub fails every other request,
-  which one probe request can miss;
-- sends one real request through every served pipeline (the launcher's start-up probe,
-  maas.probe; a stream gets a one-request sequence).
+  instance count, every CENSUS_S seconds on a thread of its own: a model with two instances
+  and one dead stub fails every other request, which one probe request can miss, and a probe
+  that meets a stub dying under it waits ~2 s for Triton to give up, which the count does not;
+- sends one real request through every served pipeline every `interval` seconds (the
+  launcher's start-up probe, maas.probe; a stream gets a one-request sequence).
 A model short of stubs, or a pipeline whose request fails, is unhealthy; those models (for a
 pipeline: the models its error names, as in "Stub process 'preprocess_0_0' is not healthy",
 else all of its models) are reloaded through the model-control API (the server runs in
@@ -85,21 +86,26 @@ def python_instances(repository: Path, config_name: str | None = None) -> dict[s
     }
 
 
+def census(server_pid: int, expected: dict[str, int]) -> dict[str, str]:
+    """The Python-backend models short of stub processes: model -> what is missing."""
+    running = {model: len(pids) for model, pids in stubs(server_pid).items()}
+    return {
+        model: f"{count - running.get(model, 0)} of its {count} Python stub processes "
+        "are not running"
+        for model, count in expected.items()
+        if running.get(model, 0) < count
+    }
+
+
 def check(http_url: str, probes, server_pid: int | None = None, expected=None) -> Health:
     """The stub census (when `server_pid` and `expected` are given) and one request through
     every pipeline (`probes`: maas.probe.Probes); never raises."""
     import tritonclient.http as httpclient
 
     started = time.perf_counter()
-    failing = {}
-    if server_pid is not None and expected:
-        running = {model: len(pids) for model, pids in stubs(server_pid).items()}
-        for model, count in expected.items():
-            if running.get(model, 0) < count:
-                failing[model] = (f"{count - running.get(model, 0)} of its {count} Python "
-                                  f"stub processes are not running")  # fmt: skip
-        if failing:  # known broken: heal now rather than after a round of probes
-            return Health(False, failing, time.time(), time.perf_counter() - started)
+    failing = census(server_pid, expected) if server_pid is not None and expected else {}
+    if failing:  # known broken: heal now rather than after a round of probes
+        return Health(False, failing, time.time(), time.perf_counter() - started)
     client = httpclient.InferenceServerClient(http_url, connection_timeout=5, network_timeout=10)
     try:
         for name, error in probes.run(client).items():
@@ -111,6 +117,7 @@ def check(http_url: str, probes, server_pid: int | None = None, expected=None) -
 
 
 RELOAD_TIMEOUT_S = 30.0  # a model's reload takes 1.5-4 s here
+CENSUS_S = 0.25  # a census reads /proc: ~2 ms here
 
 
 class Watchdog:
@@ -135,21 +142,28 @@ class Watchdog:
         self.events: list[tuple[float, str]] = []  # (time.time(), what happened), for tests
         self._health = Health(True, {}, time.time())
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()  # the census found a dead stub: check (and heal) now
+        self._threads: list[threading.Thread] = []
         self._reloads: dict[str, int] = {}
 
     def health(self) -> Health:
         return self._health
 
     def start(self) -> Watchdog:
-        self._thread = threading.Thread(target=self._loop, name="maas-watchdog", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name="maas-watchdog", daemon=True),
+            threading.Thread(target=self._count_stubs, name="maas-census", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)
+        self._wake.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=30)
 
     def check(self) -> Health:
         process = self.server.process
@@ -160,9 +174,28 @@ class Watchdog:
         self.events.append((time.time(), text))
         self.on_event(f"[maas] {text}")
 
+    def _census(self) -> dict[str, str]:
+        process = self.server.process
+        return census(process.pid, self.expected) if process and self.expected else {}
+
+    def _count_stubs(self) -> None:
+        """Turns health red within CENSUS_S of a stub's death, even while a probe round
+        (which may be the one waiting on that stub) runs, and wakes the loop to heal it."""
+        while not self._stop.wait(CENSUS_S):
+            failing = self._census()
+            if failing and not failing.keys() <= self._health.failing.keys():
+                self._health = Health(False, {**self._health.failing, **failing}, time.time())
+                self._wake.set()
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             health = self.check()
+            if health.ok and (dead := self._census()):  # a stub died during the probes
+                health = Health(False, dead, health.checked_at, health.seconds)
             self._health = health
             if self._stop.is_set():
                 return
