@@ -93,7 +93,7 @@ class Run:
         self.results: list[tuple[str, Result]] = []
         self.perf_analyzer = find_perf_analyzer()
 
-    def load(self, scenario, target: Target, concurrency, stats_url=None):
+    def load(self, scenario, target: Target, concurrency, stats_url=None, server_pid=None):
         for c in concurrency:
             r = run_load(
                 target,
@@ -103,6 +103,7 @@ class Run:
                 window_s=self.window,
                 stats_url=stats_url,
                 spec=self.spec if target.tensors else None,
+                server_pid=server_pid,
             )
             self._add(scenario, r, r.client_bound)
 
@@ -131,7 +132,7 @@ class Run:
         with TritonServer(repo, Ports.free(), backend_dir=backend_dir) as server:
             grpc, http = f"grpc://{server.grpc_url}", f"http://{server.http_url}"
             for scenario, target_args, concurrency, *perf in scenarios(grpc, http):
-                self.load(scenario, Target(**target_args), concurrency, stats_url=grpc)
+                self.load(scenario, Target(**target_args), concurrency, grpc, server.process.pid)
                 if perf:  # (perf_analyzer input data): measure it with perf_analyzer too
                     model = target_args.get("model", C.ENSEMBLE)
                     self.perf(scenario, server.grpc_url, model, perf[0], concurrency)

@@ -8,7 +8,8 @@ Closed loop (--concurrency: C requests always in flight) or open loop (--rate: r
 sent on a fixed schedule whatever the answers). After a warm-up it measures in windows until
 three in a row agree within --stability (10%) on throughput, as perf_analyzer does, and reports
 those three: images/s, p50/p90/p95/p99 latency, errors, and Triton's per-model queue and
-compute times for the same span. The CSV has perf_analyzer's `-f` columns where they apply
+compute times for the same span, and (given the server's pid) the CPU of tritonserver and of
+each model's Python stubs over that span. The CSV has perf_analyzer's `-f` columns where they apply
 (latencies in microseconds) plus ours. --processes spreads the load over client processes.
 
 Targets: the ensemble over gRPC/HTTP (IMAGE bytes), `--tensors` (preprocess on the client,
@@ -79,6 +80,7 @@ class Result:
     client_cpu_cores: float  # all client processes together, during the run
     client_cpu_max_process: float  # the busiest client process, fraction of one core
     server: dict = field(default_factory=dict)  # model -> per-request averages (us), counts
+    server_cpu: dict = field(default_factory=dict)  # tritonserver / "<model> stubs" -> cores
 
     @property
     def client_bound(self) -> bool:
@@ -266,6 +268,27 @@ def triton_stats(url: str) -> dict[str, dict]:
     return {f"{m['name']}:{m['version']}": m for m in stats.get("model_stats", [])}
 
 
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of tritonserver `server_pid` and of its Python
+    stubs, summed per model ("<model> stubs")."""
+    import psutil
+
+    from maas.health import stubs
+
+    groups = {"tritonserver": [server_pid]}
+    groups.update({f"{model} stubs": pids for model, pids in sorted(stubs(server_pid).items())})
+    seconds = {}
+    for group, pids in groups.items():
+        seconds[group] = 0.0
+        for pid in pids:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:  # gone meanwhile
+                continue
+            seconds[group] += times.user + times.system
+    return seconds
+
+
 def stats_delta(before: dict, after: dict) -> dict[str, dict]:
     """Per model that ran: request count, executions, and average us per request per phase."""
     out = {}
@@ -301,6 +324,7 @@ def run_load(
     max_windows: int = 10,
     stats_url: str | None = None,
     spec: dict | None = None,
+    server_pid: int | None = None,
 ) -> Result:
     if (concurrency is None) == (rate is None):
         raise ValueError("give exactly one of concurrency or rate")
@@ -322,7 +346,7 @@ def run_load(
         proc.start()
     try:
         time.sleep(warmup_s + 0.5 * processes)  # spawn + imports, then warm-up
-        marks, counts, snaps = [], [], []
+        marks, counts, snaps, cpus = [], [], [], []
 
         def mark() -> None:
             # A statistics call takes milliseconds (tens, the first); requests finish meanwhile.
@@ -332,6 +356,8 @@ def run_load(
             counts.append(counter.value)
             if stats_url:
                 snaps.append(triton_stats(stats_url))
+            if server_pid:
+                cpus.append(cpu_seconds(server_pid))
             marks.append((before + time.monotonic()) / 2)
 
         mark()
@@ -357,6 +383,12 @@ def run_load(
     pct = (lambda q: float(np.percentile(ok, q))) if len(ok) else (lambda q: float("nan"))
     cpu = [c / w for _, c, w in results]
     server = stats_delta(snaps[-4] if len(snaps) >= 4 else snaps[0], snaps[-1]) if snaps else {}
+    server_cpu = {}
+    if cpus:
+        first = cpus[-4] if len(cpus) >= 4 else cpus[0]
+        server_cpu = {  # a stub restarted meanwhile starts from 0: clamp, not negative
+            g: max(0.0, s - first.get(g, 0.0)) / (end - start) for g, s in cpus[-1].items()
+        }
     return Result(
         target=target.name,
         model=target.model,
@@ -373,6 +405,7 @@ def run_load(
         client_cpu_cores=sum(cpu),
         client_cpu_max_process=max(cpu),
         server=server,
+        server_cpu=server_cpu,
     )  # fmt: skip
 
 
@@ -395,7 +428,8 @@ def csv_row(r: Result) -> dict:
             row[column] = round(phases[phase])
     extra = asdict(r)
     extra.pop("server")
-    return {**row, **extra}
+    cpu = {f"cpu {group} (cores)": round(v, 3) for group, v in extra.pop("server_cpu").items()}
+    return {**row, **extra, **cpu}
 
 
 def write_csv(results: list[Result], path: Path) -> None:

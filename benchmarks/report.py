@@ -120,6 +120,8 @@ def summary(results, ceiling, latency_ms, steps, cores) -> str:
     lines += _targets(results, best_b, latency_ms)
     lines += ["", "## Where the time goes (one image per request, concurrency 1, gRPC)", ""]
     lines += _breakdown(results, latency_ms, steps)
+    lines += ["", f"## Where the CPU goes (concurrency {CPU_AT})", ""]
+    lines += _cpu(results, best_b, cores)
     return "\n".join(lines) + "\n"
 
 
@@ -179,6 +181,38 @@ def _targets(results, best_b, latency_ms) -> list[str]:
                     f"{ratio:.2f}x (agree within 15%: {'yes' if abs(ratio - 1) <= 0.15 else 'NO'})"
                 )
     return out
+
+
+CPU_AT = 16  # the concurrency of the CPU table: the 8-images target is measured there
+
+
+def _cpu(results, best_b, cores) -> list[str]:
+    """CPU per image by process (tritonserver, each model's stubs, the load generator) for
+    the runs at CPU_AT, against the in-process ceiling's: why a served image costs more."""
+    rows = [(s, r) for s, r in results if r.value == CPU_AT and r.server_cpu]
+    if not rows:
+        return ["(not measured)"]
+    groups = list(dict.fromkeys(g for _, r in rows for g in r.server_cpu))
+    ceiling_ms = cores * 1e3 / best_b.images_per_s
+    lines = [
+        "CPU time per image, core-ms (cores busy x 1000 / images/s), over the measured windows "
+        f"(psutil). The in-process ceiling spends {ceiling_ms:.3f} core-ms an image ({cores} "
+        f"cores / {best_b.images_per_s:,.0f} images/s); 0.7x that ceiling on this machine "
+        f"allows {ceiling_ms / 0.7:.3f} core-ms an image for everything, client included.",
+        "",
+        "| scenario | images/s | " + " | ".join(groups) + " | client | total | cores busy |",
+        "|---|---|" + "---|" * (len(groups) + 3),
+    ]
+    for s, r in rows:
+        per = {g: r.server_cpu.get(g, 0.0) for g in groups}
+        busy = sum(per.values()) + r.client_cpu_cores
+        ms = [f"{v * 1e3 / r.images_per_s:.3f}" if v else "" for v in per.values()]
+        lines.append(
+            f"| {s} | {r.images_per_s:,.0f} | " + " | ".join(ms)
+            + f" | {r.client_cpu_cores * 1e3 / r.images_per_s:.3f}"
+            + f" | {busy * 1e3 / r.images_per_s:.3f} | {busy:.2f} |"
+        )  # fmt: skip
+    return lines
 
 
 def _breakdown(results, latency_ms, steps) -> list[str]:

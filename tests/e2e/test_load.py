@@ -15,7 +15,8 @@ SHORT = dict(warmup_s=0.3, window_s=0.5, max_windows=4)
 @pytest.mark.parametrize("scheme", ["grpc", "http"])
 def test_closed_loop(server, heldout_png, scheme, tmp_path):
     url = f"grpc://{server.grpc_url}" if scheme == "grpc" else f"http://{server.http_url}"
-    r = run_load(Target(url), heldout_png, concurrency=4, stats_url=url, **SHORT)
+    pid = server.process.pid
+    r = run_load(Target(url), heldout_png, concurrency=4, stats_url=url, server_pid=pid, **SHORT)
     assert r.errors == 0 and r.requests > 10 and r.images_per_s > 0
     assert 0 < r.p50_ms <= r.p90_ms <= r.p95_ms <= r.p99_ms
     assert 0 < r.client_cpu_cores < 2
@@ -24,6 +25,9 @@ def test_closed_loop(server, heldout_png, scheme, tmp_path):
     for model in (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS):
         m = r.server[model]
         assert m["requests"] > 0 and m["compute_infer_us"] > 0 and m["queue_us"] >= 0
+        assert r.server_cpu[f"{model} stubs"] > 0  # each step's stubs worked in the window
+    assert 0 < r.server_cpu["tritonserver"] < 2
+    assert r.server_cpu.get(f"{C.FORECASTER_PREPROCESS} stubs", 0) < 0.05  # idle: not in use
     path = tmp_path / "load.csv"
     write_csv([r], path)
     with path.open() as f:
@@ -33,6 +37,7 @@ def test_closed_loop(server, heldout_png, scheme, tmp_path):
     assert int(row["Concurrency"]) == 4 and float(row["Inferences/Second"]) > 0
     assert int(row["p50 latency"]) <= int(row["p99 latency"])  # microseconds, as perf_analyzer
     assert float(row["Server Compute Infer"]) > 0
+    assert float(row["cpu tritonserver (cores)"]) > 0
 
 
 def test_open_loop_rate_and_batches(server, heldout_png):
