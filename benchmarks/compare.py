@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -34,7 +35,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from maas import contract as C
 from maas.benchmarks import floor, inprocess
-from maas.benchmarks.load import Result, Target, load_images, run_load, tensor_spec
+from maas.benchmarks.load import (
+    Result,
+    Target,
+    cpu_seconds,
+    load_images,
+    run_load,
+    tensor_spec,
+)
 from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, run_perf_analyzer
 from maas.benchmarks.report import FLOOR, NATIVE, PA
 from maas.build.configs import read_config, write_config
@@ -116,17 +124,27 @@ class Run:
             flush=True,
         )
 
-    def perf(self, scenario, url: str, model: str, input_data, concurrency) -> None:
-        """The same scenario measured by Triton's perf_analyzer (where it is installed)."""
+    def perf(self, scenario, url: str, model: str, input_data, concurrency, server_pid) -> None:
+        """The same scenario measured by Triton's perf_analyzer (where it is installed), with
+        its CPU and the server's over its whole run (warm-up and trials: all at load)."""
         if self.perf_analyzer is None:
             return
         for c in concurrency:
+            client0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            server0, started = cpu_seconds(server_pid), time.monotonic()
             try:
                 row = run_perf_analyzer(self.perf_analyzer, model, url, input_data, c)
             except RuntimeError as e:  # e.g. no stable measurement: say so, keep the run
                 print(f"  {scenario + PA:<34} c={c:<3} {str(e).splitlines()[-1]}", flush=True)
                 continue
-            self._add(scenario + PA, perf_analyzer_result(scenario, model, row, c))
+            wall = time.monotonic() - started
+            client1, server1 = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_seconds(server_pid)
+            r = perf_analyzer_result(scenario, model, row, c)
+            r.client_cpu_cores = r.client_cpu_max_process = (
+                client1.ru_utime + client1.ru_stime - client0.ru_utime - client0.ru_stime
+            ) / wall
+            r.server_cpu = {g: max(0.0, t - server0.get(g, 0.0)) / wall for g, t in server1.items()}
+            self._add(scenario + PA, r)
 
     def serve(self, repo: Path, scenarios, backend_dir: Path | None = None):
         with TritonServer(repo, Ports.free(), backend_dir=backend_dir) as server:
@@ -135,7 +153,9 @@ class Run:
                 self.load(scenario, Target(**target_args), concurrency, grpc, server.process.pid)
                 if perf:  # (perf_analyzer input data): measure it with perf_analyzer too
                     model = target_args.get("model", C.ENSEMBLE)
-                    self.perf(scenario, server.grpc_url, model, perf[0], concurrency)
+                    self.perf(
+                        scenario, server.grpc_url, model, perf[0], concurrency, server.process.pid
+                    )
 
 
 # perf_analyzer's CSV splits its average latency into these (microseconds); they add up to it.
@@ -144,8 +164,8 @@ AVERAGE_PARTS = ("Client Send", "Network+Server Send/Recv", "Server Queue", "Ser
 
 
 def perf_analyzer_result(scenario: str, model: str, row: dict, concurrency: int) -> Result:
-    """perf_analyzer's CSV row as our Result (its latencies are microseconds; client CPU is
-    not measured: NaN)."""
+    """perf_analyzer's CSV row as our Result (its latencies are microseconds; CPU: NaN until
+    the caller fills it in)."""
 
     def ms(column: str) -> float:
         return int(row[column]) / 1e3

@@ -18,6 +18,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from maas.serve import stop_process
+
 INSTALL = "sudo apt-get update && sudo apt-get install -y prometheus"
 
 
@@ -117,13 +119,8 @@ class Prometheus:
         return body["data"]
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
         if self._data is not None:
             self._data.cleanup()

@@ -251,17 +251,24 @@ def python_backend_dir(backends: Path, into: Path) -> Path:
     return into
 
 
-def _terminate(proc: subprocess.Popen, timeout: float) -> int:
-    """SIGTERM (Triton drains in-flight requests for its --exit-timeout-secs), SIGKILL if it
-    hangs past `timeout`; then whatever is left of its process group (Python stubs that a
-    server which did not stop cleanly leaves behind, still running). Its exit code."""
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    """`sig` to a child (if it still runs), SIGKILL if it hangs past `timeout`; its exit code."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    return proc.returncode
+
+
+def _terminate(proc: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM (Triton drains in-flight requests for its --exit-timeout-secs), SIGKILL if it
+    hangs past `timeout`; then whatever is left of its process group (Python stubs that a
+    server which did not stop cleanly leaves behind, still running). Its exit code."""
+    stop_process(proc, signal.SIGTERM, timeout)
     with contextlib.suppress(ProcessLookupError, PermissionError):  # none left
         os.killpg(proc.pid, signal.SIGKILL)  # its own group: start_new_session=True
     return proc.returncode

@@ -18,16 +18,20 @@ def result(value, images_per_s, p50=3.0, p99=30.0, server_cpu=None, client=0.2) 
 
 def test_cpu_table_is_core_ms_per_image_against_the_ceiling():
     best = Ceiling(processes=2, batch=64, images_per_s=8000.0)
-    cpu = {"tritonserver": 0.4, "preprocess stubs": 0.9, "classifier stubs": 0.3}
+    cpu = {"tritonserver": 0.4, "preprocess stubs": 0.9, "classifier stubs": 0.3,
+           "vae_png stubs": 0.002}  # fmt: skip
     rows = [("(d) 8 images", result(16, 2000.0, server_cpu=cpu)), ("c1", result(1, 300.0))]
     lines = _cpu(rows, best, cores=2)
     assert "0.250 core-ms an image" in lines[0] and "allows 0.357" in lines[0]
     assert lines[2] == (
-        "| scenario | images/s | tritonserver | preprocess stubs | classifier stubs | client "
-        "| total | cores busy |"
+        "| scenario | images/s | tritonserver | preprocess stubs | classifier stubs | other stubs "
+        "| client | total | cores busy |"
     )
-    # 0.4 cores / 2000 images/s = 0.2 core-ms an image; all of it: 1.8 cores -> 0.9 core-ms
-    assert lines[4] == "| (d) 8 images | 2,000 | 0.200 | 0.450 | 0.150 | 0.100 | 0.900 | 1.80 |"
+    # 0.4 cores / 2000 images/s = 0.2 core-ms an image; all: 1.802 cores -> 0.901 core-ms;
+    # an idle model's stubs (0.001 core-ms an image) go to "other stubs".
+    assert lines[4] == (
+        "| (d) 8 images | 2,000 | 0.200 | 0.450 | 0.150 | 0.001 | 0.100 | 0.901 | 1.80 |"
+    )
     assert len(lines) == 5  # only the runs at concurrency 16 that measured the server's CPU
     assert _cpu([("c1", result(1, 300.0))], best, 2) == ["(not measured)"]
 
