@@ -150,6 +150,20 @@ def _build_own(args) -> int:
     return 0
 
 
+def exposure_warning(host: str) -> str | None:
+    """What `maas serve --host` says when tritonserver's own HTTP port leaves loopback: one
+    malformed request can abort tritonserver 2.51 there (README, Operate: the balancer's
+    guard)."""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return (
+        f"[maas] warning: tritonserver's HTTP port listens on {host}. One malformed request "
+        "(a shape far larger than its body) aborts tritonserver 2.51 through HTTP; for callers "
+        "you do not trust, serve through `maas fleet up` (its nginx guards HTTP inference) or "
+        "gRPC only."
+    )
+
+
 def cmd_serve(args) -> int:
     from maas.pipeline import Paths, ensure_built
     from maas.serve import Keys, ServerError, TritonServer
@@ -161,6 +175,8 @@ def cmd_serve(args) -> int:
     except (OSError, ServerError) as e:
         print(f"maas serve: {e}", file=sys.stderr)
         return 1
+    if (warning := exposure_warning(args.host)) is not None:
+        print(warning, file=sys.stderr)
     if not args.no_build:
         ensure_built(paths, data_dir=args.data_dir)
     server = TritonServer(

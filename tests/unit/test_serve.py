@@ -75,3 +75,11 @@ def test_with_a_gpu_nothing_is_hidden(tmp_path, capsys):
     replay(server, CPU_START)
     assert capsys.readouterr().out == CPU_START
     assert "CudaDriverHelper" in server.error_lines()
+
+
+def test_serve_warns_when_tritonservers_http_leaves_loopback():
+    from maas.cli import exposure_warning
+
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("localhost") is None
+    warning = exposure_warning("0.0.0.0")
+    assert "listens on 0.0.0.0" in warning and "maas fleet up" in warning
