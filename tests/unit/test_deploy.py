@@ -49,10 +49,23 @@ def test_the_pieces_fit_together():
     target = docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
     name = docs["Deployment"]["metadata"]["name"]
     assert (target["kind"], target["name"]) == ("Deployment", name)
-    [triton] = pod["spec"]["containers"]
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    triton, guard = containers["tritonserver"], containers["guard"]
     ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
     assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
-    assert {p["targetPort"] for p in docs["Service"]["spec"]["ports"]} == set(ports)
+    # The Service's HTTP port is the guard's; gRPC and metrics are tritonserver's own.
+    service = {p["name"]: p["targetPort"] for p in docs["Service"]["spec"]["ports"]}
+    assert service == {"http": "http-guarded", "grpc": "grpc", "metrics": "metrics"}
+    assert guard["ports"] == [{"name": "http-guarded", "containerPort": 8080}]
+    [rule, _] = docs["NetworkPolicy"]["spec"]["ingress"]
+    assert {p["port"] for p in rule["ports"]} == {8080, 8001}
+    mounts = {m["name"]: m["mountPath"] for m in guard["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["guard"]["configMap"]["name"] == "maas-guard"
+    assert guard["command"][:3] == ["nginx", "-c", f"{mounts['guard']}/nginx.conf"]
+    conf = (DEPLOY / "k8s" / "guard.conf").read_text()
+    assert f"js_path {mounts['guard']};" in conf and "listen 8080;" in conf
+    assert f"server 127.0.0.1:{ports['http']};" in conf  # tritonserver in the same pod
     assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     assert any(a.startswith("--model-repository=s3://") for a in triton["args"])
@@ -68,12 +81,37 @@ def test_the_kserve_inference_service_serves_the_same_repository():
     [service] = _documents("inferenceservice.yaml").values()
     assert service["apiVersion"] == "serving.kserve.io/v1beta1"
     assert service["kind"] == "InferenceService"
-    triton = service["spec"]["predictor"]["triton"]
+    predictor = service["spec"]["predictor"]["triton"]
     deployment = _documents("triton.yaml")["Deployment"]["spec"]["template"]["spec"]
-    repository = next(
-        a.split("=", 1)[1] for a in deployment["containers"][0]["args"] if "model-repository" in a
-    )
-    assert triton["storageUri"] == repository
+    [triton] = [c for c in deployment["containers"] if c["name"] == "tritonserver"]
+    repository = next(a.split("=", 1)[1] for a in triton["args"] if "model-repository" in a)
+    assert predictor["storageUri"] == repository
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_the_guards_nginx_config_is_one_nginx_accepts(tmp_path):
+    """deploy/k8s/guard.conf through `nginx -t` here, with this machine's paths for the njs
+    module, the guard's folder and the scratch files in place of the pod's."""
+    from maas.balancer import GUARD, find_js_module
+
+    module = find_js_module()
+    if module is None:
+        pytest.skip("nginx's njs module is not installed")
+    conf = (DEPLOY / "k8s" / "guard.conf").read_text()
+    infer = "location ~ ^/v2/models/[^/]+(/versions/[^/]+)?/infer$ {"
+    assert f"{infer}\n      js_content guard.infer;" in conf
+    for in_pod, here in [
+        ("modules/ngx_http_js_module.so", module),
+        ("/etc/nginx/maas", str(GUARD.parent)),
+        ("/tmp/", f"{tmp_path}/"),
+    ]:
+        conf = conf.replace(in_pod, here)
+    (tmp_path / "nginx.conf").write_text(conf)
+    check = subprocess.run(
+        ["nginx", "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr
 
 
 CHECKOV = shutil.which("checkov") or next(
