@@ -10,6 +10,8 @@
 // naming the input, before a replica sees it. Inputs in shared memory are not counted.
 // Anything else (including bodies that do not parse) goes to Triton, which answers for itself.
 
+import fs from 'fs';
+
 function refuse(r, message) {
     r.headersOut['Content-Type'] = 'application/json';
     r.return(400, JSON.stringify({error: message}));
@@ -23,8 +25,23 @@ function elements(shape) {
     return count;
 }
 
+function bodyOf(r) {
+    // nginx keeps inference bodies in a file (client_body_in_file_only): a body held in memory
+    // would let a client make it allocate the whole size it announces without sending it.
+    // (njs throws "request body is in a file" on requestBuffer then.)
+    try {
+        if (r.requestBuffer !== undefined) {
+            return r.requestBuffer;
+        }
+    } catch (e) {
+        // read from the file below
+    }
+    var file = r.variables.request_body_file;
+    return file ? fs.readFileSync(file) : Buffer.alloc(0);
+}
+
 function infer(r) {
-    var body = r.requestBuffer || Buffer.alloc(0);
+    var body = bodyOf(r);
     var stated = r.headersIn['Inference-Header-Content-Length'];
     var json = stated === undefined ? body : body.slice(0, Number(stated));
     var header;
