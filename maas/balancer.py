@@ -38,9 +38,6 @@ class Balancer:
     http: int = 8000
     grpc: int = 8001
     max_body: str = "64m"  # nginx refuses larger requests with 413 before a replica sees them
-    # nginx reads a body through a buffer of this size into a file (where the guard reads
-    # it): a connection can make nginx allocate this much however little it sends.
-    body_buffer: str = "1m"
     fail_timeout_s: int = 2  # a replica that failed a connection is skipped this long
     timeout_s: int = 60  # per request, connect to answer
     tls: TLS | None = None  # HTTPS and gRPC over TLS here; nginx to the replicas: loopback
@@ -99,10 +96,18 @@ events {{ worker_connections 1024; }}
 http {{
   access_log off;
 {temp}  client_max_body_size {lb.max_body};
-  client_body_buffer_size {lb.body_buffer};
+  client_body_buffer_size 1m;
   client_body_in_single_buffer on;
   js_path {GUARD.parent};
   js_import guard from {GUARD.name};
+  # The guard reads a body from memory up to 1,000,000 bytes (within the 1m buffer), from a
+  # file (kept until the request ends) when larger or of unknown length (chunked): in memory,
+  # nginx would allocate whatever size a client announces, sent or not.
+  map $http_content_length $maas_body_in_file {{
+    "~^[0-9]{{7,}}$" 1;
+    "" 1;
+    default 0;
+  }}
 {upstream("triton_http", lambda p: p.http)}{upstream("triton_grpc", lambda p: p.grpc)}
   server {{
     listen {lb.host}:{lb.http}{ssl};{tls}
@@ -114,11 +119,18 @@ http {{
     proxy_next_upstream error timeout non_idempotent;
     proxy_next_upstream_tries 3;
     location ~ ^/v2/models/[^/]+(/versions/[^/]+)?/infer$ {{
-      client_body_in_file_only clean;  # kept until the request ends: the guard reads it
+      if ($maas_body_in_file) {{
+        rewrite ^ /maas-body-in-file last;
+      }}
+      js_content guard.infer;
+    }}
+    location = /maas-body-in-file {{
+      internal;
+      client_body_in_file_only clean;
       js_content guard.infer;
     }}
     location @triton {{
-      proxy_pass http://triton_http;
+      proxy_pass http://triton_http$request_uri;  # as the client sent it, rewritten or not
     }}
     location / {{
       proxy_pass http://triton_http;

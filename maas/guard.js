@@ -26,9 +26,8 @@ function elements(shape) {
 }
 
 function bodyOf(r) {
-    // nginx keeps inference bodies in a file (client_body_in_file_only): a body held in memory
-    // would let a client make it allocate the whole size it announces without sending it.
-    // (njs throws "request body is in a file" on requestBuffer then.)
+    // In memory up to 1,000,000 bytes; larger bodies nginx keeps in a file for us
+    // (client_body_in_file_only; njs throws "request body is in a file" on requestBuffer).
     try {
         if (r.requestBuffer !== undefined) {
             return r.requestBuffer;

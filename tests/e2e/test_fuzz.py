@@ -212,7 +212,7 @@ def test_the_guard_refuses_what_crashes_a_bare_tritonserver(classifier_repositor
         message = json.loads(answer)["error"]
         assert message.startswith(f"input '{C.IMAGE}': shape [26048, 15028854, 3962] is ")
         assert f"more than the {len(SHAPE_BOMB)} bytes" in message
-        # Bodies over Balancer.body_buffer wait in a file, where the guard reads them too.
+        # Bodies of 1,000,000 bytes or more wait in a file, where the guard reads them too.
         padded = json.loads(SHAPE_BOMB)
         padded["id"] = "x" * 1_200_000
         status, answer = post(f"{lb.host}:{lb.http}", json.dumps(padded).encode(), {})

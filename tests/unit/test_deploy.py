@@ -99,7 +99,8 @@ def test_the_guards_nginx_config_is_one_nginx_accepts(tmp_path):
         pytest.skip("nginx's njs module is not installed")
     conf = (DEPLOY / "k8s" / "guard.conf").read_text()
     infer = "location ~ ^/v2/models/[^/]+(/versions/[^/]+)?/infer$ {"
-    assert f"{infer}\n      client_body_in_file_only clean;\n      js_content guard.infer;" in conf
+    assert f"{infer}\n      if ($maas_body_in_file) {{" in conf
+    assert "client_body_in_file_only clean;\n      js_content guard.infer;" in conf
     for in_pod, here in [
         ("modules/ngx_http_js_module.so", module),
         ("/etc/nginx/maas", str(GUARD.parent)),
