@@ -50,7 +50,7 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         ) from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"image too large: {e}", "too_large") from None
-    except OSError as e:
+    except (OSError, ValueError, SyntaxError) as e:  # Pillow: ValueError("Truncated IHDR chunk")
         raise ImageError(f"corrupt image header: {e}", "corrupt") from None
     width, height = img.size
     if width * height > max_pixels:

@@ -94,6 +94,15 @@ def test_truncated_png_named():
         decode(data[: len(data) // 2])
 
 
+def test_png_header_with_a_zero_length_ihdr_named():
+    """Found by the fuzz test: Pillow's PNG reader raises ValueError, not OSError, for it."""
+    data = bytearray(encoded(gradient(), "PNG"))
+    data[11] = 0  # the IHDR chunk's length: 13 -> 0
+    with pytest.raises(ImageError, match="corrupt image header: Truncated IHDR chunk") as e:
+        decode(bytes(data))
+    assert e.value.reason == "corrupt"
+
+
 def test_pixel_limit_checked_before_decoding():
     with pytest.raises(ImageError, match=r"48x40 = 1920 pixels, over the limit of 1000"):
         decode(encoded(gradient(), "PNG"), max_pixels=1000)
