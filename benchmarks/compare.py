@@ -38,6 +38,7 @@ from maas.benchmarks import floor, inprocess
 from maas.benchmarks.load import (
     Result,
     Target,
+    cpu_delta,
     cpu_seconds,
     load_images,
     run_load,
@@ -143,7 +144,7 @@ class Run:
             r.client_cpu_cores = r.client_cpu_max_process = (
                 client1.ru_utime + client1.ru_stime - client0.ru_utime - client0.ru_stime
             ) / wall
-            r.server_cpu = {g: max(0.0, t - server0.get(g, 0.0)) / wall for g, t in server1.items()}
+            r.server_cpu = cpu_delta(server0, server1, wall)
             self._add(scenario + PA, r)
 
     def serve(self, repo: Path, scenarios, backend_dir: Path | None = None):

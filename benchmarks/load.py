@@ -289,6 +289,12 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
     return seconds
 
 
+def cpu_delta(before: dict[str, float], after: dict[str, float], seconds: float) -> dict:
+    """Cores each group of cpu_seconds kept busy between two readings `seconds` apart (a stub
+    started meanwhile counts from 0: clamped, not negative)."""
+    return {g: max(0.0, t - before.get(g, 0.0)) / seconds for g, t in after.items()}
+
+
 def stats_delta(before: dict, after: dict) -> dict[str, dict]:
     """Per model that ran: request count, executions, and average us per request per phase."""
     out = {}
@@ -384,11 +390,8 @@ def run_load(
     cpu = [c / w for _, c, w in results]
     server = stats_delta(snaps[-4] if len(snaps) >= 4 else snaps[0], snaps[-1]) if snaps else {}
     server_cpu = {}
-    if cpus:
-        first = cpus[-4] if len(cpus) >= 4 else cpus[0]
-        server_cpu = {  # a stub restarted meanwhile starts from 0: clamp, not negative
-            g: max(0.0, s - first.get(g, 0.0)) / (end - start) for g, s in cpus[-1].items()
-        }
+    if cpus:  # the same span as the statistics
+        server_cpu = cpu_delta(cpus[-4] if len(cpus) >= 4 else cpus[0], cpus[-1], end - start)
     return Result(
         target=target.name,
         model=target.model,

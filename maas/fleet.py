@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from maas import contract as C
-from maas.balancer import Balancer, Nginx, answers, http_ok
+from maas.balancer import Balancer, Nginx, answers, http_ok, require_nginx
 from maas.prometheus import scrape_config
 from maas.serve import Keys, Ports, ServerError, TritonServer
 
@@ -88,6 +88,7 @@ class Fleet:
         self.on_event(f"[maas fleet] {text}")
 
     def start(self) -> Fleet:
+        require_nginx()  # before minutes of replica start-up, not after
         try:
             # All launched first, from this thread (a replica dies with the thread that
             # launched it: maas.serve._die_with_parent), so they load their models together.
