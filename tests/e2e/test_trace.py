@@ -10,7 +10,7 @@ import pytest
 
 from maas.benchmarks import floor
 from maas.benchmarks.load import Target, run_load
-from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, run_perf_analyzer
+from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, sweep_perf_analyzer
 from maas.benchmarks.trace import traced, write_results
 from maas.serve import Ports, TritonServer
 
@@ -49,8 +49,16 @@ def test_perf_analyzer_and_our_load_generator_measure_the_same_server(floor_repo
             concurrency=2,
             window_s=0.5,
         )
-        row = run_perf_analyzer(
-            find_perf_analyzer(), floor.FLOOR, server.grpc_url, "zero", 2, window_ms=1000
+        # Both must drive it without an error; how well they agree is make bench's question
+        # (this test's 25% stability on p99 failed CI once on a busy machine).
+        [row] = sweep_perf_analyzer(
+            find_perf_analyzer(),
+            floor.FLOOR,
+            server.grpc_url,
+            "zero",
+            "2",
+            window_ms=1000,
+            stability=100,
         )
     assert ours.errors == 0 and ours.images_per_s > 0
     assert float(row["Inferences/Second"]) > 0 and int(row["p50 latency"]) > 0
