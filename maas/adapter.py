@@ -5,16 +5,21 @@
 
 Triton hands a model every request of a dynamic batch at once; each must get its own response,
 and a request the pure functions refuse must get its own INVALID_ARG error naming the tensor,
-while its batch-mates are answered. Refusals are counted on /metrics by reason.
+while its batch-mates are answered. A request on which a step fails unexpectedly (a bug an
+input found) gets its own INTERNAL error, and the traceback goes to the server's log: had the
+exception left execute(), Triton would have failed every request of the batch with it.
+Refusals are counted on /metrics by reason, failures by exception type.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable, Iterable
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from maas.metrics import REJECTED, Family, Refused
+from maas.metrics import FAILED, REJECTED, Family, Refused
 
 
 class StepMetrics:
@@ -30,7 +35,7 @@ class StepMetrics:
 
     def __init__(self, pb_utils, model: str):
         self._pb = pb_utils
-        self._model = model
+        self.model = model
         self._families: dict[str, object] = {}
         self._metrics: dict[tuple, object] = {}
         self._lock = threading.Lock()
@@ -57,6 +62,9 @@ class StepMetrics:
     def refused(self, error: Exception) -> None:
         self.count(REJECTED, reason=getattr(error, "reason", "invalid"))
 
+    def failed(self, error: Exception) -> None:
+        self.count(FAILED, error=type(error).__name__)
+
     def flush(self) -> None:
         """Hand what was recorded since the last flush to the server."""
         with self._lock:
@@ -77,7 +85,7 @@ class StepMetrics:
             try:
                 self.flush()
             except Exception as e:  # the server went away (unload): nothing left to tell
-                print(f"[maas] {self._model}: metrics not sent: {e}", flush=True)
+                print(f"[maas] {self.model}: metrics not sent: {e}", flush=True)
                 return
 
     def _metric(self, key: tuple):
@@ -92,7 +100,7 @@ class StepMetrics:
                 )
             extra = {"buckets": list(family.buckets)} if family.buckets else {}
             metric = self._families[family.name].Metric(
-                labels={"model": self._model, **labels}, **extra
+                labels={"model": self.model, **labels}, **extra
             )
             self._metrics[key] = metric
         return metric
@@ -112,6 +120,43 @@ def refusal(pb_utils, error: Exception, metrics: StepMetrics | None = None, tens
     return pb_utils.InferenceResponse(error=error)
 
 
+def failure(pb_utils, error: Exception, metrics: StepMetrics | None = None):
+    """The INTERNAL response for a request on which a step failed unexpectedly (called from
+    its except clause); the traceback goes to the server's log, the failure is counted on
+    `metrics`, whose model names the step."""
+    model = metrics.model if metrics is not None else "a Python step"
+    if metrics is not None:
+        metrics.failed(error)
+    pb_utils.Logger.log_error(f"{model}: a request failed:\n{traceback.format_exc()}")
+    message = f"{model} failed on this request ({type(error).__name__}: {str(error)[:200]})"
+    error = pb_utils.TritonError(message, pb_utils.TritonError.INTERNAL)
+    return pb_utils.InferenceResponse(error=error)
+
+
+def attempt_each(
+    pb_utils,
+    requests: Sequence,
+    work: Callable[[Any], Any],
+    refused: type[Exception] = Refused,
+    tensor: str = "",
+    metrics: StepMetrics | None = None,
+) -> tuple[list, dict[int, Any]]:
+    """work(request) for each request on its own: (responses, results). `responses` holds an
+    error response for each request that work raised on (INVALID_ARG for `refused`, prefixed
+    with `tensor`'s name if given; INTERNAL for anything else) and None for the others;
+    `results` maps the others' indices to what work returned."""
+    responses: list = [None] * len(requests)
+    results: dict[int, Any] = {}
+    for i, request in enumerate(requests):
+        try:
+            results[i] = work(request)
+        except refused as e:
+            responses[i] = refusal(pb_utils, e, metrics, tensor)
+        except Exception as e:  # one request's fault, not its batch-mates'
+            responses[i] = failure(pb_utils, e, metrics)
+    return responses, results
+
+
 def answer_each(
     pb_utils,
     requests,
@@ -122,10 +167,7 @@ def answer_each(
 ):
     """One InferenceResponse per request: answer(request) -> output tensors, or the error
     (prefixed with `tensor`'s name; None: the message names it already)."""
-    responses = []
-    for request in requests:
-        try:
-            responses.append(pb_utils.InferenceResponse(answer(request)))
-        except refused as e:
-            responses.append(refusal(pb_utils, e, metrics, tensor or ""))
+    responses, results = attempt_each(pb_utils, requests, answer, refused, tensor or "", metrics)
+    for i, outputs in results.items():
+        responses[i] = pb_utils.InferenceResponse(outputs)
     return responses

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from maas.serve import TLS, Ports, ServerError, stop_process
+from maas.serve import TLS, Ports, ServerError, die_with_parent, stop_process
 
 NGINX_INSTALL = "sudo apt-get update && sudo apt-get install -y nginx-light libnginx-mod-http-js"
 GUARD = Path(__file__).with_name("guard.js")
@@ -58,6 +58,11 @@ def find_nginx() -> str | None:
 
 def find_js_module() -> str | None:
     return next((p for p in JS_MODULES if os.path.isfile(p)), None)
+
+
+def has_nginx() -> bool:
+    """nginx and its njs module are both here (what the fleet and its tests need)."""
+    return find_nginx() is not None and find_js_module() is not None
 
 
 def require_nginx() -> tuple[str, str]:
@@ -219,6 +224,7 @@ class Nginx:
         self.process = subprocess.Popen(
             [binary, "-c", str(conf), "-p", str(folder)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            preexec_fn=die_with_parent,
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while not answers(f"{self.lb.url('http')}/v2/health/ready"):

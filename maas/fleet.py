@@ -91,7 +91,7 @@ class Fleet:
         require_nginx()  # before minutes of replica start-up, not after
         try:
             # All launched first, from this thread (a replica dies with the thread that
-            # launched it: maas.serve._die_with_parent), so they load their models together.
+            # launched it: maas.serve.die_with_parent), so they load their models together.
             for server in self.servers:
                 server.launch()
             for server in self.servers:

@@ -34,6 +34,12 @@ REJECTED = Family(
     "COUNTER",
     "Requests a Python step refused (INVALID_ARG), by model and reason",
 )
+FAILED = Family(
+    "maas_failed_requests_total",
+    "COUNTER",
+    "Requests a Python step failed on an unexpected error (INTERNAL: a fault of the step, not "
+    "of the input), by model and exception type",
+)
 IMAGE_PIXELS = Family(
     "maas_input_image_pixels",
     "HISTOGRAM",
@@ -48,4 +54,4 @@ GENERATED = Family("maas_generated_images_total", "COUNTER", "PNG images made, b
 SEQUENCES = Family(
     "maas_stream_sequences", "GAUGE", "Sequences a streaming model holds state for now"
 )
-FAMILIES = (REJECTED, IMAGE_PIXELS, PREDICTED, FORECASTS, GENERATED, SEQUENCES)
+FAMILIES = (REJECTED, FAILED, IMAGE_PIXELS, PREDICTED, FORECASTS, GENERATED, SEQUENCES)

@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from maas.serve import stop_process
+from maas.serve import die_with_parent, stop_process
 
 INSTALL = "sudo apt-get update && sudo apt-get install -y prometheus"
 
@@ -81,6 +81,7 @@ class Prometheus:
             [binary, f"--config.file={self.config}", f"--web.listen-address=127.0.0.1:{self.port}",
              f"--storage.tsdb.path={self._data.name}", "--log.level=warn"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=die_with_parent,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:

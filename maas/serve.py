@@ -144,10 +144,10 @@ class TLS:
         return [*args, "--grpc-use-ssl-mutual=true", f"--grpc-root-cert={self.client_ca}"]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the launcher dies, even by SIGKILL (Linux), so no
-    path leaves an orphaned server holding the ports. The launcher is the thread that called
-    Popen: TritonServer is started from the main thread everywhere in maas."""
+def die_with_parent() -> None:
+    """In the child before exec (Popen's preexec_fn): SIGTERM when the launcher dies, even by
+    SIGKILL (Linux), so no path leaves an orphaned server, nginx or Prometheus holding the
+    ports. The launcher is the thread that called Popen: maas starts them from the main thread."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -425,7 +425,7 @@ class TritonServer:
 
     def launch(self) -> TritonServer:
         """The checks, then the process, without waiting for it to serve: a fleet launches
-        every replica from the main thread (see _die_with_parent), then waits for each."""
+        every replica from the main thread (see die_with_parent), then waits for each."""
         if not self.repository.is_dir():
             raise ServerError(f"no model repository at {self.repository}: run `maas build`")
         problems = plan_problems(self.repository, *server_tensorrt(find_tritonserver()[1]))
@@ -489,7 +489,7 @@ class TritonServer:
                 text=True,
                 errors="replace",
                 start_new_session=True,  # our signals reach it only through us: clean shutdown
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except OSError as e:
             raise ServerError(f"cannot start tritonserver: {e}") from None

@@ -21,7 +21,7 @@ import pytest
 
 from maas import contract as C
 from maas import metrics as M
-from maas.balancer import Balancer, find_js_module, find_nginx, nginx_config
+from maas.balancer import Balancer, has_nginx, nginx_config
 from maas.cli import main as cli
 from maas.clients.client import Client, Retry
 from maas.clients.errors import InvalidInput
@@ -30,9 +30,7 @@ from maas.health import stubs
 from maas.prometheus import Prometheus, find_prometheus, scrape, scrape_config
 from maas.serve import TLS, Ports
 
-pytestmark = pytest.mark.skipif(
-    find_nginx() is None or find_js_module() is None, reason="nginx or its njs module missing"
-)
+pytestmark = pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 THREADS = 4  # client threads under load
 
 

@@ -32,12 +32,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from maas import contract as C
-from maas.balancer import Balancer, Nginx, find_js_module, find_nginx
+from maas.balancer import Balancer, Nginx, has_nginx
 from maas.serve import Ports, TritonServer
 
-pytestmark = pytest.mark.skipif(
-    find_nginx() is None or find_js_module() is None, reason="nginx or its njs module missing"
-)
+pytestmark = pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 
 EXAMPLES = 400  # bodies per run; the closing note states the number tried
 TRIED: list[int] = []  # statuses seen, for the count and the summary

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from maas import contract as C
+from maas.balancer import has_nginx
 from maas.build.configs import check, read_config, to_pbtxt
+from maas.prometheus import find_prometheus
 from maas.serve import Ports, ServerError, TritonServer, has_gpu
 
 
@@ -100,15 +102,16 @@ def tritonserver_child(pid: int, timeout: float = 60) -> int:
 def gone(pid: int, timeout: float = 45) -> bool:
     """True once `pid` no longer runs (exited and reaped, or a zombie)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:  # looked at once at least
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()[0]
         except (FileNotFoundError, ProcessLookupError):
             return True
         if state in ("Z", "X"):
             return True
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.2)
-    return False
 
 
 def assert_port_closed(port: int) -> None:
@@ -172,6 +175,73 @@ def test_killed_launcher_takes_its_server_down(repository):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# A launcher of nginx and Prometheus (as `maas fleet up` and `make soak` start them): argv is
+# the replica's three ports, the balancer's HTTP and gRPC ports, Prometheus's port and config.
+HELPERS = """
+import sys, time
+from pathlib import Path
+from maas.balancer import Balancer, Nginx
+from maas.prometheus import Prometheus, scrape_config
+from maas.serve import Ports
+http, grpc, metrics, lb_http, lb_grpc, prometheus_port = map(int, sys.argv[1:7])
+config = Path(sys.argv[7])
+config.write_text(scrape_config([f"127.0.0.1:{metrics}"]))
+nginx = Nginx([Ports(http, grpc, metrics)], Balancer(http=lb_http, grpc=lb_grpc)).start()
+prometheus = Prometheus(config, prometheus_port).start()
+print("pids", nginx.process.pid, prometheus.process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(") ")[2].split()[1]) == pid:
+                kids.append(int(stat.parent.name))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+    return kids
+
+
+@pytest.mark.skipif(
+    not has_nginx() or find_prometheus() is None, reason="nginx, njs or prometheus missing"
+)
+def test_killed_launcher_takes_nginx_and_prometheus_down(server, tmp_path):
+    """The fleet's nginx and Prometheus die with the process that started them, even by
+    SIGKILL (parent-death signal, as tritonserver): none is left holding its port."""
+    lb, replica = Ports.free(), server.ports
+    ports = (replica.http, replica.grpc, replica.metrics, lb.http, lb.grpc, lb.metrics)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HELPERS, *map(str, ports), str(tmp_path / "prometheus.yml")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    helpers = []
+    try:
+        lines = []
+        for line in proc.stdout:  # until it says the pids, or exits
+            lines.append(line)
+            if line.startswith("pids"):
+                break
+        assert lines and lines[-1].startswith("pids"), "".join(lines)
+        nginx, prometheus = map(int, lines[-1].split()[1:])
+        helpers = [nginx, *children(nginx), prometheus]
+        assert len(helpers) > 2, "nginx started no workers"
+        proc.kill()
+        proc.wait()
+        for pid in helpers:
+            assert gone(pid, timeout=10), f"process {pid} outlived its launcher"
+        for port in (lb.http, lb.grpc, lb.metrics):
+            assert_port_closed(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in helpers:  # what a failure left behind
+            if not gone(pid, timeout=0):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_config_check_agrees_with_triton(repository, tmp_path):

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from maas.balancer import Balancer, find_js_module, find_nginx
+from maas.balancer import Balancer, has_nginx
 from maas.clients.client import TLS as ClientTLS
 from maas.clients.client import Client, Retry
 from maas.clients.errors import ClientError
@@ -124,9 +124,7 @@ def test_grpc_over_tls_refuses_the_wrong_clients(tls_server, certs, heldout_png)
         assert len(client.classify(heldout_png[:1])) == 1
 
 
-@pytest.mark.skipif(
-    find_nginx() is None or find_js_module() is None, reason="nginx or its njs module missing"
-)
+@pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 def test_the_balancer_speaks_https_and_grpc_over_tls(
     classifier_repository, certs, heldout_png, offline, tmp_path
 ):

@@ -18,7 +18,7 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 from maas import contract as C
-from maas.adapter import StepMetrics, refusal
+from maas.adapter import StepMetrics, attempt_each
 from maas.metrics import SEQUENCES, Refused
 from maas.series import Window, forecast, scale_window
 from maas.spec import floats
@@ -74,17 +74,11 @@ class TritonPythonModel:
         for sequence, (_, seen) in list(self.sequences.items()):
             if now - seen > self.idle:
                 del self.sequences[sequence]
-        responses = [None] * len(requests)
-        held, full = {}, {}
-        for i, request in enumerate(requests):
-            try:
-                values = self._observe(request, now)
-            except Refused as e:
-                responses[i] = refusal(pb_utils, e, self.metrics)
-                continue
-            held[i] = len(values)
-            if len(values) == self.length:
-                full[i] = scale_window(values, self.length)
+        responses, seen = attempt_each(
+            pb_utils, requests, lambda r: self._observe(r, now), metrics=self.metrics
+        )
+        held = {i: len(values) for i, values in seen.items()}
+        full = {i: scale_window(v, self.length) for i, v in seen.items() if len(v) == self.length}
         nan = np.full((1, 1), np.nan, np.float32)
         answers = {i: (nan, nan, nan) for i in held}
         if full:

@@ -12,7 +12,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from maas import contract as C
-from maas.adapter import StepMetrics, refusal
+from maas.adapter import StepMetrics, attempt_each
 from maas.metrics import PREDICTED, Refused
 from maas.transforms import postprocess, split_batch
 
@@ -37,24 +37,19 @@ class TritonPythonModel:
             raise Refused(f"{C.TOP_K} must be at least 1, got {values[0]}", "bad_top_k")
         return int(values[0])
 
+    def _read(self, request) -> tuple[int, np.ndarray]:
+        return self._top_k(request), pb_utils.get_input_tensor_by_name(request, C.LOGITS).as_numpy()
+
     def execute(self, requests):
-        responses = [None] * len(requests)
-        logits, ks, ok = [], [], []
-        for i, request in enumerate(requests):
-            try:
-                ks.append(self._top_k(request))
-            except Refused as e:
-                responses[i] = refusal(pb_utils, e, self.metrics)
-                continue
-            logits.append(pb_utils.get_input_tensor_by_name(request, C.LOGITS).as_numpy())
-            ok.append(i)
-        if ok:
+        responses, read = attempt_each(pb_utils, requests, self._read, metrics=self.metrics)
+        if read:
+            ks, logits = zip(*read.values(), strict=True)
             labels, scores, ids = postprocess(np.concatenate(logits), max(ks), self.labels)
             for i, n in zip(*np.unique(ids[:, 0], return_counts=True), strict=True):
                 self.metrics.count(PREDICTED, int(n), label=self.labels[i])
             counts = [len(x) for x in logits]
             parts = zip(*(split_batch(a, counts) for a in (labels, scores, ids)), strict=True)
-            for i, k, (lab, sc, cid) in zip(ok, ks, parts, strict=True):
+            for i, k, (lab, sc, cid) in zip(read, ks, parts, strict=True):
                 responses[i] = pb_utils.InferenceResponse(
                     [
                         pb_utils.Tensor(C.LABELS, lab[:, :k]),

@@ -12,7 +12,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from maas import contract as C
-from maas.adapter import StepMetrics, refusal
+from maas.adapter import StepMetrics, attempt_each
 from maas.metrics import IMAGE_PIXELS
 from maas.spec import floats
 from maas.transforms import ImageError, Preprocessing, decode_images, normalize, split_batch
@@ -33,22 +33,18 @@ class TritonPythonModel:
         self.metrics = StepMetrics(pb_utils, args["model_name"])
 
     def execute(self, requests):
-        responses = [None] * len(requests)
-        decoded, counts, ok, sizes = [], [], [], []
-        for i, request in enumerate(requests):
+        def decode(request):
             images = pb_utils.get_input_tensor_by_name(request, C.IMAGE).as_numpy().reshape(-1)
-            try:
-                pixels, sent = decode_images([bytes(b) for b in images], self.spec)
-            except ImageError as e:
-                responses[i] = refusal(pb_utils, e, self.metrics, C.IMAGE)
-                continue
-            decoded.append(pixels)
-            sizes += sent
-            counts.append(len(images))
-            ok.append(i)
-        if ok:
-            batch = normalize(np.concatenate(decoded), self.spec.mean, self.spec.std)
-            for i, pixels in zip(ok, split_batch(batch, counts), strict=True):
-                responses[i] = pb_utils.InferenceResponse([pb_utils.Tensor(C.PIXELS, pixels)])
-        self.metrics.observe(IMAGE_PIXELS, sizes)
+            return decode_images([bytes(b) for b in images], self.spec)
+
+        responses, decoded = attempt_each(
+            pb_utils, requests, decode, ImageError, C.IMAGE, self.metrics
+        )
+        if decoded:
+            arrays = [pixels for pixels, _ in decoded.values()]
+            batch = normalize(np.concatenate(arrays), self.spec.mean, self.spec.std)
+            parts = split_batch(batch, [len(a) for a in arrays])
+            for i, part in zip(decoded, parts, strict=True):
+                responses[i] = pb_utils.InferenceResponse([pb_utils.Tensor(C.PIXELS, part)])
+        self.metrics.observe(IMAGE_PIXELS, [n for _, sent in decoded.values() for n in sent])
         return responses
