@@ -288,6 +288,12 @@ class _Base:
     def _tensors(self, inputs: Mapping[str, np.ndarray]) -> list:
         return infer_inputs(self._module, inputs)
 
+    def _headers(self, sequence: Mapping) -> dict[str, str] | None:
+        """The key's header, and a sequence step's ID for a balancer to route by."""
+        if not sequence.get("sequence_id"):
+            return self.headers
+        return {**(self.headers or {}), C.SEQUENCE_HEADER: str(sequence["sequence_id"])}
+
 
 class Client(_Base):
     def __init__(
@@ -388,10 +394,11 @@ class Client(_Base):
         `sequence`: tritonclient's sequence_id, sequence_start, sequence_end, for a stream."""
         tensors = self._tensors(inputs)
         waits = iter(() if sequence else self.retry.waits())  # a stream's step is not repeated
+        headers = self._headers(sequence)
         while True:
             try:
                 result = self._client.infer(
-                    pipeline, tensors, headers=self.headers, **self._infer_kwargs, **sequence
+                    pipeline, tensors, headers=headers, **self._infer_kwargs, **sequence
                 )
                 return _arrays(result)
             except Exception as e:
@@ -497,9 +504,9 @@ class AsyncClient(_Base):
     ) -> dict[str, np.ndarray]:
         tensors = self._tensors(inputs)
         waits = iter(() if sequence else self.retry.waits())
+        kwargs = {**self._infer_kwargs, **sequence, "headers": self._headers(sequence)}
         while True:
             try:
-                kwargs = {**self._infer_kwargs, **sequence, "headers": self.headers}
                 return _arrays(await self._client.infer(pipeline, tensors, **kwargs))
             except Exception as e:
                 wait = _wait_or_raise(waits, e)

@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from maas.contract import SEQUENCE_HEADER
 from maas.serve import TLS, Ports, ServerError, die_with_parent, stop_process
 
 NGINX_INSTALL = "sudo apt-get update && sudo apt-get install -y nginx-light libnginx-mod-http-js"
@@ -81,12 +82,18 @@ def nginx_config(
     (guard.js, loaded from `js_module`) on HTTP inference; workers run as `user` (given when
     nginx starts as root)."""
 
-    def upstream(name: str, port_of) -> str:
+    def upstream(name: str, port_of, key: str = "") -> str:
+        """Round robin; or, with `key`, by its consistent hash (a sequence stays on its
+        replica: another replica holds no state for it)."""
+        balance = f"    hash {key} consistent;\n" if key else ""
         servers = "".join(
             f"    server 127.0.0.1:{port_of(p)} max_fails=1 fail_timeout={lb.fail_timeout_s}s;\n"
             for p in replicas
         )
-        return f"  upstream {name} {{\n{servers}    keepalive 32;\n  }}\n"
+        return f"  upstream {name} {{\n{balance}{servers}    keepalive 32;\n  }}\n"
+
+    def upstreams(name: str, port_of, key: str) -> str:
+        return upstream(name, port_of) + upstream(f"{name}_sequence", port_of, key)
 
     tls = ""
     if lb.tls is not None:
@@ -120,7 +127,16 @@ http {{
     "" 1;
     default 0;
   }}
-{upstream("triton_http", lambda p: p.http)}{upstream("triton_grpc", lambda p: p.grpc)}
+  # A stream's requests (a Triton sequence) go to one replica, chosen by the sequence ID:
+  # over HTTP the guard reads it from the body into $maas_sequence; over gRPC, whose body
+  # nginx cannot read, from the client's `{SEQUENCE_HEADER}` header (maas's clients send it).
+  js_var $maas_sequence;
+  map $http_{SEQUENCE_HEADER.replace("-", "_")} $maas_grpc_upstream {{
+    "" triton_grpc;
+    default triton_grpc_sequence;
+  }}
+{upstreams("triton_http", lambda p: p.http, "$maas_sequence")}\
+{upstreams("triton_grpc", lambda p: p.grpc, "$http_" + SEQUENCE_HEADER.replace("-", "_"))}
   server {{
     listen {lb.host}:{lb.http}{ssl};{tls}
     proxy_http_version 1.1;
@@ -144,6 +160,11 @@ http {{
     location @triton {{
       proxy_pass http://triton_http$request_uri;  # as the client sent it, rewritten or not
     }}
+    location @triton_sequence {{
+      proxy_pass http://triton_http_sequence$request_uri;
+      # A sequence step changes the replica's state: retried only when it was not sent.
+      proxy_next_upstream error timeout;
+    }}
     location / {{
       proxy_pass http://triton_http;
     }}
@@ -151,7 +172,7 @@ http {{
   server {{
     listen {lb.host}:{lb.grpc}{ssl} http2;{tls}
     location / {{
-      grpc_pass grpc://triton_grpc;
+      grpc_pass grpc://$maas_grpc_upstream;
       grpc_connect_timeout 1s;
       grpc_read_timeout {lb.timeout_s}s;
       grpc_send_timeout {lb.timeout_s}s;

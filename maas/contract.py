@@ -64,6 +64,9 @@ PNG = "PNG"  # TYPE_STRING: one greyscale PNG per image
 # environment variables maas reads them from.
 ADMIN_HEADER, CLIENT_HEADER = "admin-key", "client-key"
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # Triton expects gRPC's key headers named so
+# Sent by maas's clients with each step of a sequence: the fleet's balancer routes a sequence
+# by it over gRPC (over HTTP it reads the body's sequence_id).
+SEQUENCE_HEADER = "maas-sequence"
 ADMIN_KEY_ENV, CLIENT_KEY_ENV = "MAAS_ADMIN_KEY", "MAAS_CLIENT_KEY"
 FLEET_STATE_DIR = ".maas-fleet"  # maas fleet's pids, ports, admin key, scrape config
 

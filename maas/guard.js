@@ -9,6 +9,10 @@
 // more elements than the body has bytes cannot be a real request: refused here with a 400
 // naming the input, before a replica sees it. Inputs in shared memory are not counted.
 // Anything else (including bodies that do not parse) goes to Triton, which answers for itself.
+//
+// A request of a Triton sequence (parameters.sequence_id, not 0) goes to @triton_sequence,
+// whose upstream hashes $maas_sequence: every step of a sequence reaches the replica that
+// holds its state.
 
 import fs from 'fs';
 
@@ -66,6 +70,12 @@ function infer(r) {
                    + ' bytes of this request can carry');
             return;
         }
+    }
+    var sequence = header && header.parameters ? header.parameters.sequence_id : undefined;
+    if (sequence !== undefined && sequence !== null && sequence !== 0 && sequence !== '') {
+        r.variables.maas_sequence = String(sequence);
+        r.internalRedirect('@triton_sequence');
+        return;
     }
     r.internalRedirect('@triton');
 }

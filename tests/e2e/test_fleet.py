@@ -75,7 +75,13 @@ def test_the_generated_nginx_config(tmp_path):
     assert "location @triton {\n      proxy_pass http://triton_http$request_uri;" in text
     assert "location / {\n      proxy_pass http://triton_http;" in text
     assert "server 127.0.0.1:1 max_fails=1" in text and "server 127.0.0.1:4 max_fails=1" in text
-    assert "server 127.0.0.1:2 max_fails=1" in text and "grpc_pass grpc://triton_grpc" in text
+    assert "server 127.0.0.1:2 max_fails=1" in text
+    # A sequence's steps go to one replica: upstreams hashed by its ID, for both protocols.
+    assert "grpc_pass grpc://$maas_grpc_upstream" in text
+    assert "default triton_grpc_sequence;" in text
+    assert "upstream triton_grpc_sequence {\n    hash $http_maas_sequence consistent;" in text
+    assert "upstream triton_http_sequence {\n    hash $maas_sequence consistent;" in text
+    assert "location @triton_sequence {\n      proxy_pass http://triton_http_sequence" in text
     assert "listen 127.0.0.1:81 http2" in text and "client_max_body_size 64m" in text
     assert "ssl" not in text
     for name in ("cert.pem", "key.pem", "ca.pem"):

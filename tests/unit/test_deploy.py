@@ -115,6 +115,24 @@ def test_the_guards_nginx_config_is_one_nginx_accepts(tmp_path):
     assert check.returncode == 0, check.stderr
 
 
+def test_both_nginx_configs_have_what_the_guard_uses(tmp_path):
+    """Each named location guard.js redirects to and each variable it sets is in the fleet's
+    generated config and in the pod's guard.conf (`nginx -t` checks neither)."""
+    import re
+
+    from maas.balancer import GUARD, Balancer, nginx_config
+    from maas.serve import Ports
+
+    script = GUARD.read_text()
+    locations = set(re.findall(r"internalRedirect\('(@\w+)'\)", script))
+    variables = set(re.findall(r"r\.variables\.(\w+) =", script))
+    assert locations == {"@triton", "@triton_sequence"} and variables == {"maas_sequence"}
+    fleet = nginx_config([Ports(1, 2, 3)], Balancer(), tmp_path, "ngx_http_js_module.so")
+    for conf in (fleet, (DEPLOY / "k8s" / "guard.conf").read_text()):
+        assert all(f"location {name} {{" in conf for name in locations)
+        assert all(f"js_var ${name};" in conf for name in variables)
+
+
 CHECKOV = shutil.which("checkov") or next(
     (str(p) for p in [DEPLOY.parent / ".venv-checkov" / "bin" / "checkov"] if p.is_file()), None
 )  # make lint installs it in its own venv (its pins clash with ours)
