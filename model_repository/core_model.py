@@ -5,7 +5,8 @@ Used where Triton has no onnxruntime backend (the CPU tritonserver of the nvidia
 wheel). `maas build` copies this file into every numbered version folder of every core model,
 beside that version's model file and manifest.json; here, at the repository's top level,
 Triton ignores it. All requests of a dynamic batch go through one session.run and are split
-back.
+back; a run that fails is retried request by request, so that only a request that fails on its
+own gets the error (INTERNAL, counted in maas_failed_requests_total).
 """
 
 import json
@@ -15,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+from maas.adapter import StepMetrics, failure
 from maas.transforms import split_batch
 
 
@@ -37,6 +39,7 @@ class TritonPythonModel:
         self.inputs = [t["name"] for t in config["input"]]
         self.outputs = [t["name"] for t in config["output"]]
         self._warm(config)
+        self.metrics = StepMetrics(pb_utils, args["model_name"])
 
     def _warm(self, config) -> None:
         """One run at the largest batch this config allows (ONNX Runtime allocates per shape
@@ -61,9 +64,12 @@ class TritonPythonModel:
             results = self.session.run(
                 self.outputs, {name: np.concatenate(arrays) for name, arrays in feeds.items()}
             )
-        except Exception as e:  # every request gets the error; the model stays up
-            error = pb_utils.TritonError(f"onnxruntime: {e}")
-            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+        except Exception as e:
+            if len(requests) == 1:
+                return [failure(pb_utils, e, self.metrics)]
+            # One request's values can fail the whole run (an index out of a table's range):
+            # each runs alone then, and only those that fail alone get the error.
+            return [self.execute([r])[0] for r in requests]
         counts = [len(a) for a in feeds[self.inputs[0]]]
         parts = [split_batch(r, counts) for r in results]
         return [
