@@ -5,6 +5,7 @@ cryptography package), in the test's temporary folder: a CA, a server certificat
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 from pathlib import Path
@@ -18,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from maas.balancer import Balancer, has_nginx
 from maas.clients.client import TLS as ClientTLS
-from maas.clients.client import Client, Retry
+from maas.clients.client import AsyncClient, Client, Retry
 from maas.clients.errors import ClientError
 from maas.fleet import Fleet
 from maas.serve import TLS, Ports, ServerError, TritonServer
@@ -102,6 +103,13 @@ def test_grpc_over_tls_answers_a_client_that_trusts_its_ca(tls_server, certs, he
     tls = tls or ClientTLS(certs["ca"])
     with Client(server.url("grpc"), tls=tls, batch_size=2) as client:
         got = client.classify(heldout_png[:4], top_k=1)
+    np.testing.assert_array_equal([c.top.class_id for c in got], offline["ids"][:4, 0])
+
+    async def classify_async():  # the asyncio client's own TLS channel (grpc.aio)
+        async with AsyncClient(server.url("grpc"), tls=tls, batch_size=2) as client:
+            return await client.classify(heldout_png[:4], top_k=1)
+
+    got = asyncio.run(classify_async())
     np.testing.assert_array_equal([c.top.class_id for c in got], offline["ids"][:4, 0])
 
 
