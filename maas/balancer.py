@@ -249,10 +249,11 @@ class Nginx:
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while not answers(f"{self.lb.url('http')}/v2/health/ready"):
-            log = (folder / "error.log").read_text() if (folder / "error.log").is_file() else ""
             if self.process.poll() is not None or time.monotonic() > deadline:
+                log = folder / "error.log"
+                log = log.read_text()[-2000:] if log.is_file() else ""
                 self.stop()
-                raise ServerError(f"nginx did not answer on its HTTP port in 10 s: {log[-2000:]}")
+                raise ServerError(f"nginx did not answer on its HTTP port in 10 s: {log}")
             time.sleep(0.1)
         return self
 

@@ -62,6 +62,18 @@ def scrape(target: str) -> dict[tuple, float]:
     }
 
 
+def scrape_until(target: str, done, timeout_s: float = 10.0) -> dict[tuple, float]:
+    """A scrape of `target` for which done(scrape) holds, or the last one after `timeout_s`
+    (the Python steps hand their counts over every StepMetrics.FLUSH_S): a caller's asserts
+    on it then say what is missing."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = scrape(target)
+        if done(now) or time.monotonic() > deadline:
+            return now
+        time.sleep(0.2)
+
+
 class Prometheus:
     """A Prometheus on 127.0.0.1:`port` with a throwaway database; stopped by its pid."""
 

@@ -84,17 +84,26 @@ def read_until_ready(proc: subprocess.Popen, timeout: float = 120) -> str:
     return "".join(lines)
 
 
+def children(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid`, now: pid -> name."""
+    kids = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, _, rest = stat.read_text().partition(") ")
+            if int(rest.split()[1]) == pid:
+                kids[int(stat.parent.name)] = name.partition(" (")[2]
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+    return kids
+
+
 def tritonserver_child(pid: int, timeout: float = 60) -> int:
     """The pid of the tritonserver that process `pid` started, once it exists."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                name, _, rest = stat.read_text().partition(") ")
-            except OSError:
-                continue
-            if name.endswith("(tritonserver") and int(rest.split()[1]) == pid:
-                return int(stat.parent.name)
+        for kid, name in children(pid).items():
+            if name == "tritonserver":
+                return kid
         time.sleep(0.05)
     raise AssertionError(f"process {pid} started no tritonserver within {timeout} s")
 
@@ -193,17 +202,6 @@ prometheus = Prometheus(config, prometheus_port).start()
 print("pids", nginx.process.pid, prometheus.process.pid, flush=True)
 time.sleep(600)
 """
-
-
-def children(pid: int) -> list[int]:
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rpartition(") ")[2].split()[1]) == pid:
-                kids.append(int(stat.parent.name))
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            pass
-    return kids
 
 
 @pytest.mark.skipif(

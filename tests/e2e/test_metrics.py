@@ -45,12 +45,7 @@ def delta(before: dict, after: dict, name: str, **labels) -> float:
 def scrape_when(server, done) -> dict:
     """A scrape for which done(scrape) holds (the steps hand their counts to the server every
     StepMetrics.FLUSH_S), or the last one after 10 s: the asserts then say what is missing."""
-    deadline = time.monotonic() + 10
-    while True:
-        after = scrape(server)
-        if done(after) or time.monotonic() > deadline:
-            return after
-        time.sleep(0.2)
+    return prometheus.scrape_until(f"127.0.0.1:{server.ports.metrics}", done)
 
 
 def predicted(before: dict, after: dict) -> Counter:

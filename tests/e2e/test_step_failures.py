@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -96,17 +95,15 @@ def statistics(server, model: str) -> dict:
 def failures(server, model: str, count: int) -> float:
     """maas_failed_requests_total of `model` (all errors), once it reaches `count` or after
     10 s (the step hands its counts over every StepMetrics.FLUSH_S)."""
-    total = 0.0
-    for _ in range(50):
-        scrape = prometheus.scrape(f"127.0.0.1:{server.ports.metrics}")
-        total = sum(
+
+    def total(scrape: dict) -> float:
+        return sum(
             v for (name, labels), v in scrape.items()
             if name == M.FAILED.name and ("model", model) in labels
         )  # fmt: skip
-        if total >= count:
-            break
-        time.sleep(0.2)
-    return total
+
+    target = f"127.0.0.1:{server.ports.metrics}"
+    return total(prometheus.scrape_until(target, lambda now: total(now) >= count))
 
 
 def test_a_failing_request_fails_alone(fragile_server):

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from maas.balancer import GUARD, has_nginx, require_nginx
+
 DEPLOY = Path(__file__).parents[2] / "deploy"
 KUBERNETES = "1.31.0"  # a release still supported by the clouds' managed Kubernetes
 
@@ -88,15 +90,11 @@ def test_the_kserve_inference_service_serves_the_same_repository():
     assert predictor["storageUri"] == repository
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+@pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 def test_the_guards_nginx_config_is_one_nginx_accepts(tmp_path):
     """deploy/k8s/guard.conf through `nginx -t` here, with this machine's paths for the njs
     module, the guard's folder and the scratch files in place of the pod's."""
-    from maas.balancer import GUARD, find_js_module
-
-    module = find_js_module()
-    if module is None:
-        pytest.skip("nginx's njs module is not installed")
+    binary, module = require_nginx()
     conf = (DEPLOY / "k8s" / "guard.conf").read_text()
     infer = "location ~ ^/v2/models/[^/]+(/versions/[^/]+)?/infer$ {"
     assert f"{infer}\n      if ($maas_body_in_file) {{" in conf
@@ -109,7 +107,7 @@ def test_the_guards_nginx_config_is_one_nginx_accepts(tmp_path):
         conf = conf.replace(in_pod, here)
     (tmp_path / "nginx.conf").write_text(conf)
     check = subprocess.run(
-        ["nginx", "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+        [binary, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
@@ -120,7 +118,7 @@ def test_both_nginx_configs_have_what_the_guard_uses(tmp_path):
     generated config and in the pod's guard.conf (`nginx -t` checks neither)."""
     import re
 
-    from maas.balancer import GUARD, Balancer, nginx_config
+    from maas.balancer import Balancer, nginx_config
     from maas.serve import Ports
 
     script = GUARD.read_text()

@@ -32,13 +32,13 @@ class TritonPythonModel:
         )
         self.metrics = StepMetrics(pb_utils, args["model_name"])
 
-    def execute(self, requests):
-        def decode(request):
-            images = pb_utils.get_input_tensor_by_name(request, C.IMAGE).as_numpy().reshape(-1)
-            return decode_images([bytes(b) for b in images], self.spec)
+    def _decode(self, request) -> tuple[np.ndarray, list[int]]:
+        images = pb_utils.get_input_tensor_by_name(request, C.IMAGE).as_numpy().reshape(-1)
+        return decode_images([bytes(b) for b in images], self.spec)
 
+    def execute(self, requests):
         responses, decoded = attempt_each(
-            pb_utils, requests, decode, ImageError, C.IMAGE, self.metrics
+            pb_utils, requests, self._decode, ImageError, C.IMAGE, self.metrics
         )
         if decoded:
             arrays = [pixels for pixels, _ in decoded.values()]
