@@ -6,6 +6,7 @@ endpoints), and checkov's scan where it is installed. No cluster runs them here.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -99,18 +100,61 @@ def test_the_guards_nginx_config_is_one_nginx_accepts(tmp_path):
     infer = "location ~ ^/v2/models/[^/]+(/versions/[^/]+)?/infer$ {"
     assert f"{infer}\n      if ($maas_body_in_file) {{" in conf
     assert "client_body_in_file_only clean;\n      js_content guard.infer;" in conf
-    for in_pod, here in [
-        ("modules/ngx_http_js_module.so", module),
-        ("/etc/nginx/maas", str(GUARD.parent)),
-        ("/tmp/", f"{tmp_path}/"),
-    ]:
-        conf = conf.replace(in_pod, here)
-    (tmp_path / "nginx.conf").write_text(conf)
+    _nginx_accepts(binary, pod_paths_here(conf, module, GUARD.parent, tmp_path), tmp_path)
+
+
+# The pod's paths in guard.conf, each anchored on the directive that holds it: a blind
+# replace of "/tmp/" also rewrote a checkout that lives under /tmp (issue 25).
+POD_PATHS = {
+    "load_module": r"^(load_module )modules/ngx_http_js_module\.so;$",
+    "js_path": r"^(\s*js_path )/etc/nginx/maas;$",
+    "scratch": r"^(\s*(?:pid|\w+_temp_path) )/tmp/(\S+;)$",
+}
+
+
+def pod_paths_here(conf: str, module: str, guard: Path, scratch: Path) -> str:
+    """guard.conf with this machine's njs module, guard folder and scratch folder in place of
+    the pod's; each directive must be found (the count is checked, not assumed)."""
+    swaps = [
+        (POD_PATHS["load_module"], lambda m: f"{m[1]}{module};", 1),
+        (POD_PATHS["js_path"], lambda m: f"{m[1]}{guard};", 1),
+        (POD_PATHS["scratch"], lambda m: f"{m[1]}{scratch}/{m[2]}", 1 + 5),  # pid, 5 temp paths
+    ]
+    for pattern, here, expected in swaps:
+        conf, found = re.subn(pattern, here, conf, flags=re.MULTILINE)
+        assert found == expected, f"{pattern}: {found} directives, expected {expected}"
+    return conf
+
+
+def _nginx_accepts(binary: str, conf: str, prefix: Path) -> None:
+    (prefix / "nginx.conf").write_text(conf)
     check = subprocess.run(
-        [binary, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+        [binary, "-t", "-c", str(prefix / "nginx.conf"), "-p", str(prefix)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
+def test_the_pod_paths_are_swapped_wherever_the_checkout_lives(tmp_path):
+    """The same check from folders whose own paths hold every string the pod's paths have
+    (a checkout under /tmp, a guard folder under .../etc/nginx/maas): only the directives
+    change."""
+    binary, module = require_nginx()
+    awkward = tmp_path / "tmp" / "etc" / "nginx" / "maas"
+    guard, scratch = awkward / "guard", awkward / "tmp"
+    (awkward / "modules").mkdir(parents=True)
+    guard.mkdir()
+    scratch.mkdir()
+    shutil.copy(GUARD, guard / GUARD.name)
+    linked = awkward / "modules" / "ngx_http_js_module.so"
+    linked.symlink_to(module)
+    conf = pod_paths_here((DEPLOY / "k8s" / "guard.conf").read_text(), str(linked), guard, scratch)
+    assert f"js_path {guard};" in conf and f"pid {scratch}/nginx.pid;" in conf
+    assert f"client_body_temp_path {scratch}/client_body;" in conf
+    here = conf.replace(str(tmp_path), "HERE")
+    assert not re.search(r"\s(/tmp/|/etc/nginx/|modules/)", here)  # none of the pod's left
+    _nginx_accepts(binary, conf, scratch)
 
 
 def test_both_nginx_configs_have_what_the_guard_uses(tmp_path):
