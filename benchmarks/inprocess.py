@@ -80,12 +80,12 @@ def latency_ms(onnx, spec, labels, images, runs: int = 500) -> float:
 
 def step_times_ms(onnx, spec, labels, images, runs: int = 300) -> dict[str, float]:
     """Median time of each step for one image, in one process: where the work itself goes."""
-    from maas.transforms import load_pixels, normalize
+    from maas.transforms import layout, load_pixels
 
     pipe = Pipeline(onnx, spec, labels)
     timings: dict[str, list[float]] = {
         "decode": [],
-        "normalize": [],
+        "layout": [],
         "onnxruntime": [],
         "top-k": [],
     }
@@ -93,7 +93,7 @@ def step_times_ms(onnx, spec, labels, images, runs: int = 300) -> dict[str, floa
         t0 = time.perf_counter()
         pixels = load_pixels(images[i % len(images)], spec)[None]
         t1 = time.perf_counter()
-        x = normalize(pixels, spec.mean, spec.std)
+        x = layout(pixels)
         t2 = time.perf_counter()
         logits = pipe.session.run([C.LOGITS], {C.PIXELS: x})[0]
         t3 = time.perf_counter()

@@ -59,8 +59,7 @@ def classifier_input_data(pixels: np.ndarray) -> dict:
 
 def main(argv: list[str] | None = None) -> tuple[Path, Path]:
     from maas.pipeline import heldout
-    from maas.training.checkpoint import Checkpoint
-    from maas.transforms import encode_png, normalize
+    from maas.transforms import encode_png, layout
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, default=Path("artifacts/checkpoint.pt"))
@@ -71,13 +70,12 @@ def main(argv: list[str] | None = None) -> tuple[Path, Path]:
     )
     args = ap.parse_args(argv)
 
-    ckpt = Checkpoint.load(args.checkpoint)
     images = heldout(args.checkpoint)[0][: args.images]
     args.out.mkdir(parents=True, exist_ok=True)
     ensemble = args.out / "ensemble_inputs.json"
     classifier = args.out / "classifier_inputs.json"
     ensemble.write_text(json.dumps(ensemble_input_data([encode_png(x) for x in images])))
-    pixels = normalize(images[: args.tensors], ckpt.mean, ckpt.std)
+    pixels = layout(images[: args.tensors])
     classifier.write_text(json.dumps(classifier_input_data(pixels)))
     print(f"wrote {ensemble} ({len(images)} images) and {classifier} ({len(pixels)} tensors)")
     return ensemble, classifier

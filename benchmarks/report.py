@@ -229,7 +229,7 @@ def _breakdown(results, latency_ms, steps) -> list[str]:
     if one is None or not one.server:
         return ["(no statistics)"]
     work = {
-        C.PREPROCESS: steps["decode"] + steps["normalize"],
+        C.PREPROCESS: steps["decode"] + steps["layout"],
         C.CLASSIFIER: steps["onnxruntime"],
         C.POSTPROCESS: steps["top-k"],
     }

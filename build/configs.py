@@ -82,14 +82,26 @@ DATA_TYPES = {
 }
 
 
+FORMATS = {"": mc.ModelInput.FORMAT_NONE, "NCHW": mc.ModelInput.FORMAT_NCHW,
+           "NHWC": mc.ModelInput.FORMAT_NHWC}  # fmt: skip
+
+
 def _input(t: Tensor) -> mc.ModelInput:
     return mc.ModelInput(
-        name=t.name, data_type=DATA_TYPES[t.dtype], dims=list(t.dims), optional=t.optional
+        name=t.name,
+        data_type=DATA_TYPES[t.dtype],
+        dims=list(t.dims),
+        optional=t.optional,
+        format=FORMATS[t.format],
     )
 
 
-def _output(t: Tensor) -> mc.ModelOutput:
-    return mc.ModelOutput(name=t.name, data_type=DATA_TYPES[t.dtype], dims=list(t.dims))
+def _output(t: Tensor, step: Step | None = None) -> mc.ModelOutput:
+    """An output; its label file where `step` (the model that makes it) writes that file."""
+    labels = t.labels if step is not None and t.labels in step.files else ""
+    return mc.ModelOutput(
+        name=t.name, data_type=DATA_TYPES[t.dtype], dims=list(t.dims), label_filename=labels
+    )
 
 
 def _batching(opts: ServingOptions) -> mc.ModelDynamicBatching:
@@ -192,7 +204,7 @@ def _core_common(step: Step, opts: ServingOptions, versions: list[int]) -> dict:
         max_batch_size=opts.max_batch_size,
         version_policy=version_policy(versions, opts.serve_versions),
         input=[_input(t) for t in step.inputs],
-        output=[_output(t) for t in step.outputs],
+        output=[_output(t, step) for t in step.outputs],
         dynamic_batching=_batching(opts),
         model_warmup=_warmups(step, opts.max_batch_size),
     )

@@ -19,7 +19,7 @@ from maas.spec import Step
 from maas.training.checkpoint import Checkpoint
 from maas.training.data import Dataset
 from maas.training.train import accuracy, predict_logits
-from maas.transforms import normalize
+from maas.transforms import layout
 
 
 def load(checkpoint) -> Checkpoint:
@@ -39,7 +39,7 @@ def core_data(
     reference = accuracy(
         predict_logits(ckpt.build_model(), ds.test_x, ckpt.mean, ckpt.std), ds.test_y
     )
-    heldout = {C.PIXELS: normalize(ds.test_x, ckpt.mean, ckpt.std)}  # what the server feeds it
+    heldout = {C.PIXELS: layout(ds.test_x)}  # what the server feeds it: pixel values
 
     def gate(run: Run, variant: Variant, tolerance: float | None) -> Verdict:
         value = accuracy(in_batches(run, heldout)[C.LOGITS], ds.test_y)
@@ -55,7 +55,7 @@ def core_data(
     images = sample(ds.train_x, calibration_count, seed=0)
     return CoreData(
         core=core,
-        calibration={C.PIXELS: normalize(images, ckpt.mean, ckpt.std)},
+        calibration={C.PIXELS: layout(images)},
         sample=heldout,
         gate=gate,
         record={"heldout_images": len(ds.test_y)},

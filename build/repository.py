@@ -250,6 +250,8 @@ def _write_core(root, previous, opts, build, chosen, data, record, calibration_c
             folder / "config.pbtxt",
             configs.core_tensorrt_config(core, opts, fit, build.profile.max_batch, cc_files),
         )
+    for name, data in core.files.items():  # its output's labels
+        _write_bytes(folder / name, data)
     _write_warmup_files(folder, core)
     return version
 

@@ -26,6 +26,14 @@ from maas.series import Window
 from maas.spec import Pipeline, SequenceBatching, Step, Tensor, Warmup, csv
 from maas.transforms import DEFAULT_MAX_PIXELS, Preprocessing, encode_png
 
+LABELS_FILE = "labels.txt"
+
+
+def _pixels(height: int, width: int) -> Tensor:
+    """An image as the networks take it: RGB pixel values 0..255, NCHW (maas.transforms);
+    each network normalises in its own graph."""
+    return Tensor(C.PIXELS, "FP32", (3, height, width), format="NCHW")
+
 
 def _core_warmup(*tensors: Tensor) -> tuple[Warmup, ...]:
     # Batch 1 only, so that the config loads at any max_batch_size a tool gives it (Model
@@ -35,16 +43,22 @@ def _core_warmup(*tensors: Tensor) -> tuple[Warmup, ...]:
 
 
 def image_classifier(
-    pre: Preprocessing, labels: Sequence[str], default_top_k: int = 3, name: str = C.ENSEMBLE
+    pre: Preprocessing,
+    labels: Sequence[str],
+    default_top_k: int = 3,
+    name: str = C.ENSEMBLE,
+    outputs: str = "logits",
 ) -> Pipeline:
-    """Ours (`image_classifier`), or a user's own under `name`, with its steps named after it."""
+    """Ours (`image_classifier`), or a user's own under `name`, with its steps named after it.
+    `outputs`: what the network gives, "logits" or "probabilities" (scored as they are)."""
     models = (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS)
     if name != C.ENSEMBLE:
         models = (f"{name}_preprocess", f"{name}_model", f"{name}_postprocess")
     image = Tensor(C.IMAGE, "BYTES", (1,))
     top_k = Tensor(C.TOP_K, "INT32", (1,), optional=True)
-    pixels = Tensor(C.PIXELS, "FP32", (3, pre.height, pre.width))
-    logits = Tensor(C.LOGITS, "FP32", (len(labels),))
+    pixels = _pixels(pre.height, pre.width)
+    logits = Tensor(C.LOGITS, "FP32", (len(labels),), labels=LABELS_FILE)
+    label_lines = {LABELS_FILE: "".join(f"{label}\n" for label in labels).encode()}
     answers = (
         Tensor(C.LABELS, "BYTES", (-1,)),
         Tensor(C.SCORES, "FP32", (-1,)),
@@ -63,12 +77,7 @@ def image_classifier(
                 inputs=(image,),
                 outputs=(pixels,),
                 adapter="preprocess/1/model.py",
-                # The checkpoint's normalisation, read by model.py: the one place it is written.
-                parameters={
-                    "mean": csv(pre.mean),
-                    "std": csv(pre.std),
-                    "max_pixels": str(pre.max_pixels),
-                },
+                parameters={"max_pixels": str(pre.max_pixels)},
                 warmup=(Warmup("probe_image", {C.IMAGE: grey}),),
             ),
             Step(
@@ -76,6 +85,7 @@ def image_classifier(
                 "core",
                 inputs=(pixels,),
                 outputs=(logits,),
+                files=label_lines,  # its output's labels: Triton's classification extension
                 warmup=_core_warmup(pixels),
             ),
             Step(
@@ -84,8 +94,12 @@ def image_classifier(
                 inputs=(logits, top_k),
                 outputs=answers,
                 adapter="postprocess/1/model.py",
-                parameters={"labels_file": "labels.txt", "default_top_k": str(default_top_k)},
-                files={"labels.txt": "".join(f"{label}\n" for label in labels).encode()},
+                parameters={
+                    "labels_file": LABELS_FILE,
+                    "default_top_k": str(default_top_k),
+                    "outputs": outputs,
+                },
+                files=label_lines,
                 warmup=(Warmup("random_logits", {C.LOGITS: "random"}),),
             ),
         ),
@@ -202,7 +216,7 @@ def vae(latent: int, size: int = 32, max_count: int = 64) -> tuple[Pipeline, ...
     used by two pipelines is one Step, declared once. `max_count`: the most images one
     vae_sample request may ask for (the decoder's max batch)."""
     image = Tensor(C.IMAGE, "BYTES", (1,))
-    pixels = Tensor(C.PIXELS, "FP32", (3, size, size))
+    pixels = _pixels(size, size)
     code = Tensor(C.LATENT, "FP32", (latent,))
     decoded = Tensor(C.DECODED, "FP32", (1, size, size))
     grey = np.array([encode_png(np.full((size, size, 3), 128, np.uint8))], object)
@@ -211,12 +225,8 @@ def vae(latent: int, size: int = 32, max_count: int = 64) -> tuple[Pipeline, ...
         "python",
         inputs=(image,),
         outputs=(pixels,),
-        adapter="preprocess/1/model.py",  # the classifier's, to 0..1 RGB (mean 0, std 1)
-        parameters={
-            "mean": csv((0, 0, 0)),
-            "std": csv((1, 1, 1)),
-            "max_pixels": str(DEFAULT_MAX_PIXELS),
-        },
+        adapter="preprocess/1/model.py",  # the classifier's
+        parameters={"max_pixels": str(DEFAULT_MAX_PIXELS)},
         warmup=(Warmup("probe_image", {C.IMAGE: grey}),),
     )
     encoder = Step(C.VAE_ENCODER, "core", (pixels,), (code,), warmup=_core_warmup(pixels))

@@ -132,7 +132,7 @@ def cmd_build(args) -> int:
 
 def _build_own(args) -> int:
     from maas.build.gate import GateError
-    from maas.build.own_model import ContractError, build_own_onnx
+    from maas.build.own_model import ContractError, Scaling, build_own_onnx
     from maas.build.repository import BuildOptions
 
     if args.family != "image_classifier" or args.onnx is None:
@@ -141,8 +141,10 @@ def _build_own(args) -> int:
     try:
         build_own_onnx(
             args.onnx, args.labels, args.repository, args.name or args.onnx.stem,
-            tuple(args.mean), tuple(args.std), serving_options(args),
+            Scaling(args.scale, tuple(args.mean), tuple(args.std)), serving_options(args),
             BuildOptions(variant=args.variant, tolerance=args.tolerance),
+            layout=args.layout, outputs=args.outputs,
+            size=tuple(args.size) if args.size else None,
         )  # fmt: skip
     except (ContractError, GateError, FileNotFoundError, ValueError) as e:
         print(f"maas build: {e}", file=sys.stderr)
@@ -610,8 +612,25 @@ def _build_args(p: argparse.ArgumentParser) -> None:
     own = p.add_argument_group("your own ONNX image classifier (with --onnx)")
     own.add_argument("--labels", type=Path, help="one class name per line, in output order")
     own.add_argument("--name", help="what clients call (default: the ONNX file's name)")
-    own.add_argument("--mean", type=float, nargs=3, default=(0.0, 0.0, 0.0), help="RGB, 0..1")
-    own.add_argument("--std", type=float, nargs=3, default=(1.0, 1.0, 1.0), help="RGB, 0..1")
+    own.add_argument(
+        "--scale", type=float, default=1.0,
+        help="the model takes (pixel / 255 * scale - mean) / std: 1 for 0..1, 255 for 0..255",
+    )  # fmt: skip
+    own.add_argument("--mean", type=float, nargs="+", default=(0.0,), help="per channel, or one")
+    own.add_argument("--std", type=float, nargs="+", default=(1.0,), help="per channel, or one")
+    own.add_argument(
+        "--layout", choices=["nchw", "nhwc"],
+        help="channels first or last (default: read from the model where it is unambiguous)",
+    )  # fmt: skip
+    own.add_argument(
+        "--outputs", choices=["logits", "probabilities"],
+        help="what the output holds (default: judged on real images: rows summing to 1 are "
+        "probabilities, served without a second softmax)",
+    )  # fmt: skip
+    own.add_argument(
+        "--size", type=int, nargs=2, metavar=("H", "W"),
+        help="the input size to serve, for a model whose size is free",
+    )  # fmt: skip
     p.add_argument("--repository", type=Path, default=Path("model_repository"))
     p.add_argument(
         "--variant", default="auto", choices=["auto", *VARIANTS],

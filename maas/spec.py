@@ -37,10 +37,18 @@ class Tensor:
     dtype: str  # a key of DTYPES
     dims: tuple[int, ...]  # without the batch axis; -1 where the size varies
     optional: bool = False
+    # An image a network takes: "NCHW" or "NHWC", declared in its config (Triton's clients,
+    # e.g. the image_client example, read it to lay out what they send).
+    format: str = ""
+    # A classifier's output: the file beside the config with one label per class, so that
+    # Triton's classification extension (class_count) answers with labels.
+    labels: str = ""
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
             raise ValueError(f"tensor {self.name}: unknown datatype {self.dtype!r}")
+        if self.format not in ("", "NCHW", "NHWC"):
+            raise ValueError(f"tensor {self.name}: format must be NCHW or NHWC")
 
 
 # A warm-up input's data: "zero", "random", or one batch row as an array (its shape gives the

@@ -27,12 +27,12 @@ class ImageError(Refused):
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """What turns an image into model input; saved in the checkpoint, written to config.pbtxt."""
+    """What turns an encoded image into a network's input: RGB pixel values (0..255) at the
+    network's size, laid out NCHW. Normalisation is the network's own (inside its ONNX
+    graph), so any client that sends pixel values gets the same answers as our ensemble."""
 
     height: int
     width: int
-    mean: tuple[float, float, float]  # per RGB channel, on the 0..1 scale
-    std: tuple[float, float, float]
     max_pixels: int = DEFAULT_MAX_PIXELS
 
 
@@ -96,8 +96,15 @@ def to_array(img: Image.Image, height: int, width: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def layout(batch: np.ndarray) -> np.ndarray:
+    """uint8 NHWC batch -> float32 NCHW pixel values (0..255): what the served networks take."""
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
 def normalize(batch: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 NHWC batch -> float32 NCHW, (x/255 - mean) / std per channel, in one operation."""
+    """uint8 NHWC batch -> float32 NCHW, (x/255 - mean) / std per channel, in one operation:
+    what a network sees after the normalisation in front of it (training, and the exported
+    graph's first two operations)."""
     scale = (np.float32(1.0 / 255.0) / np.asarray(std, dtype=np.float32)).reshape(3, 1, 1)
     shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).reshape(
         3, 1, 1
@@ -137,8 +144,9 @@ def decode_images(images: Sequence[bytes], spec: Preprocessing) -> tuple[np.ndar
 
 
 def preprocess(images: Sequence[bytes], spec: Preprocessing) -> np.ndarray:
-    """Encoded images -> float32 (N, 3, H, W) model input; raises ImageError."""
-    return normalize(load_images(images, spec), spec.mean, spec.std)
+    """Encoded images -> float32 (N, 3, H, W) pixel values, the networks' input; raises
+    ImageError."""
+    return layout(load_images(images, spec))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -157,15 +165,24 @@ def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return ids.astype(np.int64), np.take_along_axis(probs, ids, axis=-1)
 
 
+def scores(outputs: np.ndarray, probabilities: bool = False) -> np.ndarray:
+    """A classifier's outputs (N, C) -> scores per class, float32: the softmax of logits, or
+    probabilities as they are (a network whose last layer is a softmax: a second softmax
+    would flatten them)."""
+    outputs = outputs.astype(np.float32)
+    return outputs if probabilities else softmax(outputs)
+
+
 def postprocess(
-    logits: np.ndarray, k: int, labels: Sequence[str]
+    logits: np.ndarray, k: int, labels: Sequence[str], probabilities: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Logits (N, C) -> (labels as bytes objects, scores float32, class ids int64), each (N, k)."""
+    """Outputs (N, C) -> (labels as bytes objects, scores float32, class ids int64), each
+    (N, k); `probabilities`: the outputs are scores already (see `scores`)."""
     if logits.ndim != 2 or logits.shape[1] != len(labels):
         raise ValueError(f"expected logits of shape (N, {len(labels)}), got {logits.shape}")
-    ids, scores = top_k(softmax(logits.astype(np.float32)), k)
+    ids, best = top_k(scores(logits, probabilities), k)
     names = np.asarray([label.encode() for label in labels], dtype=object)[ids]
-    return names, scores.astype(np.float32), ids
+    return names, best.astype(np.float32), ids
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

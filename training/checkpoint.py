@@ -58,12 +58,7 @@ class Checkpoint(Saved):
     history: list[dict[str, float]] = field(default_factory=list)
 
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(
-            height=self.input_size[0],
-            width=self.input_size[1],
-            mean=tuple(self.mean),
-            std=tuple(self.std),
-        )
+        return Preprocessing(height=self.input_size[0], width=self.input_size[1])
 
     def load_dataset(self):
         """The dataset and split this checkpoint was trained on (its held-out set included)."""

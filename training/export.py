@@ -2,8 +2,11 @@
 
     maas export                       # artifacts/checkpoint.pt -> artifacts/model.onnx
 
-The gate runs ONNX Runtime and PyTorch on a real held-out batch; export fails, writing nothing,
-if their logits differ by more than --tolerance (1e-4).
+The exported network takes RGB pixel values (0..255, float32 NCHW) and normalises them itself
+with the checkpoint's mean and std (training/model.Normalized): a client that sends pixels,
+ours or Triton's own example clients, needs no constants. The gate runs ONNX Runtime and
+PyTorch on a real held-out batch; export fails, writing nothing, if their logits differ by more
+than --tolerance (1e-4).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import onnxruntime as ort
 import torch
 
 from maas.training.checkpoint import Checkpoint, atomic_write
-from maas.transforms import normalize
+from maas.training.model import Normalized
+from maas.transforms import layout
 
 INPUT_NAME = "PIXELS"  # the names the Triton configs use for the classifier's tensors
 OUTPUT_NAME = "LOGITS"
@@ -44,15 +48,16 @@ def export(
         parity_batch = ckpt.load_dataset().test_x[:64]
     meta = {
         "class_names": ckpt.class_names,
+        "input": "RGB pixel values 0..255, float32 NCHW; normalised in the graph",
         "mean": ckpt.mean,
         "std": ckpt.std,
         "input_size": ckpt.input_size,
     }
     return to_onnx(
-        ckpt.build_model(),
+        Normalized(ckpt.build_model(), ckpt.mean, ckpt.std),
         {INPUT_NAME: np.zeros((2, 3, height, width), np.float32)},
         OUTPUT_NAME,
-        {INPUT_NAME: normalize(parity_batch, ckpt.mean, ckpt.std)},
+        {INPUT_NAME: layout(parity_batch)},
         out,
         tolerance=tolerance,
         metadata=meta,

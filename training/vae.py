@@ -5,8 +5,9 @@ generation: code -> image), and chained for reconstruction.
     maas train vae                 # ~20 s on 2 cores -> artifacts/vae/
     maas export vae                # -> artifacts/vae/encoder.onnx, decoder.onnx (parity-gated)
 
-The encoder reads the PIXELS that the image classifier's preprocessing makes (RGB, 0..1: mean 0,
-std 1), so the served vae_preprocess is that same adapter; it averages the channels first. The
+The served encoder reads the PIXELS that the image classifier's preprocessing makes (RGB pixel
+values 0..255), so vae_preprocess is that same adapter; it scales them to 0..1 in its graph
+and averages the channels. The
 checkpoint records, on the held-out test digits, the share of reconstructions the project's
 image classifier still recognises as the original's digit, and the reconstructions' PSNR.
 """
@@ -70,14 +71,16 @@ class Encoder(nn.Module):
 
 
 class EncoderMean(nn.Module):
-    """What is served as vae_encoder: the latent mean only (the code of an image)."""
+    """What is served as vae_encoder: PIXELS as every served network takes them (RGB pixel
+    values 0..255, NCHW; scaled to 0..1 here, in the graph) -> the latent mean only (the code
+    of an image)."""
 
     def __init__(self, encoder: Encoder):
         super().__init__()
         self.encoder = encoder
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.encoder(pixels)[0]
+        return self.encoder(pixels * (1.0 / 255.0))[0]
 
 
 class Decoder(nn.Module):
@@ -130,8 +133,9 @@ class VAECheckpoint(Saved):
 
 
 def to_pixels(grey: np.ndarray) -> np.ndarray:
-    """(N, 1, H, W) in 0..1 -> the PIXELS the served preprocessing makes of its PNG (RGB)."""
-    return np.ascontiguousarray(np.repeat(grey, 3, axis=1))
+    """(N, 1, H, W) in 0..1 -> the PIXELS the served preprocessing makes of its PNG (RGB pixel
+    values 0..255)."""
+    return np.ascontiguousarray(np.repeat(grey * np.float32(255.0), 3, axis=1), np.float32)
 
 
 def reconstruct(ckpt: VAECheckpoint, grey: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maas.training.export import ExportError, export
-from maas.transforms import normalize
+from maas.transforms import layout, normalize
 
 
 def test_onnx_is_one_checked_file_with_dynamic_batch(onnx_path):
@@ -24,10 +24,12 @@ def test_onnx_is_one_checked_file_with_dynamic_batch(onnx_path):
 
 
 @pytest.mark.parametrize("batch", [1, 7, 100])
-def test_onnx_matches_pytorch_at_any_batch(onnx_path, checkpoint, digits, batch):
-    x = normalize(digits.test_x[:batch], checkpoint.mean, checkpoint.std)
+def test_onnx_takes_pixels_and_matches_pytorch_at_any_batch(onnx_path, checkpoint, digits, batch):
+    """The served graph takes pixel values and normalises them itself: its logits are those of
+    the trained network on the normalised images."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(["LOGITS"], {"PIXELS": x})[0]
+    got = session.run(["LOGITS"], {"PIXELS": layout(digits.test_x[:batch])})[0]
+    x = normalize(digits.test_x[:batch], checkpoint.mean, checkpoint.std)
     with torch.inference_mode():
         want = checkpoint.build_model()(torch.from_numpy(x)).numpy()
     assert got.shape == (batch, 10)

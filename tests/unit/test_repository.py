@@ -127,12 +127,15 @@ def test_onnxruntime_variant_matches_python_classifier(repository):
     assert not any(n.domain == "com.microsoft.nchwc" for n in gpu.graph.node)
 
 
-def test_labels_and_normalisation_come_from_the_checkpoint(repository, checkpoint):
-    labels = (repository / C.POSTPROCESS / "labels.txt").read_text().splitlines()
-    assert labels == checkpoint.class_names
+def test_labels_come_from_the_checkpoint_and_normalisation_is_the_networks(repository, checkpoint):
+    for model in (C.POSTPROCESS, C.CLASSIFIER):
+        labels = (repository / model / "labels.txt").read_text().splitlines()
+        assert labels == checkpoint.class_names
+    classifier = read_config(repository / C.CLASSIFIER / "config.pbtxt")
+    assert classifier.output[0].label_filename == "labels.txt"  # the classification extension
+    assert classifier.input[0].format == mc.ModelInput.FORMAT_NCHW
     pre = read_config(repository / C.PREPROCESS / "config.pbtxt")
-    mean = [float(v) for v in pre.parameters["mean"].string_value.split(",")]
-    assert mean == checkpoint.mean
+    assert set(pre.parameters) == {"max_pixels"}  # no constants: the network normalises
 
 
 def test_read_config_names_the_file_and_what_triton_would_refuse(repository, tmp_path):

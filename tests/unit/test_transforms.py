@@ -15,6 +15,7 @@ from maas.transforms import (
     Preprocessing,
     decode,
     decode_images,
+    layout,
     load_images,
     normalize,
     postprocess,
@@ -24,7 +25,7 @@ from maas.transforms import (
     top_k,
 )
 
-SPEC = Preprocessing(height=32, width=32, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+SPEC = Preprocessing(height=32, width=32)
 
 
 def encoded(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -161,10 +162,26 @@ def test_decode_images_reports_each_size_as_sent():
 
 def test_normalize_matches_formula_and_layout():
     batch = np.random.default_rng(0).integers(0, 256, (2, 5, 6, 3), dtype=np.uint8)
-    out = normalize(batch, SPEC.mean, SPEC.std)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    out = normalize(batch, mean, std)
     assert out.shape == (2, 3, 5, 6) and out.dtype == np.float32
-    expected = (batch / 255.0 - np.array(SPEC.mean)) / np.array(SPEC.std)
+    expected = (batch / 255.0 - np.array(mean)) / np.array(std)
     np.testing.assert_allclose(out, expected.transpose(0, 3, 1, 2), atol=1e-5)
+
+
+def test_layout_keeps_the_values_and_moves_the_channels_first():
+    batch = np.random.default_rng(0).integers(0, 256, (2, 5, 6, 3), dtype=np.uint8)
+    out = layout(batch)
+    assert out.shape == (2, 3, 5, 6) and out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, batch.transpose(0, 3, 1, 2))
+
+
+def test_probabilities_are_scored_as_they_are_logits_through_softmax():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    _, as_given, _ = postprocess(probabilities, 1, ["a", "b", "c"], probabilities=True)
+    np.testing.assert_array_equal(as_given[:, 0], probabilities.max(axis=1))
+    _, twice, _ = postprocess(probabilities, 1, ["a", "b", "c"])  # a second softmax flattens
+    assert twice[0, 0] < 0.5
 
 
 def test_preprocess_resizes_to_model_input():
@@ -211,8 +228,8 @@ def quadrants(width: int, height: int) -> Image.Image:
     return Image.fromarray(rgb, "RGB")
 
 
-def expected_normalised(rgb) -> np.ndarray:
-    return (np.asarray(rgb) / 255.0 - np.asarray(SPEC.mean)) / np.asarray(SPEC.std)
+def expected_pixels(rgb) -> np.ndarray:
+    return np.asarray(rgb, np.float32)  # the networks normalise: preprocess sends the values
 
 
 def quadrant_centres(pixels: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
@@ -225,7 +242,7 @@ def test_preprocess_known_colours_per_channel():
     """A 64x48 coloured PNG resized to 32x32: each quadrant's value per channel, exactly."""
     [pixels] = preprocess([encoded(quadrants(64, 48), "PNG")], SPEC)
     for place, got in quadrant_centres(pixels).items():
-        np.testing.assert_allclose(got, expected_normalised(QUADRANTS[place]), atol=1e-5)
+        np.testing.assert_allclose(got, expected_pixels(QUADRANTS[place]), atol=1e-5)
 
 
 def test_preprocess_exif_rotated_coloured_jpeg():
@@ -237,7 +254,7 @@ def test_preprocess_exif_rotated_coloured_jpeg():
     assert decode(data).size == (32, 64)
     [pixels] = preprocess([data], SPEC)
     shown_from_stored = {(0, 0): (1, 0), (0, 1): (0, 0), (1, 1): (0, 1), (1, 0): (1, 1)}
-    tolerance = 6 / 255 / min(SPEC.std)  # JPEG moves a flat colour by a few levels at most
+    tolerance = 6  # JPEG moves a flat colour by a few levels at most
     for place, got in quadrant_centres(pixels).items():
-        want = expected_normalised(QUADRANTS[shown_from_stored[place]])
+        want = expected_pixels(QUADRANTS[shown_from_stored[place]])
         np.testing.assert_allclose(got, want, atol=tolerance)

@@ -1,7 +1,8 @@
 """Triton Python-backend model: LOGITS (+ optional TOP_K) -> LABELS, SCORES, CLASS_IDS.
 
-Softmax and top-k run once over all requests of a dynamic batch (at the largest k asked for);
-each request then takes its own k columns. Labels come from labels.txt beside this config.
+Softmax (unless the network gives probabilities: parameter `outputs`) and top-k run once over
+all requests of a dynamic batch (at the largest k asked for); each request then takes its own
+k columns. Labels come from labels.txt beside this config.
 On /metrics: images classified by top-1 label, and refusals.
 """
 
@@ -24,6 +25,7 @@ class TritonPythonModel:
         labels_file = Path(args["model_repository"]) / params["labels_file"]
         self.labels = labels_file.read_text().splitlines()
         self.default_k = int(params["default_top_k"])
+        self.probabilities = params["outputs"] == "probabilities"
         self.metrics = StepMetrics(pb_utils, args["model_name"])
 
     def _top_k(self, request) -> int:
@@ -44,7 +46,9 @@ class TritonPythonModel:
         responses, read = attempt_each(pb_utils, requests, self._read, metrics=self.metrics)
         if read:
             ks, logits = zip(*read.values(), strict=True)
-            labels, scores, ids = postprocess(np.concatenate(logits), max(ks), self.labels)
+            labels, scores, ids = postprocess(
+                np.concatenate(logits), max(ks), self.labels, self.probabilities
+            )
             for i, n in zip(*np.unique(ids[:, 0], return_counts=True), strict=True):
                 self.metrics.count(PREDICTED, int(n), label=self.labels[i])
             counts = [len(x) for x in logits]
