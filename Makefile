@@ -17,9 +17,16 @@ PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c co
 
 install: $(VENV)/.installed
 
+# The image steps ship Pillow in their own environment (build/environment.py), built for each
+# Python a stub may run: this one's comes from the venv, the container's (Triton 24.10: Python
+# 3.10, whose newest Pillow is 12.3) from this wheelhouse. Downloaded here, never at build time.
+CONTAINER_WHEELS := --python-version 3.10 --implementation cp --platform manylinux_2_28_x86_64 pillow==12.3.0
+
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -e '.[server,dev,bench,ops]'
+	$(BIN)/python -m pip download --disable-pip-version-check -q --no-deps --only-binary=:all: \
+		-d $(VENV)/maas-wheelhouse $(CONTAINER_WHEELS)
 	touch $@
 
 serve: install  ## train/export/build whatever is missing, then run tritonserver in the foreground

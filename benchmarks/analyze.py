@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from maas import contract as C
 from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, run_perf_analyzer
 from maas.build.configs import read_config, write_config
+from maas.runtime import names as C
 from maas.serve import CPU_ONLY_ARGS, Ports, TritonServer, find_tritonserver, python_backend_dir
 
 COMPOSING = (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS)

@@ -33,7 +33,6 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from maas import contract as C
 from maas.benchmarks import floor, inprocess
 from maas.benchmarks.load import (
     Result,
@@ -47,6 +46,7 @@ from maas.benchmarks.load import (
 from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, run_perf_analyzer
 from maas.benchmarks.report import FLOOR, NATIVE, PA
 from maas.build.configs import read_config, write_config
+from maas.runtime import names as C
 from maas.serve import Ports, TritonServer, backend_dir_default, has_native_backend
 from maas.training.checkpoint import Checkpoint
 

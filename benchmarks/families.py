@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from maas import contract as C
 from maas.benchmarks.load import Result, Target, run_load
+from maas.runtime import names as C
 from maas.serve import Ports, TritonServer
 
 Request = dict[str, np.ndarray]
@@ -49,15 +49,16 @@ def _session(path: Path) -> ort.InferenceSession:
 
 
 def _heldout_png(count: int = 270) -> list[Request]:
+    from maas.runtime.png import encode_png
     from maas.training.data import load_digits
-    from maas.transforms import encode_png
 
     return [{C.IMAGE: np.array([[encode_png(x)]], object)} for x in load_digits().test_x[:count]]
 
 
 def classifier_case(folder: Path) -> Case:
+    from maas.runtime.classify import postprocess
+    from maas.runtime.images import preprocess
     from maas.training.checkpoint import Checkpoint
-    from maas.transforms import postprocess, preprocess
 
     ckpt = Checkpoint.load(folder / "checkpoint.pt")
     session, spec = _session(folder / "model.onnx"), ckpt.preprocessing()
@@ -72,7 +73,7 @@ def classifier_case(folder: Path) -> Case:
 
 def forecaster_case(folder: Path) -> Case:
     """Every held-out window of the CO2 test period, one request each (HISTORY only)."""
-    from maas.series import forecast, scale_window
+    from maas.runtime.series import forecast, scale_window
     from maas.training.rnn import ForecasterCheckpoint, load_co2, split
 
     window = ForecasterCheckpoint.load(folder / "checkpoint.pt").spec()
@@ -92,11 +93,11 @@ def forecaster_case(folder: Path) -> Case:
 
 def vae_case(folder: Path) -> Case:
     """vae_reconstruct: an image through both networks, back as a PNG."""
-    from maas.generate import to_png
-    from maas.transforms import Preprocessing, preprocess
+    from maas.runtime.generate import to_png
+    from maas.runtime.images import Preprocessing, preprocess
 
     encoder, decoder = _session(folder / "encoder.onnx"), _session(folder / "decoder.onnx")
-    spec = Preprocessing(32, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # what vae_preprocess does
+    spec = Preprocessing(32, 32)  # what vae_preprocess does
 
     def work(requests: list[Request]):
         pixels = preprocess([bytes(r[C.IMAGE][0, 0]) for r in requests], spec)
@@ -108,7 +109,7 @@ def vae_case(folder: Path) -> Case:
 
 def gan_case(folder: Path) -> Case:
     """generator: one image of a digit per request (COUNT 1), seeds and digits varying."""
-    from maas.generate import generator_inputs, to_png
+    from maas.runtime.generate import generator_inputs, to_png
     from maas.training.gan import GANCheckpoint
 
     noise_size = GANCheckpoint.load(folder / "checkpoint.pt").noise

@@ -1,6 +1,6 @@
 """(b) The ceiling: the served pipeline in-process, without a server.
 
-decode + preprocess (maas.transforms) -> ONNX Runtime -> softmax/top-k, batched, with one
+decode + preprocess (maas.runtime.images) -> ONNX Runtime -> softmax/top-k, batched, with one
 worker process per core (ONNX Runtime at one thread each), so it uses the whole machine as the
 server does; also a single process and the batch-1 latency of one image.
 """
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from maas import contract as C
-from maas.transforms import Preprocessing, postprocess, preprocess
+from maas.runtime import names as C
+from maas.runtime.classify import postprocess
+from maas.runtime.images import Preprocessing, preprocess
 
 
 class Pipeline:
@@ -80,7 +81,7 @@ def latency_ms(onnx, spec, labels, images, runs: int = 500) -> float:
 
 def step_times_ms(onnx, spec, labels, images, runs: int = 300) -> dict[str, float]:
     """Median time of each step for one image, in one process: where the work itself goes."""
-    from maas.transforms import layout, load_pixels
+    from maas.runtime.images import layout, load_pixels
 
     pipe = Pipeline(onnx, spec, labels)
     timings: dict[str, list[float]] = {

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maas import contract as C
+from maas.runtime import names as C
 
 OPEN_LOOP_THREADS = 256  # requests in flight at most in --rate mode, per client process
 PERF_ANALYZER_COLUMNS = [
@@ -133,7 +133,7 @@ def _inputs(target: Target, rows, spec) -> dict[str, np.ndarray]:
     """One request's named inputs: ready-made (payload), PIXELS preprocessed here (tensors, on
     the clock), or encoded images."""
     from maas.clients.client import image_request
-    from maas.transforms import preprocess
+    from maas.runtime.images import preprocess
 
     if target.payload:
         return rows[0]
@@ -181,7 +181,7 @@ def _grpc_sender(target: Target, spec, address: str):
 
 
 def _top_k(logits: np.ndarray, spec) -> None:
-    from maas.transforms import postprocess
+    from maas.runtime.classify import postprocess
 
     postprocess(logits, 3, [str(i) for i in range(spec["classes"])])
 
@@ -461,7 +461,7 @@ def describe(r: Result) -> str:
 
 def load_images(checkpoint: Path) -> list[bytes]:
     from maas.pipeline import heldout
-    from maas.transforms import encode_png
+    from maas.runtime.png import encode_png
 
     return [encode_png(x) for x in heldout(checkpoint)[0]]
 

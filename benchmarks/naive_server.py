@@ -20,8 +20,8 @@ from maas.benchmarks.inprocess import Pipeline
 
 
 def create_app(onnx: Path, checkpoint: Path):
+    from maas.runtime.images import ImageError
     from maas.training.checkpoint import Checkpoint
-    from maas.transforms import ImageError
 
     ckpt = Checkpoint.load(checkpoint)
     pipe = Pipeline(onnx, ckpt.preprocessing(), ckpt.class_names, threads=1)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maas import contract as C
+from maas.runtime import names as C
 
 
 def find_perf_analyzer() -> str | None:
@@ -59,7 +59,8 @@ def classifier_input_data(pixels: np.ndarray) -> dict:
 
 def main(argv: list[str] | None = None) -> tuple[Path, Path]:
     from maas.pipeline import heldout
-    from maas.transforms import encode_png, layout
+    from maas.runtime.images import layout
+    from maas.runtime.png import encode_png
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, default=Path("artifacts/checkpoint.pt"))

@@ -6,8 +6,8 @@ import csv
 from datetime import datetime, timezone
 from pathlib import Path
 
-from maas import contract as C
 from maas.benchmarks.load import Result, csv_row
+from maas.runtime import names as C
 
 
 def write_report(results, ceiling, latency_ms, steps, out: Path, cores: int) -> str:

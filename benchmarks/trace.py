@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maas import contract as C
+from maas.runtime import names as C
 
 
 @dataclass

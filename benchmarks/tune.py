@@ -38,9 +38,9 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from maas import contract as C
 from maas.benchmarks.load import Target, load_images, run_load
 from maas.build.configs import ServingOptions, read_config, write_config
+from maas.runtime import names as C
 from maas.serve import Ports, TritonServer
 
 COMPOSING = (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS)
@@ -94,10 +94,11 @@ def apply(config: mc.ModelConfig, trial: Trial) -> mc.ModelConfig:
     count = getattr(trial, f"{out.name}_instances")
     for group in out.instance_group:
         group.count = count
-    if out.name == C.CLASSIFIER and "intra_op_threads" in out.parameters:
-        # ONNX Runtime threads per instance: the machine's cores shared among the instances.
-        threads = max(1, (os.cpu_count() or 1) // count)
-        out.parameters["intra_op_threads"].string_value = str(threads)
+    # ONNX Runtime threads per instance: the machine's cores shared among the instances (the
+    # native backend's parameter, or the Python-backend alternate's).
+    for name in ("intra_op_thread_count", "intra_op_threads"):
+        if out.name == C.CLASSIFIER and name in out.parameters:
+            out.parameters[name].string_value = str(max(1, (os.cpu_count() or 1) // count))
     for warm in out.model_warmup:
         warm.batch_size = min(warm.batch_size, trial.max_batch_size)
     return out
@@ -105,7 +106,7 @@ def apply(config: mc.ModelConfig, trial: Trial) -> mc.ModelConfig:
 
 def write_trial(source: Path, target: Path, trial: Trial) -> Path:
     shutil.copytree(source, target, symlinks=True)
-    for path in target.glob("*/config.pbtxt"):
+    for path in [*target.glob("*/config.pbtxt"), *target.glob("*/configs/*.pbtxt")]:
         config = read_config(path)
         write_config(path, apply(config, trial))
     return target
@@ -287,9 +288,8 @@ def main(argv: list[str] | None = None) -> Outcome | None:
     speedup = best.score / baseline.score
     print(f"\nchosen: {_row(best)}\n{speedup:.2f}x the untuned default's summed throughput")
     if args.apply:
-        for name, config in configs.items():
-            path = args.apply / name / "config.pbtxt"
-            write_config(path, apply(config, best.trial))
+        for path in [*args.apply.glob("*/config.pbtxt"), *args.apply.glob("*/configs/*.pbtxt")]:
+            write_config(path, apply(read_config(path), best.trial))
         print(f"wrote the chosen configs into {args.apply}")
     return best
 

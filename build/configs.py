@@ -14,9 +14,9 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from maas import contract as C
+from maas.runtime import names as C
+from maas.runtime.images import DEFAULT_MAX_PIXELS
 from maas.spec import Pipeline, SequenceBatching, Step, Tensor, Warmup
-from maas.transforms import DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class ServingOptions:
             raise ValueError(f"default_top_k must be >= 1, got {self.default_top_k}")
 
 
-GPU_ONNX = "model.gpu.onnx"  # each ONNX Runtime version's graph for GPU providers
+PYTHON_CONFIG = "python"  # configs/python.pbtxt: a core model's Python-backend alternate
 ORT_TRT_CACHE = "/tmp/maas-ort-trt-cache"  # ONNX Runtime's TensorRT engine cache, per model
 
 # Triton's ModelConfig data types for the datatype names of maas.spec.
@@ -145,9 +145,12 @@ def _warmups(step: Step, max_batch_size: int) -> list[mc.ModelWarmup]:
     return out
 
 
-def python_config(step: Step, opts: ServingOptions) -> mc.ModelConfig:
-    """A Python-backend step: its adapter reads `parameters`; dynamically batched unless the
-    step is unbatched (max_batch_size 0: each request is one call, and warm-up batch 1)."""
+def python_config(
+    step: Step, opts: ServingOptions, parameters: dict[str, str] | None = None
+) -> mc.ModelConfig:
+    """A Python-backend step: its class reads `parameters` (default: the declaration's; the
+    build adds its stamps); dynamically batched unless the step is unbatched (max_batch_size
+    0: each request is one call, and warm-up batch 1)."""
     max_batch = opts.max_batch_size if step.batched else 0
     config = mc.ModelConfig(
         name=step.model,
@@ -156,7 +159,7 @@ def python_config(step: Step, opts: ServingOptions) -> mc.ModelConfig:
         input=[_input(t) for t in step.inputs],
         output=[_output(t) for t in step.outputs],
         instance_group=_cpu(opts.instances(step)),
-        parameters=_params(**step.parameters),
+        parameters=_params(**(step.parameters if parameters is None else parameters)),
         model_warmup=_warmups(step, max(max_batch, 1)),
     )
     if not step.batched:
@@ -228,36 +231,34 @@ def _ort_params(opts: ServingOptions, **extra) -> dict[str, mc.ModelParameter]:
 
 
 def core_config(step: Step, opts: ServingOptions, versions: list[int]) -> mc.ModelConfig:
-    """The classifier as a Python-backend model running ONNX Runtime (any Triton, CPU only).
-
-    model.py reads the session options from `parameters` and, from each version's
-    manifest.json, which file to load and whether its graph is already optimised."""
+    """A core model's config.pbtxt: Triton's own onnxruntime backend, which every Triton
+    container has (CPU here; the same file on a GPU Triton runs on CPU instances). Each
+    version's model.onnx is the portable graph that was gated (build/portable.py); the
+    backend optimises it at load, as the gate's session did."""
     return mc.ModelConfig(
         **_core_common(step, opts, versions),
-        backend="python",
+        backend="onnxruntime",
         instance_group=_cpu(opts.instances(step)),
-        parameters=_ort_params(opts),
-    )
-
-
-def core_onnxruntime_config(
-    step: Step, opts: ServingOptions, versions: list[int]
-) -> mc.ModelConfig:
-    """The same versions on Triton's onnxruntime backend (full Triton containers, CPU).
-
-    Select it with `tritonserver --model-config-name=onnxruntime`; models without a
-    configs/onnxruntime.pbtxt keep their config.pbtxt. Our model.onnx files are saved
-    already optimised, so the backend's own graph optimisation is off (level -1)."""
-    return mc.ModelConfig(
-        **_core_common(step, opts, versions),
-        platform="onnxruntime_onnx",
-        instance_group=_cpu(opts.instances(step)),
-        optimization=mc.ModelOptimizationPolicy(graph=mc.ModelOptimizationPolicy.Graph(level=-1)),
         parameters=_params(
             intra_op_thread_count=opts.intra_op_threads,
             inter_op_thread_count=opts.ort_inter_op_threads,
             execution_mode=int(opts.ort_execution_mode == "parallel"),
         ),
+    )
+
+
+def core_python_config(
+    step: Step, opts: ServingOptions, versions: list[int], stamps: dict[str, str] | None = None
+) -> mc.ModelConfig:
+    """The alternate, configs/python.pbtxt: the same versions on the Python backend running
+    ONNX Runtime (maas.runtime.onnx_core), for a tritonserver without the onnxruntime backend
+    (the nvidia-pytriton wheel's), where the stubs' Python has onnxruntime: `maas serve`
+    selects it there (--model-config-name=python)."""
+    return mc.ModelConfig(
+        **_core_common(step, opts, versions),
+        backend="python",
+        instance_group=_cpu(opts.instances(step)),
+        parameters=_ort_params(opts, **(stamps or {})),
     )
 
 
@@ -273,8 +274,7 @@ def core_onnxruntime_tensorrt_config(
     accelerator = mc.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator
     return mc.ModelConfig(
         **_core_common(step, opts, versions),
-        platform="onnxruntime_onnx",
-        default_model_filename=GPU_ONNX,
+        backend="onnxruntime",
         instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=1)],
         optimization=mc.ModelOptimizationPolicy(
             execution_accelerators=mc.ModelOptimizationPolicy.ExecutionAccelerators(

@@ -7,15 +7,13 @@ above the PyTorch model's.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from maas import catalog
-from maas import contract as C
 from maas.build.calibration import sample
 from maas.build.candidates import CoreData
 from maas.build.gate import Run, Verdict, in_batches
 from maas.build.variants import Variant
-from maas.series import unscale
+from maas.runtime import names as C
+from maas.runtime.series import unscale
 from maas.spec import Step
 from maas.training.rnn import ForecasterCheckpoint, errors, load_co2, predict, scaled, split
 
@@ -26,12 +24,9 @@ def load(checkpoint) -> ForecasterCheckpoint:
     return ForecasterCheckpoint.load(checkpoint)
 
 
-def pipelines(ckpt: ForecasterCheckpoint, opts, onnx: tuple[Path, ...]) -> tuple:
-    """The forecaster ensemble, and the stream over the exported (parity-gated) network."""
-    return (
-        catalog.forecaster(ckpt.spec()),
-        catalog.forecaster_stream(ckpt.spec(), Path(onnx[0]).read_bytes()),
-    )
+def pipelines(ckpt: ForecasterCheckpoint, opts, onnx=()) -> tuple:
+    """The forecaster ensemble, and the stream over the same network (forecaster_rnn)."""
+    return catalog.forecaster(ckpt.spec()), catalog.forecaster_stream(ckpt.spec())
 
 
 def core_data(ckpt: ForecasterCheckpoint, core: Step, calibration_count: int = 256) -> CoreData:

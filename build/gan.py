@@ -15,12 +15,12 @@ from __future__ import annotations
 import numpy as np
 
 from maas import catalog
-from maas import contract as C
 from maas.build.candidates import CoreData
 from maas.build.gate import Run, Verdict, in_batches
 from maas.build.generative import fidelity, judge_record
 from maas.build.variants import Variant
-from maas.generate import latents, mean_pairwise_distance, one_hot
+from maas.runtime import names as C
+from maas.runtime.generate import latents, mean_pairwise_distance, one_hot
 from maas.spec import Step
 from maas.training.gan import CLASSES, GANCheckpoint
 from maas.training.generative import Judge, run_in_batches

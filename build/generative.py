@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from maas.generate import psnr
+from maas.runtime.generate import psnr
 from maas.training.generative import Judge
 
 PSNR_BOUND_DB = 40.0  # past this the difference is invisible; an fp32 variant is at ~110 dB

@@ -10,16 +10,16 @@ from __future__ import annotations
 import dataclasses
 
 from maas import catalog
-from maas import contract as C
 from maas.build.calibration import sample
 from maas.build.candidates import CoreData
 from maas.build.gate import Run, Verdict, in_batches
 from maas.build.variants import Variant
+from maas.runtime import names as C
+from maas.runtime.images import layout
 from maas.spec import Step
 from maas.training.checkpoint import Checkpoint
 from maas.training.data import Dataset
 from maas.training.train import accuracy, predict_logits
-from maas.transforms import layout
 
 
 def load(checkpoint) -> Checkpoint:

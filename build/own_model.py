@@ -47,11 +47,12 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from maas import catalog
-from maas import contract as C
 from maas.build.candidates import CoreData
 from maas.build.gate import Run, Verdict, in_batches
 from maas.build.variants import Variant
-from maas.transforms import Preprocessing, layout, scores
+from maas.runtime import names as C
+from maas.runtime.classify import scores
+from maas.runtime.images import Preprocessing, layout
 
 VARIANTS = ("onnx", "trt-fp32", "trt-fp16")
 RESERVED = {C.ENSEMBLE, C.FORECASTER}

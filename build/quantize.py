@@ -1,8 +1,8 @@
 """The `ort-int8` variant: static INT8 quantisation with onnxruntime.quantization.
 
 QDQ format, per-channel INT8 weights, UINT8 activations calibrated (min/max) on real model
-inputs (training data through the preprocessing the server applies); then optimised and saved
-like `onnx`."""
+inputs (training data through the preprocessing the server applies); saved portable like
+`onnx` (build/portable.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from maas.build.gate import Batch
-from maas.build.optimize import optimize
+from maas.build.portable import portable
 
 
 class _Batches(CalibrationDataReader):
@@ -50,4 +50,4 @@ def quantize_int8(source: Path, out: Path, batches: Iterable[Batch]) -> Path:
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )
-        return optimize(qdq, out)
+        return portable(qdq, out)

@@ -27,22 +27,14 @@ import numpy as np
 
 from maas import families
 from maas.build import candidates as cands
-from maas.build import configs, manifest, variants
-from maas.build.configs import GPU_ONNX
+from maas.build import configs, environment, manifest, portable, shipped, variants
 from maas.build.gate import GateError
-from maas.build.optimize import optimize
-from maas.build.tensorrt import (
-    TRITON_RELEASE,
-    EngineOptions,
-    Profile,
-    builder_flags,
-    compute_capability,
-)
+from maas.build.release import CONTAINER_PYTHON, TRITON_RELEASE
+from maas.build.tensorrt import EngineOptions, Profile, builder_flags, compute_capability
+from maas.probe import PROBES_FILE, probe_file
 from maas.spec import DTYPES
 
-# The committed model.py adapters live in <checkout>/model_repository.
-SOURCE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
-CORE_ADAPTER = "core_model.py"  # every core model's, on the Python backend
+CORE_STEP = "onnx_core.OnnxCore"  # every core model's Python-backend alternate
 
 
 @dataclass(frozen=True)
@@ -196,33 +188,42 @@ def _assemble(root, previous, served, opts, build, winners) -> list[int]:
             if entry.name not in ours and not entry.name.startswith("."):
                 copy = shutil.copytree if entry.is_dir() else shutil.copy2
                 copy(entry, root / entry.name)
-    # The core adapter, so that a build into the checkout's own model_repository/ keeps it.
-    shutil.copy2(_source(CORE_ADAPTER), root / CORE_ADAPTER)
     for step in python_steps(served):
         _write_python_step(root / step.model, step, opts)
     for pipeline in served:
         if pipeline.ensemble:
             (root / pipeline.name / "1").mkdir(parents=True)  # an ensemble needs a version
             _write(root / pipeline.name / "config.pbtxt", configs.ensemble_config(pipeline, opts))
-    return [
+    versions = [
         _write_core(root, previous, opts, build, chosen, data, record, cache)
         for chosen, data, record, cache in winners
     ]
+    # Every pipeline's probe request, for a probe that has no maas (deploy/k8s/probe.py).
+    _write_bytes(root / PROBES_FILE, (json.dumps(probe_file(root), indent=1) + "\n").encode())
+    return versions
 
 
 def _write_core(root, previous, opts, build, chosen, data, record, calibration_cache) -> int:
     """The core model's folder: kept versions, the new one, its configs; its new version."""
     core = data.core
-    # What a kept version must match to serve beside the new one: the core's tensors.
-    io = {t.name: list(t.dims) for t in (*core.inputs, *core.outputs)}
-    kept = _previous_versions(previous / core.model, io)
-    version = max([0, *_version_numbers(previous / core.model)]) + 1
     folder = root / core.model
     folder.mkdir()
+    for name, data_file in core.files.items():  # its output's labels
+        _write_bytes(folder / name, data_file)
+    # What a kept version must match to serve beside the new one: the core's tensors, and what
+    # the steps around it assume (labels, sizes, windows...; build/manifest.assumptions).
+    io = {t.name: list(t.dims) for t in (*core.inputs, *core.outputs)}
+    assumes = manifest.assumptions(root, core.model)
+    kept = _previous_versions(previous / core.model, io, assumes)
+    version = max([0, *_version_numbers(previous / core.model)]) + 1
     for number in kept[-(build.keep_versions - 1) :] if build.keep_versions > 1 else []:
         shutil.copytree(previous / core.model / str(number), folder / str(number))
     _write_version(
         folder / str(version), version, chosen, data, opts, build, io, record, calibration_cache
+    )
+    _write_bytes(  # written once its folder exists; the record is the steps', not the version's
+        folder / str(version) / "manifest.json",
+        _manifest_bytes({**_manifest(folder / str(version)), "assumes": assumes}),
     )
 
     runtimes = {v: _manifest(folder / str(v))["runtime"] for v in _version_numbers(folder)}
@@ -230,8 +231,8 @@ def _write_core(root, previous, opts, build, chosen, data, record, calibration_c
     if chosen.variant.runtime == "onnxruntime":
         _write(folder / "config.pbtxt", configs.core_config(core, opts, same))
         _write(
-            folder / "configs" / "onnxruntime.pbtxt",
-            configs.core_onnxruntime_config(core, opts, same),
+            folder / "configs" / f"{configs.PYTHON_CONFIG}.pbtxt",
+            configs.core_python_config(core, opts, same, shipped.stamps()),
         )
         _write(
             folder / "configs" / "onnxruntime_tensorrt.pbtxt",
@@ -250,8 +251,6 @@ def _write_core(root, previous, opts, build, chosen, data, record, calibration_c
             folder / "config.pbtxt",
             configs.core_tensorrt_config(core, opts, fit, build.profile.max_batch, cc_files),
         )
-    for name, data in core.files.items():  # its output's labels
-        _write_bytes(folder / name, data)
     _write_warmup_files(folder, core)
     return version
 
@@ -266,10 +265,20 @@ def plan_fits(entry: dict, cc: str, profile: Profile) -> bool:
 
 
 def _write_python_step(folder: Path, step, opts) -> None:
-    """A Python step: its committed adapter as version 1, its config, files and warm-up."""
-    (folder / "1").mkdir(parents=True)
-    shutil.copy2(_source(step.adapter), folder / "1" / "model.py")
-    _write(folder / "config.pbtxt", configs.python_config(step, opts))
+    """A Python step, self-contained (build/shipped.py): version 1 with its code, the
+    environment it needs beyond numpy, its config with the stamps, files and warm-up."""
+    cls = shipped.check(step)
+    shipped.write_version(folder / "1", step.adapter)
+    parameters = {**step.parameters, **shipped.stamps()}
+    if cls is not None and cls.NEEDS:
+        packages = environment.write_environment(folder, cls.NEEDS)
+        parameters["EXECUTION_ENV_PATH"] = environment.EXECUTION_ENV
+        if CONTAINER_PYTHON not in environment.pythons(packages):
+            print(f"[maas] {step.model}: {', '.join(cls.NEEDS)} for Python {CONTAINER_PYTHON} "
+                  f"(Triton {TRITON_RELEASE}'s container) is not in {environment.wheelhouse()}: "
+                  f"this step loads only where the stub runs Python "
+                  f"{', '.join(sorted(environment.pythons(packages)))}")  # fmt: skip
+    _write(folder / "config.pbtxt", configs.python_config(step, opts, parameters))
     for name, data in step.files.items():
         _write_bytes(folder / name, data)
     _write_warmup_files(folder, step)
@@ -315,12 +324,8 @@ def _write_version(
         "gpu_compute_capability": None,
     }
     if variant.runtime == "onnxruntime":
-        shutil.copy2(_source(CORE_ADAPTER), folder / "model.py")
-        # For configs/onnxruntime_tensorrt.pbtxt: the source graph at basic optimisation. The
-        # served model.onnx is optimised for the CPU provider (NCHWc kernels; ort-int8's UINT8
-        # activations), which the TensorRT provider may not take.
-        optimize(Path(record["onnx"]), folder / GPU_ONNX, level="basic")
-        entry["onnxruntime"] = {"graph_optimized": True, "gpu_model_file": GPU_ONNX}
+        shipped.write_version(folder, CORE_STEP)  # configs/python.pbtxt's code
+        entry["onnx"] = portable.record(folder / variant.model_file)
     else:
         cc = compute_capability()
         plan = f"model_sm{cc.replace('.', '')}.plan"
@@ -334,15 +339,11 @@ def _write_version(
         }
         if variant.precision == "int8" and calibration_cache and calibration_cache.is_file():
             shutil.copy2(calibration_cache, folder / "calibration.cache")  # beside the engine
-    _write_bytes(folder / "manifest.json", (json.dumps(entry, indent=2) + "\n").encode())
+    _write_bytes(folder / "manifest.json", _manifest_bytes(entry))
 
 
-def _source(adapter: str) -> Path:
-    """A committed adapter, by its path under model_repository/."""
-    path = SOURCE_REPOSITORY / adapter
-    if not path.is_file():
-        raise FileNotFoundError(f"missing {path}: build runs from a maas source checkout")
-    return path
+def _manifest_bytes(entry: dict) -> bytes:
+    return (json.dumps(entry, indent=2) + "\n").encode()
 
 
 def _version_numbers(model_dir: Path) -> list[int]:
@@ -355,13 +356,24 @@ def _manifest(folder: Path) -> dict:
     return json.loads((folder / "manifest.json").read_text())
 
 
-def _previous_versions(model_dir: Path, io: dict) -> list[int]:
-    """Earlier versions worth keeping: built by us, for a model of the same input/classes."""
-    keep = []
+def _previous_versions(model_dir: Path, io: dict, assumes: dict) -> list[int]:
+    """Earlier versions worth keeping: built by us, for the same tensors, by steps that
+    assumed what the new build's steps assume; the others are named and left out (served
+    with these steps, they would answer wrongly: other labels, sizes, windows)."""
+    keep, dropped = [], {}
     for v in _version_numbers(model_dir):
         path = model_dir / str(v) / "manifest.json"
-        if path.is_file() and json.loads(path.read_text()).get("io") == io:
+        entry = json.loads(path.read_text()) if path.is_file() else {}
+        if entry.get("io") != io:
+            continue
+        differ = manifest.differences(entry.get("assumes", {}), assumes)
+        if differ:
+            dropped[v] = differ
+        else:
             keep.append(v)
+    for v, differ in dropped.items():
+        print(f"[maas] {model_dir.name} version {v} not kept: built for other steps "
+              f"({'; '.join(differ)})")  # fmt: skip
     return keep
 
 

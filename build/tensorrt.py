@@ -10,7 +10,7 @@ INT8 (entropy calibrator on real training images, its own min=opt=max profile, c
 device buffers and the stream, so no pycuda is needed.
 
 A plan loads only on the TensorRT version that built it: the `tensorrt` extra is pinned to
-the one Triton's container ships (TRITON_TENSORRT); change both together.
+the one Triton's container ships (build/release.py); change both together.
 """
 
 from __future__ import annotations
@@ -32,12 +32,6 @@ INSTALL_HINT = (
     "TensorRT is not installed: pip install 'maas[tensorrt]' on a Linux machine with an NVIDIA "
     "GPU, or run `maas build` inside an NGC TensorRT or Triton container"
 )
-
-
-# The TensorRT in the Triton release we document (tritonserver 24.10 ships TensorRT 10.5); the
-# `tensorrt` extra in pyproject.toml pins the same. Change both together.
-TRITON_RELEASE = "24.10"
-TRITON_TENSORRT = "10.5"
 
 
 class TensorRTError(RuntimeError):

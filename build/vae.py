@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 from maas import catalog
-from maas import contract as C
 from maas.build.calibration import sample
 from maas.build.candidates import CoreData
 from maas.build.gate import Run, Verdict, in_batches
 from maas.build.generative import decibels, fidelity, judge_record
 from maas.build.variants import Variant
-from maas.generate import psnr
+from maas.runtime import names as C
+from maas.runtime.generate import psnr
 from maas.spec import Step
 from maas.training.generative import Judge, grey_digits, run_in_batches
 from maas.training.vae import VAECheckpoint, to_pixels

@@ -1,8 +1,8 @@
 """The variants of a core model `maas build` can produce, and how to make and run each.
 
 name      runtime      precision  default gate (accuracy points below PyTorch)
-onnx      onnxruntime  fp32       0.5   graph optimised (ALL) once, saved
-ort-int8  onnxruntime  int8       1.0   static QDQ, per-channel, calibrated
+onnx      onnxruntime  fp32       0.5   the exported graph, portable (build/portable.py)
+ort-int8  onnxruntime  int8       1.0   static QDQ, per-channel, calibrated; portable
 trt-fp32  tensorrt     fp32       0.5   TensorRT 10 engine (GPU; not run in CI)
 trt-fp16  tensorrt     fp16       0.5
 trt-int8  tensorrt     int8       1.0   entropy calibrator, cache reused
@@ -19,7 +19,7 @@ import onnxruntime as ort
 from maas.build import tensorrt
 from maas.build.calibration import calibration_batches
 from maas.build.gate import Batch, Run
-from maas.build.optimize import optimize
+from maas.build.portable import portable
 from maas.build.quantize import quantize_int8
 from maas.spec import Step
 
@@ -86,7 +86,7 @@ def produce(variant: Variant, inputs: BuildInputs, folder: Path) -> Path:
     """Write the variant's model file into `folder`; return its path."""
     out = folder / variant.model_file
     if variant.name == "onnx":
-        return optimize(inputs.onnx, out)
+        return portable(inputs.onnx, out)
     if variant.name == "ort-int8":
         return quantize_int8(inputs.onnx, out, calibration_batches(inputs.calibration, 32))
     base = inputs.trt or tensorrt.EngineOptions(precision=variant.precision)
@@ -95,13 +95,12 @@ def produce(variant: Variant, inputs: BuildInputs, folder: Path) -> Path:
     return tensorrt.build_engine(inputs.onnx, out, inputs.core, options, batches)
 
 
-def ort_session(path: Path, intra_op_threads: int, optimized: bool = True) -> ort.InferenceSession:
-    """An ONNX Runtime session set up as the served core model sets it up."""
+def ort_session(path: Path, intra_op_threads: int) -> ort.InferenceSession:
+    """An ONNX Runtime session set up as the served core model sets it up: the graph is
+    optimised at load (level ALL, ORT's default and the backend's)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
-    if optimized:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 import numpy as np
 from tritonclient.utils import np_to_triton_dtype
 
-from maas import contract as C
+from maas import contract
 from maas.clients.errors import InvalidInput, ModelNotReady, ServerUnavailable, from_triton
+from maas.runtime import names as C
 
 DEFAULT_PORTS = {"http": 8000, "https": 443, "grpc": 8001}
 ImageInput = bytes | str | Path
@@ -270,7 +271,7 @@ class _Base:
         self.retry = retry
         self._module = importlib.import_module(f"tritonclient.{self.protocol}")
         # A server that restricts inference (maas serve with a client key) checks this header.
-        self.headers = C.client_key_headers(self.protocol, key)
+        self.headers = contract.client_key_headers(self.protocol, key)
         self._clients: list = []  # one tritonclient client per address, made by the subclass
         self._at = 0  # the address requests go to now
 
@@ -292,7 +293,7 @@ class _Base:
         """The key's header, and a sequence step's ID for a balancer to route by."""
         if not sequence.get("sequence_id"):
             return self.headers
-        return {**(self.headers or {}), C.SEQUENCE_HEADER: str(sequence["sequence_id"])}
+        return {**(self.headers or {}), contract.SEQUENCE_HEADER: str(sequence["sequence_id"])}
 
 
 class Client(_Base):

@@ -2,14 +2,15 @@
 
 Stages, one subpackage each (each lives in the top-level folder of the same name):
 
-    maas.training   train a CNN (training/), export it to ONNX
-    maas.build      turn the ONNX model into a Triton model repository (build/)
-    maas.clients    classify images over Triton's HTTP/gRPC protocols (clients/)
-    maas.benchmarks measure the served model (benchmarks/)
+    maas.training   train each family (CNN, GRU forecaster, VAE, GAN) and export it to ONNX
+    maas.build      gate and version the networks into a Triton model repository (build/)
+    maas.clients    call every served pipeline over Triton's HTTP/gRPC protocols (clients/)
+    maas.benchmarks measure the served pipelines (benchmarks/)
 
 plus the served pipelines declared as data (maas.spec: the vocabulary; maas.catalog: the
-table), the pure pre/post-processing transforms (maas.transforms) that the Python-backend
-models in model_repository/ call, and the tritonserver launcher (maas.serve, maas.probe).
+table), what runs inside Triton (maas.runtime: each Python step and the pure transforms it
+calls, shipped inside the built repository), and the tritonserver launcher (maas.serve,
+maas.probe).
 """
 
 __version__ = "0.1.0"
@@ -21,5 +22,5 @@ from pathlib import Path as _Path
 # and without __init__.py, so the top-level name `build` stays PyPA's even when the checkout is
 # on sys.path (`python -m build` run from it); here they join maas's search path instead.
 _checkout = _Path(__file__).resolve().parent.parent
-if (_checkout / "pyproject.toml").is_file() and (_checkout / "model_repository").is_dir():
+if (_checkout / "pyproject.toml").is_file() and (_checkout / "build" / "repository.py").is_file():
     __path__.append(str(_checkout))

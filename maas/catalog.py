@@ -11,8 +11,8 @@
 
 Each function takes what the checkpoint says (sizes, labels, normalisation) and the serving
 defaults, and returns the Pipeline that build, serve, clients, tests and benchmarks iterate
-over. The logic each step runs lives elsewhere: pure functions in maas.transforms, called by
-the adapters in model_repository/.
+over. What each Python step runs lives in maas.runtime: its step class (named by `adapter`) and
+the pure functions it calls, which the build ships inside every step's model folder.
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from maas import contract as C
-from maas.series import Window
+from maas.runtime import names as C
+from maas.runtime.images import DEFAULT_MAX_PIXELS, Preprocessing
+from maas.runtime.png import encode_png
+from maas.runtime.series import Window
 from maas.spec import Pipeline, SequenceBatching, Step, Tensor, Warmup, csv
-from maas.transforms import DEFAULT_MAX_PIXELS, Preprocessing, encode_png
 
 LABELS_FILE = "labels.txt"
 
 
 def _pixels(height: int, width: int) -> Tensor:
-    """An image as the networks take it: RGB pixel values 0..255, NCHW (maas.transforms);
+    """An image as the networks take it: RGB pixel values 0..255, NCHW (maas.runtime.images);
     each network normalises in its own graph."""
     return Tensor(C.PIXELS, "FP32", (3, height, width), format="NCHW")
 
@@ -76,7 +77,7 @@ def image_classifier(
                 "python",
                 inputs=(image,),
                 outputs=(pixels,),
-                adapter="preprocess/1/model.py",
+                adapter="images.Preprocess",
                 parameters={"max_pixels": str(pre.max_pixels)},
                 warmup=(Warmup("probe_image", {C.IMAGE: grey}),),
             ),
@@ -93,7 +94,7 @@ def image_classifier(
                 "python",
                 inputs=(logits, top_k),
                 outputs=answers,
-                adapter="postprocess/1/model.py",
+                adapter="classify.Postprocess",
                 parameters={
                     "labels_file": LABELS_FILE,
                     "default_top_k": str(default_top_k),
@@ -128,7 +129,7 @@ def forecaster(window: Window) -> Pipeline:
                 "python",
                 inputs=(history,),
                 outputs=(scaled, loc, scale),
-                adapter=f"{C.FORECASTER_PREPROCESS}/1/model.py",
+                adapter="series.ForecasterPreprocess",
                 parameters={"length": str(window.length)},
                 warmup=(Warmup("one_window", {C.HISTORY: curve}),),
             ),
@@ -144,7 +145,7 @@ def forecaster(window: Window) -> Pipeline:
                 "python",
                 inputs=(steps, loc, scale, horizon),
                 outputs=answers,
-                adapter=f"{C.FORECASTER_POSTPROCESS}/1/model.py",
+                adapter="series.ForecasterPostprocess",
                 # The prediction interval: validation residual quantiles per step.
                 parameters={"lower": csv(window.lower), "upper": csv(window.upper)},
                 warmup=(
@@ -158,10 +159,11 @@ def forecaster(window: Window) -> Pipeline:
     )
 
 
-def forecaster_stream(window: Window, onnx: bytes, idle_seconds: float = 60.0) -> Pipeline:
+def forecaster_stream(window: Window, idle_seconds: float = 60.0) -> Pipeline:
     """One observation per request under a Triton sequence (correlation ID, START/END); the
     server keeps each sequence's last `window.length` values and answers the next-step
-    forecast once it has them. Clients call the model itself: there is nothing to chain."""
+    forecast once it has them, from the forecaster's own network (forecaster_rnn, called
+    through Triton). Clients call the model itself: there is nothing to chain."""
     observation = Tensor(C.OBSERVATION, "FP32", (1,))
     answers = (
         *(Tensor(name, "FP32", (1,)) for name in (C.NEXT, C.NEXT_LOWER, C.NEXT_UPPER)),
@@ -172,14 +174,14 @@ def forecaster_stream(window: Window, onnx: bytes, idle_seconds: float = 60.0) -
         "python",
         inputs=(observation,),
         outputs=answers,
-        adapter=f"{C.FORECASTER_STREAM}/1/model.py",
+        adapter="stream.ForecasterStream",
         parameters={
             "length": str(window.length),
             "lower": csv(window.lower[:1]),
             "upper": csv(window.upper[:1]),
             "idle_seconds": str(idle_seconds),
+            "network": C.FORECASTER_RNN,  # the gated, versioned network: one per family
         },
-        files={"model.onnx": onnx},  # in its own folder: an S3 repository copies folders apart
         sequence=SequenceBatching(idle_seconds=idle_seconds),
     )
     return Pipeline(C.FORECASTER_STREAM, "forecaster", (observation,), answers, (step,))
@@ -198,7 +200,7 @@ def _png_step(model: str, size: int, batched: bool) -> Step:
         "python",
         inputs=(Tensor(C.DECODED, "FP32", (*count, 1, size, size)),),
         outputs=(Tensor(C.PNG, "BYTES", count or (1,)),),
-        adapter="png.py",
+        adapter="generate.Png",
         warmup=(warm,),
         batched=batched,
     )
@@ -225,7 +227,7 @@ def vae(latent: int, size: int = 32, max_count: int = 64) -> tuple[Pipeline, ...
         "python",
         inputs=(image,),
         outputs=(pixels,),
-        adapter="preprocess/1/model.py",  # the classifier's
+        adapter="images.Preprocess",  # the classifier's
         parameters={"max_pixels": str(DEFAULT_MAX_PIXELS)},
         warmup=(Warmup("probe_image", {C.IMAGE: grey}),),
     )
@@ -239,7 +241,7 @@ def vae(latent: int, size: int = 32, max_count: int = 64) -> tuple[Pipeline, ...
         "python",
         inputs=seed_count,
         outputs=(Tensor(C.LATENT, "FP32", (-1, latent)),),
-        adapter="noise.py",
+        adapter="generate.Noise",
         parameters={"max_count": str(max_count), "classes": "0"},
         warmup=(probe,),
         batched=False,
@@ -272,7 +274,7 @@ def gan(noise: int, classes: int = 10, size: int = 32, max_count: int = 64) -> P
             "python",
             inputs=(digit, *seed_count),
             outputs=tuple(Tensor(t.name, t.dtype, (-1, *t.dims)) for t in drawn_from),
-            adapter="noise.py",
+            adapter="generate.Noise",
             parameters={"max_count": str(max_count), "classes": str(classes)},
             warmup=(probe,),
             batched=False,

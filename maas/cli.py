@@ -193,7 +193,7 @@ def cmd_serve(args) -> int:
             f"\n[maas] ready: HTTP {p.http}, gRPC {p.grpc}, metrics {p.metrics} "
             f"(a probe request went through every ensemble in {paths.repository}; "
             f"tritonserver pid {server.process.pid}; core models on "
-            f"{'the onnxruntime backend' if server.config_name else 'the Python backend'}; "
+            f"{'the Python backend' if server.config_name else 'the onnxruntime backend'}; "
             f"model control needs the admin key"
             f"{', inference the client key' if server.keys.client else ''})\n"
             f"[maas] try: .venv/bin/maas classify {paths.samples}/* "

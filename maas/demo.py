@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from maas.pipeline import Paths, ensure_built, heldout
+from maas.runtime.png import encode_png
 from maas.serve import Ports, ServerError, TritonServer
-from maas.transforms import encode_png
 
 
 def run_demo(paths: Paths, ports: Ports, data_dir: str | None = None) -> int:

@@ -14,6 +14,7 @@ gets a one-request sequence): the launcher's start-up check and maas.health's wa
 
 from __future__ import annotations
 
+import base64
 import itertools
 import struct
 from dataclasses import dataclass, field
@@ -180,3 +181,33 @@ class Probes:
             except Exception as e:
                 out[name] = f"the probe request failed in {name}: {e}"
         return out
+
+
+PROBES_FILE = "probes.json"  # at a built repository's top level (Triton reads folders only)
+
+
+def probe_file(repository: Path) -> dict:
+    """What deploy/k8s/probe.py sends (probes.json): each pipeline's probe request as plain
+    JSON (BYTES base64), its outputs, and whether it is a sequence model."""
+    from tritonclient.utils import np_to_triton_dtype
+
+    configs = read_configs(repository)
+    probes = Probes.of(repository)
+    pipelines = {}
+    for name, request in {**probes.ensembles, **probes.streams}.items():
+        inputs = []
+        for tensor, value in request.items():
+            flat = value.reshape(-1)
+            data = (
+                [base64.b64encode(bytes(v)).decode() for v in flat]
+                if value.dtype == object
+                else flat.tolist()
+            )
+            inputs.append({"name": tensor, "datatype": np_to_triton_dtype(value.dtype),
+                           "shape": list(value.shape), "data": data})  # fmt: skip
+        pipelines[name] = {
+            "inputs": inputs,
+            "outputs": [o.name for o in configs[name].output],
+            "sequence": name in probes.streams,
+        }
+    return {"pipelines": pipelines}

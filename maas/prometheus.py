@@ -4,7 +4,7 @@ Prometheus (the Debian package) run as our child for tests and `make soak`.
     prometheus --config.file=.maas-fleet/prometheus.yml     # what an operator runs
 
 Each replica's /metrics is one target, labelled with its replica number: Triton's own metrics
-and the Python steps' (maas.metrics) come from the same endpoint.
+and the Python steps' (maas.runtime.metrics) come from the same endpoint.
 """
 
 from __future__ import annotations

@@ -167,11 +167,31 @@ def rollout_replica(
         client.close()
 
 
+def check_version(repository: Path, model: str, to: int) -> None:
+    """RolloutError unless version `to` of `model` is in the repository and was built for the
+    steps the repository now has around it (its manifest's `assumes`): old weights served with
+    another build's labels, sizes or windows would answer wrongly and pass every probe."""
+    from maas.build.manifest import assumptions, differences
+
+    path = repository / model / str(to) / "manifest.json"
+    if not path.is_file():
+        raise RolloutError(f"{model} has no version {to} in {repository}")
+    differ = differences(json.loads(path.read_text()).get("assumes", {}),
+                         assumptions(repository, model))  # fmt: skip
+    if differ:
+        raise RolloutError(
+            f"{model} version {to} was built for other steps than {repository} has "
+            f"({'; '.join(differ)}): rebuild it from its checkpoint instead"
+        )
+
+
 def rollout(
     addresses: list[str], model: str, to: int, repository: Path, headers: dict[str, str], log=print
 ) -> list[ReplicaRollout]:
-    """Every replica in turn (HTTP addresses); stops at the first that refuses."""
+    """Every replica in turn (HTTP addresses), once the version is checked against the
+    repository's steps; stops at the first replica that refuses."""
     from maas.probe import Probes
 
+    check_version(repository, model, to)
     requests = Probes.of(repository).ensembles
     return [rollout_replica(a, model, to, requests, headers, log) for a in addresses]

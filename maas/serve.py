@@ -5,14 +5,15 @@
 
 The binary is `tritonserver` from PATH (NGC containers) or, failing that, the CPU build inside
 the nvidia-pytriton wheel. For the wheel's Python backend we lay out a backend folder holding
-the stub built for the running Python, and put this interpreter's bin/ first on PATH so that
-model.py files import this environment's numpy, onnxruntime, Pillow and maas.
+the stub built for the Python the stubs run (`python`: this interpreter by default), and put
+that Python's bin/ first on PATH: the stub takes its environment from it (numpy; the built
+steps bring the rest, see build/shipped.py).
 
 `backend_dir` (`maas serve --backend-dir`, or MAAS_BACKEND_DIR) names a folder of more backends,
-e.g. Triton's `onnxruntime/`, laid out beside the wheel's Python backend. Where the server has
-an onnxruntime backend, the core models run natively: Triton reads each one's
-configs/onnxruntime.pbtxt (`--model-config-name=onnxruntime`) instead of the Python-backend
-config.pbtxt, which stays the fallback everywhere else.
+e.g. Triton's `onnxruntime/`, laid out beside the wheel's Python backend. A core model's
+config.pbtxt runs on Triton's onnxruntime backend, as in every Triton container; on a server
+without it (the bare wheel) each core model's configs/python.pbtxt is served instead
+(`--model-config-name=python`: ONNX Runtime in the Python backend, from this environment).
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ def find_tritonserver() -> tuple[Path, Path | None]:
     return root / "bin" / "tritonserver", root / "backends"
 
 
-NATIVE_CONFIG = "onnxruntime"  # configs/onnxruntime.pbtxt: build.configs.core_onnxruntime_config
+NATIVE_BACKEND = "onnxruntime"  # what a core model's config.pbtxt runs on
+PYTHON_CONFIG = "python"  # configs/python.pbtxt: build.configs.core_python_config
 BACKEND_DIR_ENV = "MAAS_BACKEND_DIR"
 
 
@@ -202,7 +204,7 @@ def backends_in(folder: Path) -> set[str]:
 
 def has_native_backend(folder: Path | None) -> bool:
     """Whether a backends folder (--backend-dir) holds an onnxruntime backend."""
-    return folder is not None and NATIVE_CONFIG in backends_in(folder)
+    return folder is not None and NATIVE_BACKEND in backends_in(folder)
 
 
 def _config_or_none(path: Path):
@@ -217,23 +219,65 @@ def _config_or_none(path: Path):
         return None
 
 
-def native_config(repository: Path, backends: set[str]) -> str | None:
-    """NATIVE_CONFIG where the server has an onnxruntime backend and every core model that has
-    that config is otherwise served by the Python backend (never instead of a TensorRT plan:
-    the name applies to every model at once); else None, and config.pbtxt is served."""
-    if NATIVE_CONFIG not in backends:
+def config_name(repository: Path, backends: set[str]) -> str | None:
+    """None where the server can serve every config.pbtxt as written; PYTHON_CONFIG where it
+    has no onnxruntime backend and core models need one (each has a Python-backend alternate);
+    ServerError naming the models that need it and have none."""
+    if NATIVE_BACKEND in backends:
         return None
-    alternates = sorted(repository.glob(f"*/configs/{NATIVE_CONFIG}.pbtxt"))
-    for path in alternates:
-        main = _config_or_none(path.parent.parent / "config.pbtxt")
-        if main is None or main.backend != "python":
-            return None
-    return NATIVE_CONFIG if alternates else None
+    native = [
+        path.parent
+        for path in sorted(repository.glob("*/config.pbtxt"))
+        if (c := _config_or_none(path)) is not None
+        and NATIVE_BACKEND in (c.backend, c.platform.removesuffix("_onnx"))
+    ]
+    orphans = [m.name for m in native if not (m / "configs" / f"{PYTHON_CONFIG}.pbtxt").is_file()]
+    if orphans:
+        raise ServerError(
+            f"{', '.join(orphans)}: need Triton's onnxruntime backend, which this tritonserver "
+            "has not, and have no Python-backend alternate (configs/python.pbtxt); give "
+            "--backend-dir with an onnxruntime backend, or rebuild them with maas build"
+        )
+    return PYTHON_CONFIG if native else None
 
 
-def python_backend_dir(backends: Path, into: Path) -> Path:
-    """A backends folder like the wheel's, with the Python stub for this interpreter."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+@dataclass(frozen=True)
+class StubPython:
+    """The Python the Python backend's stubs run: its version picks the stub, its bin/ goes
+    first on the server's PATH (a stub finds its environment through `python3` there, as in
+    a container) and its library folder on LD_LIBRARY_PATH (the stub links libpython)."""
+
+    executable: Path
+    version: str
+    libdir: str
+
+    @classmethod
+    def of(cls, executable: str | Path | None = None) -> StubPython:
+        """This interpreter's (None: its stub links the system's libpython, as it always
+        has), or another's, asked of it."""
+        if executable is None:
+            version = f"{sys.version_info.major}.{sys.version_info.minor}"
+            return cls(Path(sys.executable), version, "")
+        ask = "import sys, sysconfig; print('%d.%d' % sys.version_info[:2]); "
+        ask += "print(sysconfig.get_config_var('LIBDIR') or '')"
+        try:
+            out = subprocess.run([str(executable), "-c", ask], capture_output=True, text=True,
+                                 check=True, timeout=60).stdout.split("\n")  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as e:
+            raise ServerError(f"cannot run the stubs' Python {executable}: {e}") from None
+        return cls(Path(executable), out[0], out[1])
+
+    def environment(self, env: dict[str, str]) -> dict[str, str]:
+        """`env` with this Python first on PATH and its libpython findable."""
+        path = f"{self.executable.parent}{os.pathsep}{env.get('PATH', '')}"
+        libs = os.pathsep.join(p for p in (self.libdir, env.get("LD_LIBRARY_PATH", "")) if p)
+        return {**env, "PATH": path, "LD_LIBRARY_PATH": libs}
+
+
+def python_backend_dir(backends: Path, into: Path, version: str | None = None) -> Path:
+    """A backends folder like the wheel's, with the Python stub for `version` (default: this
+    interpreter's)."""
+    version = version or f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = backends.parent / "python_backend_stubs" / version / STUB
     if not stub.is_file():
         raise ServerError(f"nvidia-pytriton has no Python backend stub for Python {version}")
@@ -335,6 +379,9 @@ class TritonServer:
         env: dict[str, str] | None = None,
         keys: Keys | None = None,
         tls: TLS | None = None,
+        python: str | Path | None = None,
+        model_control: str = "explicit",
+        cwd: str | Path | None = None,
     ):
         self.repository = Path(repository).resolve()
         # Where tritonserver reads the models: the repository itself, or a published copy of it
@@ -347,7 +394,7 @@ class TritonServer:
         self.backend_dir = Path(backend_dir).resolve() if backend_dir else None
         if self.backend_dir is not None and not backends_in(self.backend_dir):
             raise ServerError(f"--backend-dir {backend_dir}: no backend folders in it")
-        self.config_name: str | None = None  # set by command(): NATIVE_CONFIG or None
+        self.config_name: str | None = None  # set by command(): PYTHON_CONFIG or None
         self.ports = ports or Ports()
         self.echo = echo  # print the server's log as it comes
         self.extra_args = tuple(extra_args)
@@ -371,6 +418,12 @@ class TritonServer:
         self.watchdog = None
         self._endpoint = None
         self._restarting = threading.Event()
+        # The stubs' Python (default: this one), "explicit" model control (every model loaded
+        # at start; the watchdog reloads through the API) or "none" (Triton's default), and
+        # the server's working folder: what a test needs to serve as a stock container does.
+        self.python = StubPython.of(python)
+        self.model_control = model_control
+        self.cwd = cwd
 
     @property
     def http_url(self) -> str:
@@ -396,8 +449,11 @@ class TritonServer:
             "--log-verbose=0",
             # Explicit model control, everything loaded at start as before: a model whose
             # stub died can be reloaded through the API (maas.health), and versions rolled.
-            "--model-control-mode=explicit",
-            "--load-model=*",
+            *(
+                ("--model-control-mode=explicit", "--load-model=*")
+                if self.model_control == "explicit"
+                else ()
+            ),
             f"--exit-timeout-secs={self.exit_timeout_s}",
             *(() if self.gpu else CPU_ONLY_ARGS),
             *self.keys.args(),
@@ -405,7 +461,7 @@ class TritonServer:
         ]
         if backends is not None:  # the wheel's: ours to lay out, with any extra backends
             assert self._tmp is not None
-            folder = python_backend_dir(backends, Path(self._tmp.name))
+            folder = python_backend_dir(backends, Path(self._tmp.name), self.python.version)
             for name in sorted(backends_in(self.backend_dir) if self.backend_dir else ()):
                 if name != "python":  # the wheel's, with this interpreter's stub
                     (folder / name).symlink_to(self.backend_dir / name, target_is_directory=True)
@@ -415,7 +471,7 @@ class TritonServer:
             cmd.append(f"--backend-directory={folder}")
         else:  # a container's own backends folder, as it is
             folder = binary.parent.parent / "backends"
-        self.config_name = native_config(self.repository, backends_in(folder))
+        self.config_name = config_name(self.repository, backends_in(folder))
         if self.config_name:
             cmd.append(f"--model-config-name={self.config_name}")
         return [*cmd, *self.extra_args]
@@ -475,9 +531,8 @@ class TritonServer:
     def _launch(self, wait: bool = True) -> None:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="maas-triton-")
-        env = {**os.environ, **self.env}
-        # The Python stub takes its interpreter environment from PATH: ours first.
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        # The Python stub takes its interpreter environment from PATH: the stubs' Python first.
+        env = self.python.environment({**os.environ, **self.env})
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
             self.process = subprocess.Popen(
@@ -490,6 +545,7 @@ class TritonServer:
                 errors="replace",
                 start_new_session=True,  # our signals reach it only through us: clean shutdown
                 preexec_fn=die_with_parent,
+                cwd=self.cwd,
             )
         except OSError as e:
             raise ServerError(f"cannot start tritonserver: {e}") from None

@@ -79,8 +79,10 @@ class SequenceBatching:
 class Step:
     """One Triton model of a pipeline.
 
-    kind "python": a Python-backend model; `adapter` is its committed model.py under
-    model_repository/ and `parameters` what that adapter reads from its config.
+    kind "python": a Python-backend model; `adapter` names its step class in maas.runtime
+    ("images.Preprocess"; the build ships the class's code with the model) or, for a test or
+    benchmark, a model.py file of its own; `parameters` are what the class reads from its
+    config (its PARAMETERS: the build checks that they match).
     kind "core": the network, built from ONNX into gated, numbered versions by `maas build`.
     """
 
@@ -175,10 +177,6 @@ class Pipeline:
 
 
 def csv(values) -> str:
-    """Numbers as a config parameter (Triton parameters are strings)."""
+    """Numbers as a config parameter (Triton parameters are strings; the steps read them back
+    with maas.runtime.series.floats)."""
     return ",".join(repr(float(v)) for v in values)
-
-
-def floats(text: str) -> tuple[float, ...]:
-    """A config parameter written by `csv`, back to numbers (in the Python-backend adapters)."""
-    return tuple(float(v) for v in text.split(","))

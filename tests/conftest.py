@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from maas.transforms import encode_png
+from maas.runtime.png import encode_png
 
 TESTS = Path(__file__).parent
 
@@ -173,7 +173,7 @@ def classifier_repository(repository, tmp_path_factory) -> Path:
     tests that start servers of their own (S3, a fleet), a quicker start than every family."""
     import shutil
 
-    from maas import contract as C
+    from maas.runtime import names as C
 
     target = tmp_path_factory.mktemp("classifier") / "model_repository"
     for model in (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS, C.ENSEMBLE):
@@ -189,10 +189,11 @@ def heldout_png(digits) -> list[bytes]:
 
 @pytest.fixture(scope="session")
 def offline(onnx_path, checkpoint, heldout_png):
-    """Offline reference: the same bytes through maas.transforms and ONNX Runtime."""
+    """Offline reference: the same bytes through maas.runtime.images and ONNX Runtime."""
     import onnxruntime as ort
 
-    from maas.transforms import postprocess, preprocess
+    from maas.runtime.classify import postprocess
+    from maas.runtime.images import preprocess
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     logits = session.run(
@@ -215,13 +216,13 @@ def native_server(repository):
     """The same repository with the core models on Triton's onnxruntime backend, where the
     machine has one for this tritonserver ($MAAS_BACKEND_DIR: .ci/run and the Makefile set it
     from the shared tools); else the tests that use it are skipped."""
-    from maas.serve import NATIVE_CONFIG, Ports, TritonServer, backend_dir_default
+    from maas.serve import Ports, TritonServer, backend_dir_default
 
     folder = backend_dir_default()
     if folder is None:
         pytest.skip("no onnxruntime backend for this tritonserver (set MAAS_BACKEND_DIR)")
     with TritonServer(repository, Ports.free(), backend_dir=folder) as srv:
-        assert srv.config_name == NATIVE_CONFIG
+        assert srv.config_name is None  # config.pbtxt as written: the native backend
         yield srv
 
 

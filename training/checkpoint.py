@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from maas.runtime.images import Preprocessing
 from maas.training.model import SmallCNN
-from maas.transforms import Preprocessing
 
 
 class Saved:

@@ -22,9 +22,9 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from maas.runtime.images import layout
 from maas.training.checkpoint import Checkpoint, atomic_write
 from maas.training.model import Normalized
-from maas.transforms import layout
 
 INPUT_NAME = "PIXELS"  # the names the Triton configs use for the classifier's tensors
 OUTPUT_NAME = "LOGITS"

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from maas.generate import latents, mean_pairwise_distance, one_hot
+from maas.runtime.generate import latents, mean_pairwise_distance, one_hot
 from maas.training.checkpoint import Saved
 from maas.training.generative import Judge, grey_digits, run_in_batches
 from maas.training.train import plot_curves, torch_threads
@@ -243,7 +243,7 @@ def _train(cfg: GANConfig) -> GANCheckpoint:
 
 
 def export_gan(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4) -> float:
-    from maas import contract as C
+    from maas.runtime import names as C
     from maas.training.export import to_onnx
 
     ckpt = GANCheckpoint.load(checkpoint)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maas.generate import to_rgb
+from maas.runtime.generate import to_rgb
 from maas.training.checkpoint import Checkpoint
 from maas.training.data import load_digits
 from maas.training.train import predict_logits

@@ -35,7 +35,7 @@ class SmallCNN(nn.Module):
 class Normalized(nn.Module):
     """What is exported and served: `model` behind its own normalisation, so the network takes
     RGB pixel values (0..255, float32 NCHW), what any Triton client sends with scaling NONE.
-    The same arithmetic as maas.transforms.normalize (x * 1/(255 std) - mean/std, float32),
+    The same arithmetic as maas.runtime.images.normalize (x * 1/(255 std) - mean/std, float32),
     so served logits equal the training code's."""
 
     def __init__(self, model: nn.Module, mean, std):

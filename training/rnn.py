@@ -7,7 +7,7 @@ next 12 months from the last 48, with a prediction interval from validation resi
 Data: statsmodels' weekly CO2 (1958-2001) averaged to 526 months, gaps interpolated. Windows
 are cut in time order: a window belongs to train, validation or test by where its forecast
 falls (first 70% / next 15% / last 15% of the months), so nothing is learned from the test
-period. Each window is scaled by its own mean and spread (maas.series), as the server scales
+period. Each window is scaled by its own mean and spread (maas.runtime.series), as the server scales
 it. The checkpoint records held-out MAE/RMSE in ppm for the GRU and two baselines on the same
 test windows: seasonal-naive (the same month a year earlier) and statsmodels' Holt-Winters
 exponential smoothing fitted on the ten years before each forecast.
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from maas.series import Window, scale_window, unscale, windows
+from maas.runtime.series import Window, scale_window, unscale, windows
 from maas.training.checkpoint import Saved
 from maas.training.train import plot_curves, torch_threads
 
@@ -68,7 +68,7 @@ class ForecasterCheckpoint(Saved):
     network = GRUForecaster
     model_state: dict[str, torch.Tensor]
     model_args: dict[str, int]  # GRUForecaster(**model_args)
-    window: dict[str, Any]  # maas.series.Window fields: length, horizon, lower, upper
+    window: dict[str, Any]  # maas.runtime.series.Window fields: length, horizon, lower, upper
     dataset: dict[str, Any]
     config: dict[str, Any]
     epoch: int = 0
@@ -232,7 +232,7 @@ def _train(cfg: ForecasterConfig, series: np.ndarray) -> ForecasterCheckpoint:
 
 def evaluate(ckpt: ForecasterCheckpoint, series: np.ndarray, test: Split) -> dict:
     """Test-window errors (ppm, every step of every window) of the GRU and the baselines."""
-    from maas.series import forecast
+    from maas.runtime.series import forecast
 
     x, _, loc, scale = scaled(test, ckpt.window["length"])
     values, lower, upper = forecast(predict(ckpt.build_model(), x), loc, scale, ckpt.spec())
@@ -247,7 +247,7 @@ def evaluate(ckpt: ForecasterCheckpoint, series: np.ndarray, test: Split) -> dic
 
 
 def export_forecaster(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4) -> float:
-    from maas import contract as C
+    from maas.runtime import names as C
     from maas.training.export import to_onnx
 
     ckpt = ForecasterCheckpoint.load(checkpoint)

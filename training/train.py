@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from maas.runtime.images import normalize
 from maas.training.augment import Augmentation
 from maas.training.checkpoint import Checkpoint, atomic_write
 from maas.training.data import Dataset, load_dataset
 from maas.training.model import SmallCNN
-from maas.transforms import normalize
 
 
 @dataclass

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from maas.generate import latents, psnr
+from maas.runtime.generate import latents, psnr
 from maas.training.checkpoint import Saved
 from maas.training.generative import Judge, grey_digits, run_in_batches
 from maas.training.train import plot_curves, torch_threads
@@ -234,8 +234,8 @@ def _train(cfg: VAEConfig) -> VAECheckpoint:
 
 def export_vae(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4) -> float:
     """Encoder to `out`, decoder beside it (the names maas.families gives the VAE)."""
-    from maas import contract as C
     from maas.families import FAMILIES
+    from maas.runtime import names as C
     from maas.training.export import to_onnx
 
     ckpt = VAECheckpoint.load(checkpoint)

@@ -6,7 +6,7 @@ import asyncio
 
 import triton_python_backend_utils as pb_utils
 
-from maas import contract as C
+from maas.runtime import names as C
 
 
 class TritonPythonModel:

@@ -17,9 +17,9 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from maas import contract as C
 from maas.clients.client import Client
 from maas.clients.errors import InvalidInput
+from maas.runtime import names as C
 
 
 def _huge_png_header() -> bytes:

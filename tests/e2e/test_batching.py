@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import tritonclient.grpc.aio as grpc_aio
 
-from maas import contract as C
 from maas.clients.client import Client
-from maas.transforms import softmax, top_k
+from maas.runtime import names as C
+from maas.runtime.classify import softmax, top_k
 
 
 def test_sixteen_concurrent_clients_batched(

@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maas import contract as C
-from maas import metrics as M
 from maas.balancer import Balancer, has_nginx, nginx_config
 from maas.cli import main as cli
 from maas.clients.client import Client, Retry
@@ -28,6 +26,8 @@ from maas.clients.errors import InvalidInput
 from maas.fleet import PROMETHEUS_CONFIG, Fleet, status
 from maas.health import stubs
 from maas.prometheus import Prometheus, find_prometheus, scrape, scrape_config
+from maas.runtime import metrics as M
+from maas.runtime import names as C
 from maas.serve import TLS, Ports
 
 pytestmark = pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")

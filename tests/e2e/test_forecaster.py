@@ -16,11 +16,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from maas import contract as C
 from maas.build.configs import read_config, write_config
 from maas.clients.client import AsyncClient, Client
 from maas.clients.errors import InvalidInput
-from maas.series import forecast, scale_window
+from maas.runtime import names as C
+from maas.runtime.series import forecast, scale_window
 from maas.serve import Ports, TritonServer
 from maas.training.rnn import load_co2, split
 
@@ -33,7 +33,7 @@ def test_windows(forecaster):
 
 
 def offline(forecaster, onnx_path, history: np.ndarray):
-    """The same history through maas.series and ONNX Runtime, without Triton."""
+    """The same history through maas.runtime.series and ONNX Runtime, without Triton."""
     scaled, loc, scale = scale_window(history, forecaster.window["length"])
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     out = session.run([C.SCALED_FORECAST], {C.WINDOW: scaled[None, :, None]})[0]

@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from maas import contract as C
 from maas.balancer import Balancer, Nginx, has_nginx
+from maas.runtime import names as C
 from maas.serve import Ports, TritonServer
 
 pytestmark = pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")

@@ -18,9 +18,9 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from maas import contract as C
 from maas.clients.client import AsyncClient, Client
 from maas.clients.errors import InvalidInput
+from maas.runtime import names as C
 from maas.training.generative import grey_digits
 from maas.training.vae import to_pixels
 

@@ -11,9 +11,10 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from maas import contract as C
+from maas import contract
 from maas.clients.client import Client, Retry
 from maas.clients.errors import NotAuthorized
+from maas.runtime import names as C
 from maas.serve import Keys, Ports, TritonServer
 
 ADMIN, CLIENT = "admin-secret-0123456789", "client-secret-9876543210"
@@ -52,7 +53,7 @@ def test_inference_needs_the_client_key(locked, heldout_png, scheme):
 
 
 def _grpc(headers: dict[str, str]) -> dict[str, str]:
-    return {C.GRPC_HEADER_PREFIX + k: v for k, v in headers.items()}
+    return {contract.GRPC_HEADER_PREFIX + k: v for k, v in headers.items()}
 
 
 def test_model_control_needs_the_admin_key_health_and_statistics_do_not(locked):
@@ -71,8 +72,8 @@ def test_model_control_needs_the_admin_key_health_and_statistics_do_not(locked):
             with pytest.raises(InferenceServerException, match="admin-key"):
                 call(None)
             with pytest.raises(InferenceServerException, match="admin-key"):
-                call({C.ADMIN_HEADER: "wrong"})
-            call({C.ADMIN_HEADER: ADMIN})  # with the key it works
+                call({contract.ADMIN_HEADER: "wrong"})
+            call({contract.ADMIN_HEADER: ADMIN})  # with the key it works
     finally:
         http.close()
         grpc.close()

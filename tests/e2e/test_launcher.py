@@ -15,20 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from maas import contract as C
 from maas.balancer import has_nginx
 from maas.build.configs import check, read_config, to_pbtxt
 from maas.prometheus import find_prometheus
+from maas.runtime import names as C
 from maas.serve import Ports, ServerError, TritonServer, has_gpu
 
 
-def broken_copy(repository: Path, tmp_path: Path, model: str, replace: tuple[str, str]) -> Path:
+def broken_copy(repository: Path, tmp_path: Path, model: str, override: str) -> Path:
+    """A copy of the repository whose `model` runs its shipped step with `override` (methods
+    of a subclass) in front: model.py is one import of the step class, so a subclass named
+    TritonPythonModel appended to it takes its place."""
     copy = tmp_path / "repo"
     shutil.copytree(repository, copy)
     path = copy / model / "1" / "model.py"
-    text = path.read_text()
-    assert replace[0] in text
-    path.write_text(text.replace(*replace, 1))
+    assert "as TritonPythonModel" in path.read_text()
+    with path.open("a") as f:
+        f.write(f"\n\nclass TritonPythonModel(TritonPythonModel):\n{override}")
     return copy
 
 
@@ -37,10 +40,7 @@ def test_model_that_fails_to_load_reports_server_errors(repository, tmp_path):
         repository,
         tmp_path,
         C.POSTPROCESS,
-        (
-            "    def initialize(self, args):\n",
-            "    def initialize(self, args):\n        raise RuntimeError('labels unreadable')\n",
-        ),
+        "    def initialize(self, args):\n        raise RuntimeError('labels unreadable')\n",
     )
     with pytest.raises(ServerError) as err:
         TritonServer(repo, Ports.free(), start_timeout=120).start()
@@ -55,13 +55,11 @@ def test_ready_only_after_probe_passes(repository, tmp_path):
         repository,
         tmp_path,
         C.PREPROCESS,
-        (
-            "    def execute(self, requests):\n",
-            "    def execute(self, requests):\n"
-            "        if getattr(self, 'warmed_up', False):\n"
-            "            raise RuntimeError('stub broken')\n"
-            "        self.warmed_up = True\n",
-        ),
+        "    def execute(self, requests):\n"
+        "        if getattr(self, 'warmed_up', False):\n"
+        "            raise RuntimeError('stub broken')\n"
+        "        self.warmed_up = True\n"
+        "        return super().execute(requests)\n",
     )
     with pytest.raises(ServerError, match="probe request failed in image_classifier") as err:
         TritonServer(repo, Ports.free(), start_timeout=120).start()

@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from maas import contract as C
 from maas.benchmarks.load import PERF_ANALYZER_COLUMNS, Target, run_load, write_csv
+from maas.runtime import names as C
 
 SHORT = dict(warmup_s=0.3, window_s=0.5, max_windows=4)
 

@@ -1,5 +1,5 @@
-"""The Python steps' own metrics (maas.metrics) on the real server's /metrics, beside Triton's:
-each request's effect is read as the difference between two scrapes."""
+"""The Python steps' own metrics (maas.runtime.metrics) on the real server's /metrics, beside
+Triton's: each request's effect is read as the difference between two scrapes."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maas import contract as C
-from maas import metrics as M
 from maas import prometheus
-from maas.adapter import StepMetrics
 from maas.clients.client import Client
 from maas.clients.errors import InvalidInput
+from maas.runtime import metrics as M
+from maas.runtime import names as C
+from maas.runtime.metrics import StepMetrics
 
 
 def scrape(server) -> dict[tuple, float]:

@@ -24,8 +24,9 @@ from maas.build.own_model import Scaling, build_own_onnx, model_input, read_mode
 from maas.build.repository import BuildOptions
 from maas.clients.client import Client
 from maas.clients.errors import InvalidInput
+from maas.runtime.classify import scores
+from maas.runtime.images import Preprocessing, load_images
 from maas.serve import Ports, TritonServer
-from maas.transforms import Preprocessing, load_images, scores
 
 FAST = BuildOptions(variant="onnx", speed_seconds=0.05)
 

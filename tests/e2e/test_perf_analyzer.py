@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from maas import contract as C
 from maas.benchmarks.perf_analyzer_inputs import (
     find_perf_analyzer,
     main,
     sweep_perf_analyzer,
 )
+from maas.runtime import names as C
 
 PERF_ANALYZER = find_perf_analyzer()
 

@@ -9,9 +9,9 @@ import struct
 import numpy as np
 import tritonclient.grpc as grpcclient
 
-from maas import contract as C
 from maas.benchmarks.perf_analyzer_inputs import main
 from maas.clients.client import Client
+from maas.runtime import names as C
 
 
 def test_input_json_decodes_to_accepted_images(server, checkpoint_path, tmp_path, offline):

@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from maas import contract as C
 from maas.clients.client import AsyncClient, Client
+from maas.runtime import names as C
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
@@ -63,7 +63,7 @@ def test_classifier_path_is_the_one_named(classifier_server):
         config = client.get_model_config(C.CLASSIFIER)
     finally:
         client.close()
-    native = classifier_server.config_name is not None
+    native = classifier_server.config_name is None
     assert (config.get("platform", ""), config.get("backend", "")) == (
         ("onnxruntime_onnx", "onnxruntime") if native else ("", "python")
     )

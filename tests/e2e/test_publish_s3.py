@@ -7,10 +7,10 @@ import shutil
 
 import numpy as np
 
-from maas import contract as C
 from maas.cli import main as cli
 from maas.clients.client import Client
 from maas.publish import INDEX, S3Location, local_tree, publish, s3_client
+from maas.runtime import names as C
 from maas.serve import Ports, TritonServer
 
 PIPELINE = (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS, C.ENSEMBLE)

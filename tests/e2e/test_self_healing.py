@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maas import contract as C
 from maas.clients.client import Client, Retry
 from maas.health import CENSUS_S, stubs
+from maas.runtime import names as C
 from maas.serve import Ports, ServerError, TritonServer
 
 INTERVAL = 1.0  # the watchdog's check interval in these tests

@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from maas import contract as C
 from maas.balancer import Balancer, Nginx, has_nginx
 from maas.clients.client import Client
+from maas.runtime import names as C
 from maas.serve import Ports, TritonServer
 
 pytestmark = pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")

@@ -1,13 +1,12 @@
 """A request on which a Python step fails unexpectedly (a bug an input found) gets its own
 INTERNAL error naming the step and the exception, the traceback goes to the server's log and
 the failure to /metrics; its batch-mates are answered and the server keeps serving. Shown on
-a small step (tests/e2e/fragile) that uses maas.adapter as the shipped steps do."""
+a small step (tests/e2e/fragile) on the shipped steps' base (maas.runtime.step.StepModel)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +16,14 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpc_aio
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from maas import metrics as M
 from maas import prometheus
-from maas.build.configs import ServingOptions, core_config, python_config, write_config
+from maas.build import shipped
+from maas.build.configs import ServingOptions, core_python_config, python_config, write_config
+from maas.runtime import metrics as M
 from maas.serve import Ports, TritonServer
 from maas.spec import Step, Tensor
 
 FRAGILE, LOOKUP = "fragile", "lookup"
-REPOSITORY = Path(__file__).parents[2] / "model_repository"
 # sent at once; a 200 ms queue delay lets them share batches
 XS = [1.0, -1.0, 2.0, 5000.0, 3.0, -2.0, 4.0, 5.0]
 
@@ -44,25 +43,23 @@ def lookup_onnx(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def fragile_server(tmp_path_factory):
-    """`fragile` (a Python step on maas.adapter) and `lookup` (a core model on the shipped
-    core_model.py), each with a 200 ms queue delay so that requests sent at once share batches."""
+    """`fragile` (a Python step on the shipped StepModel) and `lookup` (a core model on the
+    shipped Python-backend core, maas.runtime.onnx_core), each with a 200 ms queue delay so
+    that requests sent at once share batches."""
     root = tmp_path_factory.mktemp("fragile") / "repo"
     opts = ServingOptions(queue_delay_us=200_000)
     adapter = Path(__file__).with_name(FRAGILE) / "model.py"
     x, y = Tensor("X", "FP32", (1,)), Tensor("Y", "FP32", (1,))
     step = Step(FRAGILE, "python", (x,), (y,), adapter=str(adapter))
-    (root / FRAGILE / "1").mkdir(parents=True)
-    shutil.copy2(adapter, root / FRAGILE / "1")
+    shipped.write_version(root / FRAGILE / "1", step.adapter)
     write_config(root / FRAGILE / "config.pbtxt", python_config(step, opts))
 
     version = root / LOOKUP / "1"
-    version.mkdir(parents=True)
-    shutil.copy2(REPOSITORY / "core_model.py", version / "model.py")
+    shipped.write_version(version, "onnx_core.OnnxCore")
     lookup_onnx(version / "model.onnx")
-    manifest = {"model_file": "model.onnx", "onnxruntime": {"graph_optimized": False}}
-    (version / "manifest.json").write_text(json.dumps(manifest))
+    (version / "manifest.json").write_text(json.dumps({"model_file": "model.onnx"}))
     core = Step(LOOKUP, "core", (Tensor("IDS", "INT64", (1,)),), (y,))
-    write_config(root / LOOKUP / "config.pbtxt", core_config(core, opts, [1]))
+    write_config(root / LOOKUP / "config.pbtxt", core_python_config(core, opts, [1]))
     with TritonServer(root, Ports.free()) as server:
         yield server
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
-from maas import contract as C
 from maas.benchmarks.tune import main
 from maas.build.configs import read_config
+from maas.runtime import names as C
 from maas.serve import Ports, TritonServer
 
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from maas import contract as C
 from maas.build import configs, variants
 from maas.build.repository import BuildOptions, build_repository
 from maas.clients.client import Client
+from maas.runtime import names as C
+from maas.runtime.classify import postprocess
+from maas.runtime.images import preprocess
 from maas.serve import Ports, TritonServer
-from maas.transforms import postprocess, preprocess
 
 
 @pytest.fixture(scope="module")

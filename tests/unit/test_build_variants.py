@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +16,14 @@ from onnx import numpy_helper
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas import catalog
-from maas import contract as C
 from maas.build import configs, image_classifier, variants
 from maas.build.calibration import calibration_batches, sample
 from maas.build.configs import read_config
 from maas.build.gate import GateError, Verdict
 from maas.build.repository import BuildOptions, build_repository
 from maas.build.tensorrt import INSTALL_HINT, Profile, TensorRTUnavailable
-from maas.transforms import layout
+from maas.runtime import names as C
+from maas.runtime.images import layout
 
 
 def tensorrt_buildable() -> bool:
@@ -140,6 +141,37 @@ def test_versions_manifests_and_retention(tmp_path, checkpoint_path, onnx_path, 
     assert sorted(p.name for p in classifier.iterdir() if p.name.isdigit()) == ["3", "4"]
     config = read_config(classifier / "config.pbtxt")
     assert list(config.version_policy.specific.versions) == [4]
+
+
+def test_a_version_built_for_other_steps_is_not_kept_nor_rolled_back_to(
+    tmp_path, checkpoint_path, onnx_path, capsys
+):
+    """Digits, then a same-shape checkpoint with other labels: the first version's weights
+    beside the second's steps would answer with the wrong labels, so the build does not keep
+    it, and a rollout to it (the folder put back by hand) is refused, naming what differs."""
+    from maas.rollout import RolloutError, check_version
+    from maas.training.checkpoint import Checkpoint
+
+    repo = tmp_path / "repo"
+    build_repository(checkpoint_path, onnx_path, repo, None, BuildOptions("onnx", **FAST))
+    first = shutil.copytree(repo / C.CLASSIFIER / "1", tmp_path / "version-1")
+    check_version(repo, C.CLASSIFIER, 1)  # its own steps: fine
+    relabelled = Checkpoint.load(checkpoint_path)
+    relabelled.class_names = [f"digit {name}" for name in relabelled.class_names]
+    relabelled.save(tmp_path / "relabelled.pt")
+    build_repository(
+        tmp_path / "relabelled.pt", onnx_path, repo, None, BuildOptions("onnx", **FAST)
+    )
+    said = capsys.readouterr().out
+    assert "classifier version 1 not kept: built for other steps (classifier differs; " in said
+    assert "postprocess differs" in said
+    assert sorted(p.name for p in (repo / C.CLASSIFIER).iterdir() if p.name.isdigit()) == ["2"]
+    with pytest.raises(RolloutError, match="classifier has no version 1 in"):
+        check_version(repo, C.CLASSIFIER, 1)
+    shutil.copytree(first, repo / C.CLASSIFIER / "1")
+    with pytest.raises(RolloutError, match=r"version 1 was built for other steps .*postprocess"):
+        check_version(repo, C.CLASSIFIER, 1)
+    check_version(repo, C.CLASSIFIER, 2)
 
 
 def damaged(onnx_path: Path, out: Path) -> Path:

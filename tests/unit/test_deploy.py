@@ -35,7 +35,7 @@ def test_every_manifest_is_valid_kubernetes():
     for doc in docs.values():
         kubernetes_validate.validate(doc, KUBERNETES, strict=True)  # raises when invalid
     broken = json.loads(json.dumps(docs["Deployment"]))
-    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/"
+    broken["spec"]["template"]["spec"]["containers"][0]["startupProbe"]["httpGet"]["paht"] = "/"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES, strict=True)
 
@@ -69,7 +69,7 @@ def test_the_pieces_fit_together():
     conf = (DEPLOY / "k8s" / "guard.conf").read_text()
     assert f"js_path {mounts['guard']};" in conf and "listen 8080;" in conf
     assert f"server 127.0.0.1:{ports['http']};" in conf  # tritonserver in the same pod
-    assert triton["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert triton["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     assert any(a.startswith("--model-repository=s3://") for a in triton["args"])
     assert "--model-control-mode=explicit" in triton["args"]
@@ -89,6 +89,41 @@ def test_the_kserve_inference_service_serves_the_same_repository():
     [triton] = [c for c in deployment["containers"] if c["name"] == "tritonserver"]
     repository = next(a.split("=", 1)[1] for a in triton["args"] if "model-repository" in a)
     assert predictor["storageUri"] == repository
+
+
+def _probe_of(container: dict, volumes: list[dict]) -> list[str]:
+    """The exec readiness probe's command, checked against the files and volumes it names."""
+    from maas.probe import PROBES_FILE
+
+    command = container["readinessProbe"]["exec"]["command"]
+    script, probes = command[1], command[command.index("--probes") + 1]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    configmaps = {v["name"]: v["configMap"]["name"] for v in volumes if "configMap" in v}
+    for path, name in ((script, "probe.py"), (probes, PROBES_FILE)):
+        folder, file = path.rsplit("/", 1)
+        assert file == name and configmaps[mounts[folder]] == "maas-probe", path
+    assert (DEPLOY / "k8s" / "probe.py").is_file() and command[0] == "python3"
+    return command
+
+
+def test_every_deployment_runs_the_stock_image_on_the_repository_as_built():
+    """Both deployments name the Triton release maas builds for (build/release.py), serve the
+    config.pbtxt files as written (no --model-config-name: the native backend is the default),
+    and are ready only when a real request goes through every pipeline: the exec probe's
+    script, its probes file (what maas build writes) and the ConfigMap that carries them."""
+    from maas.build.release import TRITON_IMAGE, TRITON_RELEASE
+
+    pod = _documents("triton.yaml")["Deployment"]["spec"]["template"]["spec"]
+    [triton] = [c for c in pod["containers"] if c["name"] == "tritonserver"]
+    assert triton["image"] == TRITON_IMAGE
+    assert not any(a.startswith("--model-config-name") for a in triton["args"])
+    assert _probe_of(triton, pod["volumes"])[-1] == "http://127.0.0.1:8000"
+    [service] = _documents("inferenceservice.yaml").values()
+    predictor = service["spec"]["predictor"]
+    assert predictor["triton"]["runtimeVersion"] == f"{TRITON_RELEASE}-py3"
+    assert not any(a.startswith("--model-config-name") for a in predictor["triton"]["args"])
+    assert _probe_of(predictor["triton"], predictor["volumes"])[-1] == "http://127.0.0.1:8080"
+    assert not (DEPLOY / "Dockerfile").exists()  # nothing of ours to build: the stock image
 
 
 @pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")

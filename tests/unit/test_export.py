@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from maas.runtime.images import layout, normalize
 from maas.training.export import ExportError, export
-from maas.transforms import layout, normalize
 
 
 def test_onnx_is_one_checked_file_with_dynamic_batch(onnx_path):

@@ -10,9 +10,9 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from maas import contract as C
 from maas.build.gate import GateError
 from maas.build.repository import BuildOptions, build_repository
+from maas.runtime import names as C
 from maas.training.rnn import load_co2, scaled, seasonal_naive, split
 
 

@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 from maas import catalog
-from maas import contract as C
 from maas.build import configs
 from maas.build.gate import Verdict
 from maas.build.repository import core_steps, python_steps
 from maas.families import FAMILIES
-from maas.generate import (
+from maas.runtime import names as C
+from maas.runtime.generate import (
     SEED_LIMIT,
     GenerationError,
     generator_inputs,

@@ -15,7 +15,6 @@ import pytest
 from conftest import colour_classifier
 from onnx import TensorProto, helper, numpy_helper
 
-from maas import contract as C
 from maas.build.configs import read_config
 from maas.build.own_model import (
     ContractError,
@@ -29,7 +28,8 @@ from maas.build.own_model import (
     served_copy,
 )
 from maas.build.repository import BuildOptions
-from maas.transforms import layout
+from maas.runtime import names as C
+from maas.runtime.images import layout
 
 FAST = BuildOptions(variant="onnx", speed_seconds=0.05)
 LABELS = ["a", "b", "c", "d"]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from maas import contract as C
-from maas.build import configs
+from maas.build import configs, shipped
 from maas.build.configs import read_config
 from maas.build.repository import BuildOptions, build_repository
-from maas.transforms import decode
+from maas.runtime import names as C
+from maas.runtime.images import decode
 
 FAST = BuildOptions(variant="onnx", speed_seconds=0.05)
 
@@ -33,12 +33,13 @@ def test_every_config_parses_with_tritons_schema(repository):
         C.VAE_ENCODER, C.VAE_DECODER, C.VAE_PNG, C.VAE_NOISE, C.VAE_SAMPLE_PNG,
         C.GENERATOR, C.GAN_NOISE, C.GAN_GENERATOR, C.GAN_PNG,
         "colours", "colours_preprocess", "colours_model", "colours_postprocess",  # a user's own
-        "onnxruntime.pbtxt", "onnxruntime_tensorrt.pbtxt",
+        "python.pbtxt", "onnxruntime_tensorrt.pbtxt",
     }  # fmt: skip
-    # Each core model has both alternative configs.
+    # Each core model runs on Triton's onnxruntime backend as written, with both alternates.
     for core in (C.CLASSIFIER, C.FORECASTER_RNN, C.VAE_ENCODER, C.VAE_DECODER, C.GAN_GENERATOR):
+        assert read_config(repository / core / "config.pbtxt").backend == "onnxruntime"
         assert {p.name for p in (repository / core / "configs").iterdir()} == {
-            "onnxruntime.pbtxt", "onnxruntime_tensorrt.pbtxt",
+            "python.pbtxt", "onnxruntime_tensorrt.pbtxt",
         }  # fmt: skip
     # One request is one call where it asks for COUNT images from one SEED; its core model,
     # which gets those COUNT rows as a batch, batches like every other.
@@ -54,17 +55,29 @@ def test_every_config_parses_with_tritons_schema(repository):
         assert config.name == path.parent.name or path.parent.name == "configs"
 
 
-def test_committed_model_files_are_the_ones_served(repository):
-    source = Path(__file__).resolve().parents[2] / "model_repository"
-    for name in (C.PREPROCESS, C.POSTPROCESS):
-        assert (repository / name / "1" / "model.py").read_text() == (
-            source / name / "1" / "model.py"
-        ).read_text()
-    # The core models' adapter is copied into every numbered version, and stays at the top
-    # level too (Triton ignores files there), so a build into the checkout keeps it.
-    adapter = (source / "core_model.py").read_text()
-    assert (repository / "core_model.py").read_text() == adapter
-    assert (repository / C.CLASSIFIER / "1" / "model.py").read_text() == adapter
+def test_every_python_model_ships_the_installed_runtime_and_says_which(repository):
+    """Each Python-backend model's version folder holds maas.runtime as installed (the same
+    bytes) and a model.py that imports its step from it; its config stamps the version and
+    hash; only the image steps carry an environment (Pillow), named as Triton documents."""
+    runtime = {p.name: p.read_bytes() for p in shipped.runtime_files()}
+    folders = [p.parent for p in repository.glob("*/1/model.py")]
+    folders += [p.parent for p in repository.glob(f"{C.CLASSIFIER}/*/model.py")]
+    assert len(folders) > 15
+    for folder in folders:
+        copied = {p.name: p.read_bytes() for p in (folder / "maas_runtime").glob("*.py")}
+        assert copied == runtime, folder
+        model = (folder / "model.py").read_text()
+        assert "from maas_runtime." in model and "import maas\n" not in model, folder
+    for config in (read_config(p) for p in repository.glob("*/config.pbtxt")):
+        if config.backend != "python":
+            continue
+        stamps = {k: v.string_value for k, v in config.parameters.items()}
+        assert stamps["maas_runtime_sha256"] == shipped.runtime_sha256(), config.name
+        env = stamps.get("EXECUTION_ENV_PATH")
+        images = config.name in (C.PREPROCESS, C.VAE_PREPROCESS, "colours_preprocess")
+        assert (env == "$$TRITON_MODEL_DIRECTORY/env") == images, config.name
+        if images:
+            assert (repository / config.name / "env" / "bin" / "activate").is_file()
 
 
 def test_composing_models_batch_and_warm_up(repository):
@@ -104,11 +117,12 @@ def test_ensemble_wiring_matches_the_composing_models(repository):
     assert parsed[C.CLASSIFIER].output[0].dims == parsed[C.POSTPROCESS].input[0].dims == [10]
 
 
-def test_onnxruntime_variant_matches_python_classifier(repository):
+def test_the_native_config_and_its_python_alternate_serve_the_same_versions(repository):
     parsed = all_configs(repository)
-    ort_cfg = parsed[repository / C.CLASSIFIER / "configs" / "onnxruntime.pbtxt"]
-    py_cfg = parsed[repository / C.CLASSIFIER / "config.pbtxt"]
-    assert ort_cfg.platform == "onnxruntime_onnx" and py_cfg.backend == "python"
+    ort_cfg = parsed[repository / C.CLASSIFIER / "config.pbtxt"]
+    py_cfg = parsed[repository / C.CLASSIFIER / "configs" / "python.pbtxt"]
+    assert ort_cfg.backend == "onnxruntime" and py_cfg.backend == "python"
+    assert not ort_cfg.optimization.HasField("graph")  # the backend optimises at load
     assert ort_cfg.input == py_cfg.input and ort_cfg.output == py_cfg.output
     assert ort_cfg.version_policy == py_cfg.version_policy
     assert list(py_cfg.version_policy.specific.versions) == [1]
@@ -119,12 +133,12 @@ def test_onnxruntime_variant_matches_python_classifier(repository):
     assert accelerators[0].parameters["precision_mode"] == "FP16"
     assert accelerators[0].parameters["trt_engine_cache_path"].endswith(f"/{C.CLASSIFIER}")
     assert trt_cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
-    # The GPU providers get the source graph at basic optimisation, not the CPU-tuned one.
-    assert trt_cfg.default_model_filename == "model.gpu.onnx"
+    # One portable graph for every provider: standard operators, never ORT's offline form.
     import onnx
 
-    gpu = onnx.load(str(repository / C.CLASSIFIER / "1" / "model.gpu.onnx"))
-    assert not any(n.domain == "com.microsoft.nchwc" for n in gpu.graph.node)
+    served = onnx.load(str(repository / C.CLASSIFIER / "1" / "model.onnx"))
+    assert not trt_cfg.default_model_filename and served.ir_version <= 10
+    assert {n.domain for n in served.graph.node} <= {"", "ai.onnx"}
 
 
 def test_labels_come_from_the_checkpoint_and_normalisation_is_the_networks(repository, checkpoint):
@@ -135,7 +149,8 @@ def test_labels_come_from_the_checkpoint_and_normalisation_is_the_networks(repos
     assert classifier.output[0].label_filename == "labels.txt"  # the classification extension
     assert classifier.input[0].format == mc.ModelInput.FORMAT_NCHW
     pre = read_config(repository / C.PREPROCESS / "config.pbtxt")
-    assert set(pre.parameters) == {"max_pixels"}  # no constants: the network normalises
+    stamps = {"maas_version", "maas_runtime_sha256", "EXECUTION_ENV_PATH"}
+    assert set(pre.parameters) - stamps == {"max_pixels"}  # no constants: the network's own
 
 
 def test_read_config_names_the_file_and_what_triton_would_refuse(repository, tmp_path):

@@ -1,11 +1,11 @@
-"""maas.series: the forecaster's pure pre/post-processing, and every refusal."""
+"""maas.runtime.series: the forecaster's pure pre/post-processing, and every refusal."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from maas.series import (
+from maas.runtime.series import (
     SeriesError,
     Window,
     check_horizon,

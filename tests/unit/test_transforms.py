@@ -1,4 +1,5 @@
-"""maas.transforms: decoding every supported format, the conversions, and every refusal."""
+"""maas.runtime.images and classify: decoding every supported format, the conversions, and
+every refusal."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maas.transforms import (
+from maas.runtime.classify import postprocess, softmax, top_k
+from maas.runtime.images import (
     ImageError,
     Preprocessing,
     decode,
@@ -18,12 +20,9 @@ from maas.transforms import (
     layout,
     load_images,
     normalize,
-    postprocess,
     preprocess,
-    softmax,
-    split_batch,
-    top_k,
 )
+from maas.runtime.step import split_batch
 
 SPEC = Preprocessing(height=32, width=32)
 

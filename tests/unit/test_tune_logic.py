@@ -27,7 +27,10 @@ def test_apply_rewrites_batching_instances_and_clamps_warmup(checkpoint):
     assert list(cls.dynamic_batching.preferred_batch_size) == [16]  # capped at max_batch_size
     assert cls.instance_group[0].count == 2
     assert max(w.batch_size for w in cls.model_warmup) <= 16
-    assert int(cls.parameters["intra_op_threads"].string_value) >= 1
+    assert int(cls.parameters["intra_op_thread_count"].string_value) >= 1
+    alternate = apply(configs.core_python_config(pipeline.core, opts, [1]), trial)
+    assert alternate.instance_group[0].count == 2 and alternate.max_batch_size == 16
+    assert int(alternate.parameters["intra_op_threads"].string_value) >= 1
     ens = apply(configs.ensemble_config(pipeline, opts), trial)
     assert ens.max_batch_size == 16 and not ens.HasField("dynamic_batching")
     assert apply(configs.python_config(pipeline.steps[0], opts), trial).instance_group[0].count == 2

@@ -1,11 +1,12 @@
-"""Pure functions of the forecaster's pre- and post-processing: a raw history -> the model's
-scaled window, and the model's scaled forecast -> values with a prediction interval.
+"""The forecaster's pre- and post-processing: a raw history -> the network's scaled window, and
+its scaled forecast -> values with a prediction interval; and the two steps that do it in
+Triton, ForecasterPreprocess and ForecasterPostprocess.
 
 Each window is scaled by its own level and spread (loc: its mean, scale: its standard
 deviation), so a series that trends past anything seen in training still gives the network
 inputs of the size it learned on; the forecast is scaled back with the same two numbers. The
-Python-backend steps in model_repository/forecaster_* call these, and so do training and the
-gate, so what the server computes is what we test offline.
+steps call these, and so do training, the gate and the stream (runtime.stream), so what the
+server computes is what is tested offline.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maas.metrics import Refused
+from . import names as C
+from .errors import Refused
+from .metrics import FORECASTS
+from .step import StepModel
 
 MIN_SCALE = 1e-3  # a flat window must not divide by zero
 
@@ -99,3 +103,59 @@ def windows(series: np.ndarray, length: int, horizon: int) -> tuple[np.ndarray, 
     x = series[starts + np.arange(length)]
     y = series[starts + length + np.arange(horizon)]
     return x, y
+
+
+def floats(text: str) -> tuple[float, ...]:
+    """A config parameter of numbers (comma-separated, as maas.spec.csv writes them)."""
+    return tuple(float(v) for v in text.split(","))
+
+
+class ForecasterPreprocess(StepModel):
+    """HISTORY (a raw series) -> the network's scaled WINDOW and the two numbers that undo the
+    scaling (LOC, SCALE). Each row of a request is one series; a request whose history is
+    empty, too short, or holds NaN/inf gets its own INVALID_ARG error naming the problem."""
+
+    PARAMETERS = ("length",)
+    REFUSED, TENSOR = SeriesError, C.HISTORY
+
+    def setup(self) -> None:
+        self.length = int(self.params["length"])
+
+    def answer(self, request):
+        scaled = [scale_window(row, self.length) for row in self.input(request, C.HISTORY)]
+        return [
+            self.pb.Tensor(C.WINDOW, np.stack([w for w, _, _ in scaled])[..., None]),
+            self.pb.Tensor(C.LOC, np.array([[loc] for _, loc, _ in scaled], np.float32)),
+            self.pb.Tensor(C.SCALE, np.array([[s] for _, _, s in scaled], np.float32)),
+        ]
+
+
+class ForecasterPostprocess(StepModel):
+    """The network's SCALED_FORECAST with its window's LOC and SCALE, and an optional HORIZON
+    -> FORECAST, LOWER, UPPER in the series' units. Each request keeps its own horizon (1 to
+    the network's; the network's when not given)."""
+
+    PARAMETERS = ("lower", "upper")
+    REFUSED, TENSOR = SeriesError, C.HORIZON
+
+    def setup(self) -> None:
+        [steps] = self.dims(C.SCALED_FORECAST)
+        lower, upper = floats(self.params["lower"]), floats(self.params["upper"])
+        self.window = Window(length=0, horizon=steps, lower=lower, upper=upper)
+
+    def _horizon(self, request) -> int:
+        given = self.input(request, C.HORIZON)
+        if given is None:
+            return self.window.horizon
+        values = np.unique(given)
+        if len(values) != 1:
+            raise SeriesError("must be the same for every series of a request")
+        return check_horizon(int(values[0]), self.window.horizon)
+
+    def answer(self, request):
+        k = self._horizon(request)
+        scaled, loc, scale = (self.input(request, n) for n in (C.SCALED_FORECAST, C.LOC, C.SCALE))
+        values = forecast(scaled, loc, scale, self.window)
+        self.metrics.count(FORECASTS, len(scaled))
+        names = (C.FORECAST, C.LOWER, C.UPPER)
+        return [self.pb.Tensor(n, v[:, :k]) for n, v in zip(names, values, strict=True)]

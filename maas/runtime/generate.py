@@ -1,5 +1,6 @@
-"""Pure functions of the generative families (VAE, GAN): what their Python steps compute, and
-what training and the build gates use, so that the server does what is tested offline.
+"""The generative families (VAE, GAN): pure functions of what their Python steps compute, which
+training and the build's gates use too, so that the server does what is tested offline; and
+the two steps, Noise and Png.
 
     z = latents(seed=7, count=4, size=16)     # the same seed gives the same rows, anywhere
     pngs = to_png(decoder(z))                 # (N, 1, H, W) in 0..1 -> N greyscale PNGs
@@ -10,13 +11,13 @@ SEED must fit numpy's seed range, a COUNT must be 1..the limit, a DIGIT one of t
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image
 
-from maas import contract as C
-from maas.metrics import Refused
+from . import names as C
+from .errors import Refused
+from .metrics import GENERATED
+from .png import encode_png
+from .step import StepModel
 
 SEED_LIMIT = 2**32  # seeds are 0 .. 2**32 - 1: what numpy, PyTorch and most tools accept
 
@@ -97,12 +98,7 @@ def to_rgb(images: np.ndarray) -> np.ndarray:
 
 def to_png(images: np.ndarray) -> list[bytes]:
     """(N, 1, H, W) in 0..1 -> N greyscale PNG files."""
-    out = []
-    for grey in to_uint8(images):
-        buf = io.BytesIO()
-        Image.fromarray(grey, mode="L").save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out
+    return [encode_png(grey) for grey in to_uint8(images)]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -121,3 +117,49 @@ def mean_pairwise_distance(features: np.ndarray) -> float:
     d2 = np.maximum(squared[:, None] + squared[None, :] - 2 * flat @ flat.T, 0.0)
     upper = np.triu_indices(len(flat), k=1)
     return float(np.sqrt(d2[upper]).mean())
+
+
+class Noise(StepModel):
+    """Unbatched: SEED, COUNT (and DIGIT) -> the inputs of a generator network for COUNT images
+    (generator_inputs): standard-normal rows from the seed and, for a conditional generator
+    (parameter classes > 0), the digit's one-hot rows. Used by vae_noise (-> LATENT) and
+    gan_noise (-> NOISE, CONDITION); the output names and the noise size come from the config.
+    A request whose SEED, COUNT or DIGIT is out of range gets its own INVALID_ARG error naming
+    the tensor."""
+
+    PARAMETERS = ("max_count", "classes")
+    REFUSED = GenerationError
+
+    def setup(self) -> None:
+        self.max_count = int(self.params["max_count"])
+        self.classes = int(self.params["classes"])
+        self.names = [t["name"] for t in self.config["output"]]
+        self.size = int(self.config["output"][0]["dims"][-1])
+
+    def answer(self, request):
+        names = (C.SEED, C.COUNT, C.DIGIT) if self.classes else (C.SEED, C.COUNT)
+        given = {name: one_value(self.input(request, name), name) for name in names}
+        noise, condition = generator_inputs(
+            given[C.SEED], given[C.COUNT], self.size, self.max_count,
+            given.get(C.DIGIT), self.classes,
+        )  # fmt: skip
+        arrays = (noise,) if condition is None else (noise, condition)
+        return [self.pb.Tensor(n, a) for n, a in zip(self.names, arrays, strict=True)]
+
+
+class Png(StepModel):
+    """DECODED images (0..1) -> PNG files: batched (vae_png: one PNG per batch row) or
+    unbatched (vae_sample_png, gan_png: the COUNT images of one request), as its config says.
+    A request whose images are not finite (a LATENT with NaN in it) gets its own INVALID_ARG
+    error; its batch-mates are answered."""
+
+    REFUSED, TENSOR = GenerationError, C.DECODED
+
+    def setup(self) -> None:
+        self.row = (-1, 1) if self.config["max_batch_size"] > 0 else (-1,)
+
+    def answer(self, request):
+        images = self.input(request, C.DECODED)
+        files = np.array(to_png(images), dtype=object).reshape(self.row)
+        self.metrics.count(GENERATED, files.size)
+        return [self.pb.Tensor(C.PNG, files)]

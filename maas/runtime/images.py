@@ -1,7 +1,9 @@
-"""Pure pre- and post-processing: encoded image bytes -> model input, logits -> top-k.
+"""Images: encoded bytes -> what every served network takes (RGB pixel values 0..255, NCHW at
+its size), and Preprocess, the Python step that does it in Triton.
 
-The Python-backend models in model_repository/ are thin adapters over these functions, and
-training/export/build use the same ones, so what the server computes is what we test offline.
+Pure functions over Pillow and numpy; the step, training, export, the build's gates and the
+tests call the same ones, so what the server computes is what is tested offline. Pillow comes
+from the step's own environment where it is served (maas build writes it: EXECUTION_ENV_PATH).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from maas.metrics import Refused
+from .errors import Refused
+from .metrics import IMAGE_PIXELS
+from .names import IMAGE, PIXELS
+from .step import StepModel, split_batch
 
 # Formats we decode; anything else is refused before Pillow tries a plugin on it.
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
@@ -149,50 +154,30 @@ def preprocess(images: Sequence[bytes], spec: Preprocessing) -> np.ndarray:
     return layout(load_images(images, spec))
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable for large logits."""
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+class Preprocess(StepModel):
+    """IMAGE (encoded bytes) -> PIXELS at the size its config declares. Requests that Triton
+    batches together are decoded one image at a time (decoding is per image anyway), then laid
+    out in one array operation and split back; a request with a bad image gets its own
+    INVALID_ARG error. On /metrics: each image's size as sent, and refusals by reason."""
 
+    PARAMETERS = ("max_pixels",)
+    REFUSED, TENSOR = ImageError, IMAGE
+    NEEDS = ("pillow",)
 
-def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best (class ids int64, scores) per row, best first; ties keep the lower id first."""
-    if k < 1:
-        raise ValueError(f"top_k must be at least 1, got {k}")
-    k = min(k, probs.shape[-1])
-    ids = np.argsort(-probs, axis=-1, kind="stable")[..., :k]
-    return ids.astype(np.int64), np.take_along_axis(probs, ids, axis=-1)
+    def setup(self) -> None:
+        _, height, width = self.dims(PIXELS)
+        self.spec = Preprocessing(height, width, int(self.params["max_pixels"]))
 
+    def _decode(self, request) -> tuple[np.ndarray, list[int]]:
+        images = self.input(request, IMAGE).reshape(-1)
+        return decode_images([bytes(b) for b in images], self.spec)
 
-def scores(outputs: np.ndarray, probabilities: bool = False) -> np.ndarray:
-    """A classifier's outputs (N, C) -> scores per class, float32: the softmax of logits, or
-    probabilities as they are (a network whose last layer is a softmax: a second softmax
-    would flatten them)."""
-    outputs = outputs.astype(np.float32)
-    return outputs if probabilities else softmax(outputs)
-
-
-def postprocess(
-    logits: np.ndarray, k: int, labels: Sequence[str], probabilities: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Outputs (N, C) -> (labels as bytes objects, scores float32, class ids int64), each
-    (N, k); `probabilities`: the outputs are scores already (see `scores`)."""
-    if logits.ndim != 2 or logits.shape[1] != len(labels):
-        raise ValueError(f"expected logits of shape (N, {len(labels)}), got {logits.shape}")
-    ids, best = top_k(scores(logits, probabilities), k)
-    names = np.asarray([label.encode() for label in labels], dtype=object)[ids]
-    return names, best.astype(np.float32), ids
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """uint8 (H, W, 3) -> PNG bytes; how held-out images travel to the server in tests and demo."""
-    buf = io.BytesIO()
-    Image.fromarray(pixels, mode="RGB").save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def split_batch(batch: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
-    """Undo the stacking of several requests: rows of `batch` back into per-request arrays."""
-    ends = np.cumsum(counts).tolist()
-    return [batch[end - n : end] for n, end in zip(counts, ends, strict=True)]
+    def execute(self, requests):
+        responses, decoded = self.attempt_each(requests, self._decode)
+        if decoded:
+            arrays = [pixels for pixels, _ in decoded.values()]
+            parts = split_batch(layout(np.concatenate(arrays)), [len(a) for a in arrays])
+            for i, part in zip(decoded, parts, strict=True):
+                responses[i] = self.respond(**{PIXELS: part})
+        self.metrics.observe(IMAGE_PIXELS, [n for _, sent in decoded.values() for n in sent])
+        return responses
