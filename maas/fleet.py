@@ -138,7 +138,7 @@ class Fleet:
         restarted = []
         for i, server in enumerate(self.servers):
             proc = server.process
-            if proc is None or proc.poll() is None or server._restarting.is_set():
+            if proc is None or proc.poll() is None or server.restarting:
                 continue
             started = time.monotonic()
             self._event(f"replica {i} exited (code {proc.returncode}): starting it again")

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from maas.serve import ServerError
+
 # "Stub process 'preprocess_0_0' is not healthy." -> the model is `preprocess`
 # (an instance is named <model>_<group>_<index>).
 DEAD_STUB = re.compile(r"Stub process '(.+?)_\d+_\d+' is not healthy")
@@ -202,10 +204,9 @@ class Watchdog:
             if health.ok:
                 self._reloads.clear()
                 continue
-            proc = self.server.process
-            if self.server._restarting.is_set() or proc is None or proc.poll() is not None:
-                # Someone else (a fleet's supervisor) is starting the server again: healing
-                # it now would race that restart.
+            if not self.server.healable:
+                # Stopping (Ctrl-C: Triton drains, its models go), or being started again by
+                # someone else (a fleet's supervisor): healing now would race either.
                 continue
             self.heal(health)
 
@@ -215,7 +216,11 @@ class Watchdog:
             self._event(f"unhealthy: {name}: {error.splitlines()[0][:200]}")
         if any(self._reloads.get(p, 0) >= self.max_reloads for p in health.failing):
             self._event("reloading did not help: restarting tritonserver")
-            self.server.restart()
+            try:
+                self.server.restart()
+            except ServerError as e:  # Ctrl-C during the restart, or it failed to start
+                self._event(f"restart failed: {str(e).splitlines()[0]}")
+                return
             self._reloads.clear()
             return
         models = set()

@@ -418,12 +418,30 @@ class TritonServer:
         self.watchdog = None
         self._endpoint = None
         self._restarting = threading.Event()
+        self._stopping = False
         # The stubs' Python (default: this one), "explicit" model control (every model loaded
         # at start; the watchdog reloads through the API) or "none" (Triton's default), and
         # the server's working folder: what a test needs to serve as a stock container does.
         self.python = StubPython.of(python)
         self.model_control = model_control
         self.cwd = cwd
+
+    @property
+    def restarting(self) -> bool:
+        """The watchdog is starting it again on the same ports."""
+        return self._restarting.is_set()
+
+    @property
+    def healable(self) -> bool:
+        """Whether the watchdog may heal it now: it runs, and no one stops or restarts it."""
+        proc = self.process
+        return (
+            self._signal is None
+            and not self._stopping
+            and not self._restarting.is_set()
+            and proc is not None
+            and proc.poll() is None
+        )
 
     @property
     def http_url(self) -> str:
@@ -482,6 +500,7 @@ class TritonServer:
     def launch(self) -> TritonServer:
         """The checks, then the process, without waiting for it to serve: a fleet launches
         every replica from the main thread (see die_with_parent), then waits for each."""
+        self._stopping = False
         if not self.repository.is_dir():
             raise ServerError(f"no model repository at {self.repository}: run `maas build`")
         problems = plan_problems(self.repository, *server_tensorrt(find_tritonserver()[1]))
@@ -617,6 +636,7 @@ class TritonServer:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (Triton drains in-flight requests), SIGKILL if it hangs; returns its code."""
+        self._stopping = True
         if self._endpoint is not None:
             self._endpoint.stop()
             self._endpoint = None

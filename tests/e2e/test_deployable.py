@@ -12,7 +12,6 @@ has one. And the served ONNX graphs loaded in the container's ONNX Runtime versi
 
 from __future__ import annotations
 
-import glob
 import json
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from maas import container
 from maas.build.configs import DATA_TYPES, read_config
 from maas.build.release import CONTAINER_PYTHON, TRITON_ONNXRUNTIME
 from maas.clients.client import Client
@@ -30,40 +30,11 @@ from maas.runtime import names as C
 from maas.serve import Ports, TritonServer, backend_dir_default
 from maas.spec import DTYPES
 
-NUMPY = "numpy==1.26.4"  # constraints.txt's: the container's numpy<2
-OURS = f"{sys.version_info.major}.{sys.version_info.minor}"
-
-
-def find_python(version: str) -> str | None:
-    """An interpreter of `version` on this machine (on PATH, or pyenv's), or None."""
-    candidates = [shutil.which(f"python{version}")]
-    candidates += sorted(glob.glob(str(Path.home() / f".pyenv/versions/{version}.*/bin/python3")))
-    for path in filter(None, candidates):
-        run = subprocess.run([path, "-c", "import sys"], capture_output=True, timeout=30)
-        if run.returncode == 0:
-            return path
-    return None
-
-
-def venv_with(folder: Path, base: str, *packages: str) -> Path:
-    """A virtual environment of `base` holding `packages` alone, made once and kept (inside
-    this venv, so `make clean` keeps it and a new venv starts afresh); its python."""
-    python = folder / "bin" / "python"
-    if not (folder / ".complete").is_file():
-        shutil.rmtree(folder, ignore_errors=True)
-        subprocess.run([base, "-m", "venv", str(folder)], check=True, timeout=300)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        *packages], check=True, timeout=600)  # fmt: skip
-        (folder / ".complete").touch()
-    return python
-
 
 @pytest.fixture(scope="module")
 def container_python() -> Path:
     """The stubs' Python of a stock container: numpy<2 alone, Python 3.10 where there is one."""
-    version = CONTAINER_PYTHON if find_python(CONTAINER_PYTHON) else OURS
-    base = find_python(version) or sys.executable
-    python = venv_with(Path(sys.prefix) / f"maas-container-python{version}", base, NUMPY)
+    python = container.container_python()
     for package in ("maas", "PIL", "onnxruntime"):
         found = subprocess.run([str(python), "-c", f"import {package}"], capture_output=True,
                                cwd="/")  # not the checkout's folder, which holds maas/  # fmt: skip
@@ -92,7 +63,7 @@ def deployed(repository, container_python, tmp_path_factory):
 
 
 def test_every_model_loads_on_a_stock_server(deployed, repository):
-    assert deployed.python.version in (CONTAINER_PYTHON, OURS)
+    assert deployed.python.version in (CONTAINER_PYTHON, container.OURS)
     client = httpclient.InferenceServerClient(deployed.http_url)
     try:
         index = client.get_model_repository_index(headers=deployed.keys.headers)
@@ -174,9 +145,9 @@ def test_the_served_graphs_load_and_answer_alike_on_the_containers_onnx_runtime(
     onnxruntime backend loads) and by ours, on the same inputs: the gated answers."""
     import onnxruntime as ort
 
-    python = venv_with(
+    python = container.venv_with(
         Path(sys.prefix) / f"maas-onnxruntime{TRITON_ONNXRUNTIME}", sys.executable,
-        NUMPY, f"onnxruntime=={TRITON_ONNXRUNTIME}",
+        container.NUMPY, f"onnxruntime=={TRITON_ONNXRUNTIME}",
     )  # fmt: skip
     rng = np.random.default_rng(0)
     feeds, paths = {}, []
