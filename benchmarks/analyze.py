@@ -26,10 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from maas.access import Ports
+from maas.backends import CPU_ONLY_ARGS, find_tritonserver, python_backend_dir
 from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, run_perf_analyzer
 from maas.build.configs import read_config, write_config
 from maas.runtime import names as C
-from maas.serve import CPU_ONLY_ARGS, Ports, TritonServer, find_tritonserver, python_backend_dir
+from maas.serve import TritonServer
 
 COMPOSING = (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS)
 
@@ -140,7 +142,7 @@ def side_by_side(repos: dict[str, Path], perf_analyzer: str, inputs: Path, concu
     out: dict[str, dict[int, list]] = {label: {c: [] for c in concurrency} for label in repos}
     for _ in range(rounds):
         for label, repo in repos.items():
-            with TritonServer(repo, Ports.free()) as server:
+            with TritonServer(repo) as server:
                 for c in concurrency:
                     row = run_perf_analyzer(perf_analyzer, C.ENSEMBLE, server.grpc_url, inputs, c)
                     out[label][c].append(

@@ -33,6 +33,8 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from maas.access import Ports
+from maas.backends import backend_dir_default, has_native_backend
 from maas.benchmarks import floor, inprocess
 from maas.benchmarks.load import (
     Result,
@@ -47,7 +49,7 @@ from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, run_perf_an
 from maas.benchmarks.report import FLOOR, NATIVE, PA
 from maas.build.configs import read_config, write_config
 from maas.runtime import names as C
-from maas.serve import Ports, TritonServer, backend_dir_default, has_native_backend
+from maas.serve import ServerConfig, TritonServer
 from maas.training.checkpoint import Checkpoint
 
 BLS = "image_classifier_bls"
@@ -148,7 +150,7 @@ class Run:
             self._add(scenario + PA, r)
 
     def serve(self, repo: Path, scenarios, backend_dir: Path | None = None):
-        with TritonServer(repo, Ports.free(), backend_dir=backend_dir) as server:
+        with TritonServer(repo, ServerConfig(backend_dir=backend_dir)) as server:
             grpc, http = f"grpc://{server.grpc_url}", f"http://{server.http_url}"
             for scenario, target_args, concurrency, *perf in scenarios(grpc, http):
                 self.load(scenario, Target(**target_args), concurrency, grpc, server.process.pid)

@@ -29,7 +29,7 @@ import onnxruntime as ort
 
 from maas.benchmarks.load import Result, Target, run_load
 from maas.runtime import names as C
-from maas.serve import Ports, TritonServer
+from maas.serve import TritonServer
 
 Request = dict[str, np.ndarray]
 
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cases = [CASES[f][1](getattr(args, CASES[f][0])) for f in args.families]
     baseline = {c.family: inprocess(c, seconds=2 * args.window) for c in cases}
     rows = []
-    with TritonServer(args.repository, Ports.free()) as server:
+    with TritonServer(args.repository) as server:
         url = f"grpc://{server.grpc_url}"
         for case in cases:
             for c in args.concurrency:

@@ -5,9 +5,12 @@
 #
 #   bash benchmarks/gpu_check.sh            # -> benchmarks/results/gpu_check/
 #
-# 1. In the TensorRT container of the Triton release we document (build/tensorrt.py:
-#    TRITON_RELEASE), build the classifier's onnx, trt-fp16 and trt-int8 variants: each prints
-#    its gate (held-out top-1 against PyTorch) and in-process speed; the manifests keep them.
+# 1. In the TensorRT container of the Triton release we document (build/release.py:
+#    TRITON_RELEASE), build the classifier's onnx, trt-fp16 and trt-int8 variants (trt-int8:
+#    the symmetric Q/DQ graph of build/quantize.py, built by TensorRT through Polygraphy): each
+#    prints its gate (held-out top-1 against PyTorch) and in-process speed; the manifests keep
+#    them. This is where build/tensorrt.py's calls into TensorRT run (CI checks only what they
+#    ask for: tests/unit/test_tensorrt_contract.py).
 # 2. Serve each build in that release's tritonserver container (the plan's TensorRT must be
 #    the server's) and run perf_analyzer (its SDK container) at concurrency 1, 16, 64 over gRPC.
 set -euo pipefail

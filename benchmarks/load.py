@@ -460,8 +460,8 @@ def describe(r: Result) -> str:
 
 
 def load_images(checkpoint: Path) -> list[bytes]:
-    from maas.pipeline import heldout
     from maas.runtime.png import encode_png
+    from maas.workspace import heldout
 
     return [encode_png(x) for x in heldout(checkpoint)[0]]
 

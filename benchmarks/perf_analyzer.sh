@@ -11,7 +11,7 @@ OUT=${2:-benchmarks/results/perf_analyzer}
 DATA=$(dirname "$0")/perf_analyzer
 CONCURRENCY=${CONCURRENCY:-"1 2 4 8 16 32 64"}
 command -v perf_analyzer >/dev/null || {
-  echo "perf_analyzer not found: use the Triton SDK container (see README)" >&2; exit 1; }
+  echo "perf_analyzer not found: use the Triton SDK container (see docs/benchmarks.md)" >&2; exit 1; }
 mkdir -p "$OUT"
 for proto in grpc http; do
   port=$([ "$proto" = grpc ] && echo 8001 || echo 8000)

@@ -58,9 +58,9 @@ def classifier_input_data(pixels: np.ndarray) -> dict:
 
 
 def main(argv: list[str] | None = None) -> tuple[Path, Path]:
-    from maas.pipeline import heldout
     from maas.runtime.images import layout
     from maas.runtime.png import encode_png
+    from maas.workspace import heldout
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, default=Path("artifacts/checkpoint.pt"))

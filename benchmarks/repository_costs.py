@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 from maas import container
+from maas.backends import backend_dir_default
 from maas.build.configs import read_config, write_config
-from maas.serve import Ports, TritonServer, backend_dir_default
+from maas.serve import ServerConfig, TritonServer
 
 
 def size_by_part(repository: Path) -> dict[str, int]:
@@ -74,7 +75,7 @@ def with_environments(repository: Path, into: Path, how: str) -> Path:
 
 def load_seconds(repository: Path, **server) -> float:
     started = time.monotonic()
-    with TritonServer(repository, Ports.free(), **server):
+    with TritonServer(repository, ServerConfig(**server)):
         return time.monotonic() - started
 
 

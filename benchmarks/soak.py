@@ -28,12 +28,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from maas.access import Ports
+from maas.backends import backend_dir_default
 from maas.benchmarks.load import Target, load_images, run_load
 from maas.fleet import PROMETHEUS_CONFIG, Balancer, Fleet
 from maas.health import stubs
 from maas.prometheus import Prometheus
 from maas.runtime import names as C
-from maas.serve import Ports, backend_dir_default
 
 RESULTS = Path("benchmarks/results")
 SAMPLE_S = 5.0  # RSS sampling period

@@ -121,13 +121,12 @@ def traced(
     import tritonclient.grpc as grpcclient
 
     from maas.clients.client import infer_inputs
-    from maas.serve import Ports, TritonServer
+    from maas.serve import ServerConfig, TritonServer
 
     with tempfile.TemporaryDirectory(prefix="maas-trace-") as tmp:
         path = Path(tmp) / "trace.json"
-        server = TritonServer(
-            repository, Ports.free(), extra_args=trace_args(path), backend_dir=backend_dir
-        )
+        config = ServerConfig(extra_args=tuple(trace_args(path)), backend_dir=backend_dir)
+        server = TritonServer(repository, config)
         with server:
             client = grpcclient.InferenceServerClient(server.grpc_url)
             try:
@@ -200,9 +199,9 @@ def _plot(results: list[Breakdown], order: list[str], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[Breakdown]:
+    from maas.backends import backend_dir_default, has_native_backend
     from maas.benchmarks.floor import FLOOR, request, write_floor
     from maas.probe import probe_requests
-    from maas.serve import backend_dir_default, has_native_backend
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repository", type=Path, default=Path("model_repository"), help="built")

@@ -41,7 +41,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from maas.benchmarks.load import Target, load_images, run_load
 from maas.build.configs import ServingOptions, read_config, write_config
 from maas.runtime import names as C
-from maas.serve import Ports, TritonServer
+from maas.serve import TritonServer
 
 COMPOSING = (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS)
 
@@ -57,14 +57,14 @@ class Trial:
 
     @classmethod
     def from_options(cls, opts: ServingOptions) -> Trial:
-        return cls(
-            opts.queue_delay_us,
-            opts.preferred_batch_size,
-            opts.max_batch_size,
-            opts.preprocess_instances,
-            opts.classifier_instances,
-            opts.postprocess_instances,
-        )
+        """What a build with `opts` serves the image classifier with (its declaration's
+        instance counts, unless `opts` overrides them)."""
+        from maas import catalog
+        from maas.runtime.images import Preprocessing
+
+        declared = catalog.image_classifier(Preprocessing(32, 32), [str(i) for i in range(10)])
+        counts = [opts.count(declared.step(model)) for model in COMPOSING]
+        return cls(opts.queue_delay_us, opts.preferred_batch_size, opts.max_batch_size, *counts)
 
 
 SPACE = {
@@ -131,7 +131,7 @@ def measure(
 ) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="maas-tune-") as tmp:
         repo = write_trial(source, Path(tmp) / "repo", trial)
-        with TritonServer(repo, Ports.free()) as server:
+        with TritonServer(repo) as server:
             url = f"grpc://{server.grpc_url}"
             results = {
                 c: run_load(

@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> list[cands.Candidate]:
     args = ap.parse_args(argv)
 
     wanted = [v for name in args.variant for v in variants.resolve(name)]
-    threads = args.intra_op_threads or configs.ServingOptions().intra_op_threads
     ckpt = Checkpoint.load(args.checkpoint)
     core = catalog.image_classifier(ckpt.preprocessing(), ckpt.class_names).core
+    threads = args.intra_op_threads or configs.ServingOptions().threads(core)
     data = image_classifier.core_data(ckpt, core)
     with tempfile.TemporaryDirectory() as scratch:
         found = cands.evaluate(

@@ -8,65 +8,60 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from maas.runtime import names as C
+from maas.errors import ConfigError
 from maas.runtime.images import DEFAULT_MAX_PIXELS
 from maas.spec import Pipeline, SequenceBatching, Step, Tensor, Warmup
 
 
 @dataclass(frozen=True)
 class ServingOptions:
-    """How the repository serves; defaults suit a 2-core CPU machine."""
+    """How the repository serves, for every model alike; what differs per model (its instance
+    count) is its declaration's (maas.catalog), which `instances` overrides by model name.
+    Defaults suit a 2-core CPU machine."""
 
-    default_top_k: int = 3
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    # Batching and instances, measured on a 2-core machine with perf_analyzer and Triton's
-    # traces (README: Performance). No queue delay: an idle instance takes a request at once
-    # (a 500 us delay cost 0.6 ms a step at low load), and under load the requests that queue
-    # while an instance works make its next batch anyway. No preferred size: with no delay it
-    # changes nothing, and a tool that lowers max_batch_size (Model Analyzer) would break it.
-    # Two classifier instances (one ONNX Runtime thread each) overlap one's IPC with the other's
-    # run: +20-30% at concurrency 16-64 over one instance of two threads.
-    max_batch_size: int = 64
+    top_k: int = 3  # the image classifiers' TOP_K when a request gives none
+    max_pixels: int = DEFAULT_MAX_PIXELS  # the image steps' decode limit
+    # Batching, measured on a 2-core machine with perf_analyzer and Triton's traces
+    # (docs/benchmarks.md). No queue delay: an idle instance takes a request at once (a 500 us
+    # delay cost 0.6 ms a step at low load), and under load the requests that queue while an
+    # instance works make its next batch anyway. No preferred size: with no delay it changes
+    # nothing, and a tool that lowers max_batch_size (Model Analyzer) would break it.
+    max_batch_size: int = 64  # per request, and the most rows of one generator request
     queue_delay_us: int = 0
     preferred_batch_size: int = 0  # 0: none; else the dynamic batcher's preferred size
-    preprocess_instances: int = 1
-    classifier_instances: int = 2
-    postprocess_instances: int = 1
-    # ONNX Runtime threads per classifier instance; 0: this machine's cores shared among the
+    instances: Mapping[str, int] = field(default_factory=dict)  # model -> its instance count
+    # ONNX Runtime threads per instance of a network; 0: this machine's cores shared among its
     # instances (2 cores, 2 instances -> 1 each). Parallelism comes from the batch, hence one
     # inter-op thread and sequential execution: a chain of convolutions has nothing to overlap.
-    ort_intra_op_threads: int = 0
-    ort_inter_op_threads: int = 1
-    ort_execution_mode: str = "sequential"  # or "parallel"
-    serve_versions: int = 1  # classifier versions Triton loads: the newest N
+    intra_op_threads: int = 0
+    inter_op_threads: int = 1
+    execution_mode: str = "sequential"  # or "parallel"
+    serve_versions: int = 1  # a network's versions Triton loads: the newest N
 
-    def instances(self, step: Step) -> int:
-        """The instance count this build gives a step: the classifier's tuned counts for its
-        three models, the declaration's default for any other."""
-        counts = {
-            C.PREPROCESS: self.preprocess_instances,
-            C.CLASSIFIER: self.classifier_instances,
-            C.POSTPROCESS: self.postprocess_instances,
-        }
-        return counts.get(step.model, step.instances)
+    def count(self, step: Step) -> int:
+        """The instance count a step is served with: its declaration's, unless overridden."""
+        return self.instances.get(step.model, step.instances)
 
-    @property
-    def intra_op_threads(self) -> int:
-        if self.ort_intra_op_threads:
-            return self.ort_intra_op_threads
-        return max(1, (os.cpu_count() or 1) // self.classifier_instances)
+    def threads(self, step: Step) -> int:
+        """ONNX Runtime's intra-op threads for each instance of the network `step`."""
+        return self.intra_op_threads or max(1, (os.cpu_count() or 1) // self.count(step))
 
     def __post_init__(self):
         if self.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
-        if not self.default_top_k >= 1:
-            raise ValueError(f"default_top_k must be >= 1, got {self.default_top_k}")
+        if not self.top_k >= 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if any(n < 1 for n in self.instances.values()):
+            raise ValueError(f"instances must be >= 1, got {dict(self.instances)}")
+        object.__setattr__(self, "instances", MappingProxyType(dict(self.instances)))
 
 
 PYTHON_CONFIG = "python"  # configs/python.pbtxt: a core model's Python-backend alternate
@@ -158,7 +153,7 @@ def python_config(
         max_batch_size=max_batch,
         input=[_input(t) for t in step.inputs],
         output=[_output(t) for t in step.outputs],
-        instance_group=_cpu(opts.instances(step)),
+        instance_group=_cpu(opts.count(step)),
         parameters=_params(**(step.parameters if parameters is None else parameters)),
         model_warmup=_warmups(step, max(max_batch, 1)),
     )
@@ -221,11 +216,11 @@ def version_policy(versions: list[int], serve: int) -> mc.ModelVersionPolicy:
     return mc.ModelVersionPolicy(specific=mc.ModelVersionPolicy.Specific(versions=newest))
 
 
-def _ort_params(opts: ServingOptions, **extra) -> dict[str, mc.ModelParameter]:
+def _ort_params(step: Step, opts: ServingOptions, **extra) -> dict[str, mc.ModelParameter]:
     return _params(
-        intra_op_threads=opts.intra_op_threads,
-        inter_op_threads=opts.ort_inter_op_threads,
-        execution_mode=opts.ort_execution_mode,
+        intra_op_threads=opts.threads(step),
+        inter_op_threads=opts.inter_op_threads,
+        execution_mode=opts.execution_mode,
         **extra,
     )
 
@@ -238,11 +233,11 @@ def core_config(step: Step, opts: ServingOptions, versions: list[int]) -> mc.Mod
     return mc.ModelConfig(
         **_core_common(step, opts, versions),
         backend="onnxruntime",
-        instance_group=_cpu(opts.instances(step)),
+        instance_group=_cpu(opts.count(step)),
         parameters=_params(
-            intra_op_thread_count=opts.intra_op_threads,
-            inter_op_thread_count=opts.ort_inter_op_threads,
-            execution_mode=int(opts.ort_execution_mode == "parallel"),
+            intra_op_thread_count=opts.threads(step),
+            inter_op_thread_count=opts.inter_op_threads,
+            execution_mode=int(opts.execution_mode == "parallel"),
         ),
     )
 
@@ -257,8 +252,8 @@ def core_python_config(
     return mc.ModelConfig(
         **_core_common(step, opts, versions),
         backend="python",
-        instance_group=_cpu(opts.instances(step)),
-        parameters=_ort_params(opts, **(stamps or {})),
+        instance_group=_cpu(opts.count(step)),
+        parameters=_ort_params(step, opts, **(stamps or {})),
     )
 
 
@@ -286,7 +281,7 @@ def core_onnxruntime_tensorrt_config(
                             "max_workspace_size_bytes": str(workspace_bytes),
                             "trt_engine_cache_enable": "1",
                             # Engines ONNX Runtime builds at load, kept across restarts; a
-                            # path valid in any container (README: Build variants).
+                            # path valid in any container (docs/build.md, Variants).
                             "trt_engine_cache_path": f"{ORT_TRT_CACHE}/{step.model}",
                         },
                     ),
@@ -313,7 +308,7 @@ def core_tensorrt_config(
         **_core_common(step, plan_opts, versions),
         platform="tensorrt_plan",
         instance_group=[
-            mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=opts.instances(step))
+            mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=opts.count(step))
         ],
         cc_model_filenames=cc_model_filenames,
     )
@@ -344,10 +339,6 @@ def ensemble_config(pipeline: Pipeline, opts: ServingOptions) -> mc.ModelConfig:
 
 def to_pbtxt(config: mc.ModelConfig) -> str:
     return text_format.MessageToString(config)
-
-
-class ConfigError(ValueError):
-    """A config.pbtxt that Triton would refuse; the message names the file and the field."""
 
 
 def check(config: mc.ModelConfig) -> list[str]:

@@ -36,7 +36,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from maas.runtime.errors import MaasError
+from maas.errors import PackagingError
 
 ENV_FOLDER = "env"
 EXECUTION_ENV = f"$$TRITON_MODEL_DIRECTORY/{ENV_FOLDER}"
@@ -55,10 +55,6 @@ if [ -d "$_maas_env/python$_maas_python/site-packages" ]; then
 fi
 unset _maas_env _maas_python
 """
-
-
-class PackagingError(MaasError):
-    """A package a step needs could not be put into its environment."""
 
 
 def running_python() -> str:

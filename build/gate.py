@@ -21,10 +21,6 @@ Batch = dict[str, np.ndarray]
 Run = Callable[[Batch], Batch]
 
 
-class GateError(RuntimeError):
-    """A variant lost more quality than allowed; nothing was written."""
-
-
 @dataclass(frozen=True)
 class Verdict:
     variant: str

@@ -29,7 +29,7 @@ def load(checkpoint) -> Checkpoint:
 def pipelines(ckpt: Checkpoint, opts, onnx=()) -> tuple:
     """The declaration for this checkpoint, with the build's serving options."""
     pre = dataclasses.replace(ckpt.preprocessing(), max_pixels=opts.max_pixels)
-    return (catalog.image_classifier(pre, ckpt.class_names, opts.default_top_k),)
+    return (catalog.image_classifier(pre, ckpt.class_names, opts.top_k),)
 
 
 def core_data(

@@ -36,6 +36,7 @@ so only fp32/fp16 variants are built.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,22 +51,19 @@ from maas import catalog
 from maas.build.candidates import CoreData
 from maas.build.gate import Run, Verdict, in_batches
 from maas.build.variants import Variant
+from maas.errors import ContractError
 from maas.runtime import names as C
 from maas.runtime.classify import scores
 from maas.runtime.images import Preprocessing, layout
 
 VARIANTS = ("onnx", "trt-fp32", "trt-fp16")
+log = logging.getLogger(__name__)
 RESERVED = {C.ENSEMBLE, C.FORECASTER}
 LAYOUTS = ("nchw", "nhwc")
 OUTPUTS = ("logits", "probabilities")
 # How far a variant's served scores may be from the source model's, by precision.
 SCORE_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 5e-2}
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as Pillow's convert("L")
-
-
-class ContractError(ValueError):
-    """The ONNX cannot be served as an image classifier as it stands; the message names the
-    tensor, what was found, and the flag that would change it."""
 
 
 @dataclass(frozen=True)
@@ -316,11 +314,9 @@ def prepare(
     pipeline = catalog.image_classifier(
         pre, labels, default_top_k, name=name, outputs=reading.outputs
     )
-    print(
-        f"[maas] {source.name}: {reading.layout.upper()} input {reading.input!r} "
-        f"({reading.channels} channel{'s' * (reading.channels > 1)}, {reading.height}x"
-        f"{reading.width}), output {reading.output!r} holds {reading.outputs}"
-    )
+    log.info("%s: %s input %r (%d channel%s, %dx%d), output %r holds %s", source.name,
+             reading.layout.upper(), reading.input, reading.channels, "s" * (reading.channels > 1),
+             reading.height, reading.width, reading.output, reading.outputs)  # fmt: skip
     return pipeline, fidelity_data(pipeline.core, images, rows, reading), onnx_path
 
 
@@ -395,7 +391,7 @@ def build_own_onnx(
     with tempfile.TemporaryDirectory(prefix="maas-own-") as tmp:
         pipeline, data, onnx_path = prepare(
             source, labels_file, name, scaling or Scaling(), Path(tmp), opts.max_pixels,
-            opts.default_top_k, layout, outputs, size,
+            opts.top_k, layout, outputs, size,
         )  # fmt: skip
         record = {"user_onnx": str(source), "user_onnx_sha256": manifest.sha256(source),
                   "labels": str(labels_file)}  # fmt: skip

@@ -17,11 +17,7 @@ from pathlib import Path
 import onnx
 
 from maas.build.release import MAX_IR_VERSION, MAX_OPSET, TRITON_ONNXRUNTIME, TRITON_RELEASE
-from maas.runtime.errors import MaasError
-
-
-class NotPortable(MaasError, ValueError):
-    """A graph the target Triton's ONNX Runtime cannot load."""
+from maas.errors import NotPortable
 
 
 def opset(model: onnx.ModelProto) -> int:

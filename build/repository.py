@@ -1,7 +1,7 @@
 """Build one family into the Triton model repository: the next version of its core model,
 gated, plus its Python steps and ensembles; every other family's models are kept as they are.
 
-    maas build                        # whatever is missing, every family (see maas.pipeline)
+    maas build                        # whatever is missing, every family (see maas.workspace)
     maas build image_classifier       # --variant auto: every buildable variant, fastest passing
     maas build forecaster --variant onnx
     maas build image_classifier --variant trt-fp16 --trt-opt-batch 16   # GPU + TensorRT
@@ -17,6 +17,7 @@ place, so a failed build leaves the repository exactly as it was.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import struct
 import tempfile
@@ -28,13 +29,14 @@ import numpy as np
 from maas import families
 from maas.build import candidates as cands
 from maas.build import configs, environment, manifest, portable, shipped, variants
-from maas.build.gate import GateError
 from maas.build.release import CONTAINER_PYTHON, TRITON_RELEASE
 from maas.build.tensorrt import EngineOptions, Profile, builder_flags, compute_capability
+from maas.errors import GateError
 from maas.probe import PROBES_FILE, probe_file
 from maas.spec import DTYPES
 
-CORE_STEP = "onnx_core.OnnxCore"  # every core model's Python-backend alternate
+CORE_STEP = "onnx_core.OnnxCore"
+log = logging.getLogger(__name__)  # every core model's Python-backend alternate
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class BuildOptions:
     calibration_images: int = 256  # training images for INT8 calibration
     profile: Profile = field(default_factory=Profile)  # TensorRT's dynamic batch
     workspace_bytes: int = 1 << 30
-    cache_dir: Path = Path("artifacts/tensorrt")  # timing and calibration caches, reused
+    cache_dir: Path = Path("artifacts/tensorrt")  # TensorRT timing caches, reused
     speed_seconds: float = 0.5  # per batch size, for the manifest's speed figures
 
     def __post_init__(self):
@@ -124,12 +126,11 @@ def build_pipelines(
                 profile=build.profile,
                 workspace_bytes=build.workspace_bytes,
                 timing_cache_dir=build.cache_dir,
-                calibration_cache=build.cache_dir / f"calibration-{onnx_sha[:12]}.cache",
             )
             found = cands.evaluate(
                 data, Path(onnx_model), wanted, Path(scratch) / data.core.model,
                 tolerance=build.tolerance,
-                intra_op_threads=opts.intra_op_threads,
+                intra_op_threads=opts.threads(data.core),
                 trt=trt,
                 speed_seconds=build.speed_seconds,
                 stop_on_error=build.variant != "auto",
@@ -148,7 +149,7 @@ def build_pipelines(
                     + "\n  ".join(failed)
                 )
             record = {**source, "onnx": str(onnx_model), "onnx_sha256": onnx_sha}
-            winners.append((chosen, data, record, trt.calibration_cache))
+            winners.append((chosen, data, record))
 
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.building-"))
         try:
@@ -195,15 +196,15 @@ def _assemble(root, previous, served, opts, build, winners) -> list[int]:
             (root / pipeline.name / "1").mkdir(parents=True)  # an ensemble needs a version
             _write(root / pipeline.name / "config.pbtxt", configs.ensemble_config(pipeline, opts))
     versions = [
-        _write_core(root, previous, opts, build, chosen, data, record, cache)
-        for chosen, data, record, cache in winners
+        _write_core(root, previous, opts, build, chosen, data, record)
+        for chosen, data, record in winners
     ]
     # Every pipeline's probe request, for a probe that has no maas (deploy/k8s/probe.py).
     _write_bytes(root / PROBES_FILE, (json.dumps(probe_file(root), indent=1) + "\n").encode())
     return versions
 
 
-def _write_core(root, previous, opts, build, chosen, data, record, calibration_cache) -> int:
+def _write_core(root, previous, opts, build, chosen, data, record) -> int:
     """The core model's folder: kept versions, the new one, its configs; its new version."""
     core = data.core
     folder = root / core.model
@@ -218,9 +219,7 @@ def _write_core(root, previous, opts, build, chosen, data, record, calibration_c
     version = max([0, *_version_numbers(previous / core.model)]) + 1
     for number in kept[-(build.keep_versions - 1) :] if build.keep_versions > 1 else []:
         shutil.copytree(previous / core.model / str(number), folder / str(number))
-    _write_version(
-        folder / str(version), version, chosen, data, opts, build, io, record, calibration_cache
-    )
+    _write_version(folder / str(version), version, chosen, data, opts, build, io, record)
     _write_bytes(  # written once its folder exists; the record is the steps', not the version's
         folder / str(version) / "manifest.json",
         _manifest_bytes({**_manifest(folder / str(version)), "assumes": assumes}),
@@ -244,8 +243,9 @@ def _write_core(root, previous, opts, build, chosen, data, record, calibration_c
         # config's max_batch_size must fit every served version's profile.
         fit = [v for v in same if plan_fits(_manifest(folder / str(v)), cc, build.profile)]
         if sorted(fit) != sorted(same):
-            print(f"[maas] {core.model}: kept versions {sorted(set(same) - set(fit))} not "
-                  f"served: built for another GPU than sm {cc} or a smaller max batch")  # fmt: skip
+            unfit = sorted(set(same) - set(fit))
+            log.warning("%s: kept versions %s not served: built for another GPU than sm %s or "
+                        "a smaller max batch", core.model, unfit, cc)  # fmt: skip
         cc_files = {cc: _manifest(folder / str(version))["cc_model_filenames"][cc]}
         _write(
             folder / "config.pbtxt",
@@ -274,10 +274,12 @@ def _write_python_step(folder: Path, step, opts) -> None:
         packages = environment.write_environment(folder, cls.NEEDS)
         parameters["EXECUTION_ENV_PATH"] = environment.EXECUTION_ENV
         if CONTAINER_PYTHON not in environment.pythons(packages):
-            print(f"[maas] {step.model}: {', '.join(cls.NEEDS)} for Python {CONTAINER_PYTHON} "
-                  f"(Triton {TRITON_RELEASE}'s container) is not in {environment.wheelhouse()}: "
-                  f"this step loads only where the stub runs Python "
-                  f"{', '.join(sorted(environment.pythons(packages)))}")  # fmt: skip
+            log.warning(
+                "%s: %s for Python %s (Triton %s's container) is not in %s: this step loads "
+                "only where the stub runs Python %s", step.model, ", ".join(cls.NEEDS),
+                CONTAINER_PYTHON, TRITON_RELEASE, environment.wheelhouse(),
+                ", ".join(sorted(environment.pythons(packages))),
+            )  # fmt: skip
     _write(folder / "config.pbtxt", configs.python_config(step, opts, parameters))
     for name, data in step.files.items():
         _write_bytes(folder / name, data)
@@ -298,9 +300,7 @@ def _write_warmup_files(folder: Path, step) -> None:
             _write_bytes(folder / "warmup" / configs.warmup_file(warm, name), blob)
 
 
-def _write_version(
-    folder: Path, version, chosen, data, opts, build, io, record, calibration_cache=None
-) -> None:
+def _write_version(folder: Path, version, chosen, data, opts, build, io, record) -> None:
     variant = chosen.variant
     folder.mkdir(parents=True)
     shutil.copy2(chosen.path, folder / variant.model_file)
@@ -317,7 +317,9 @@ def _write_version(
         "speed_in_process": {
             "latency_ms_batch1": round(chosen.speed.latency_ms_batch1, 4),
             "images_per_s": {str(b): round(v, 1) for b, v in chosen.speed.images_per_s.items()},
-            "intra_op_threads": opts.intra_op_threads if variant.runtime == "onnxruntime" else None,
+            "intra_op_threads": opts.threads(data.core)
+            if variant.runtime == "onnxruntime"
+            else None,
         },
         "libraries": manifest.library_versions(),
         "host": manifest.host(),
@@ -335,10 +337,10 @@ def _write_version(
             "profile": asdict(build.profile),
             "workspace_bytes": build.workspace_bytes,
             "builder_flags": builder_flags(variant.precision),  # TF32 always cleared
+            # INT8 scales: Q/DQ nodes calibrated by onnxruntime.quantization (build/quantize.py)
+            "quantization": "explicit Q/DQ" if variant.precision == "int8" else None,
             "triton_release": TRITON_RELEASE,
         }
-        if variant.precision == "int8" and calibration_cache and calibration_cache.is_file():
-            shutil.copy2(calibration_cache, folder / "calibration.cache")  # beside the engine
     _write_bytes(folder / "manifest.json", _manifest_bytes(entry))
 
 
@@ -372,8 +374,8 @@ def _previous_versions(model_dir: Path, io: dict, assumes: dict) -> list[int]:
         else:
             keep.append(v)
     for v, differ in dropped.items():
-        print(f"[maas] {model_dir.name} version {v} not kept: built for other steps "
-              f"({'; '.join(differ)})")  # fmt: skip
+        log.warning("%s version %s not kept: built for other steps (%s)", model_dir.name, v,
+                    "; ".join(differ))  # fmt: skip
     return keep
 
 

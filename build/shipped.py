@@ -23,15 +23,11 @@ from pathlib import Path
 
 import maas
 from maas import runtime
-from maas.runtime.errors import MaasError
+from maas.errors import StepDeclarationError
 from maas.runtime.step import StepModel
 
 RUNTIME = Path(runtime.__file__).parent
 PACKAGE = "maas_runtime"  # the runtime's name inside a model folder
-
-
-class StepDeclarationError(MaasError, ValueError):
-    """A declared Python step whose class or parameters do not match maas.runtime."""
 
 
 def step_class(adapter: str) -> type[StepModel]:

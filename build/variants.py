@@ -5,7 +5,7 @@ onnx      onnxruntime  fp32       0.5   the exported graph, portable (build/port
 ort-int8  onnxruntime  int8       1.0   static QDQ, per-channel, calibrated; portable
 trt-fp32  tensorrt     fp32       0.5   TensorRT 10 engine (GPU; not run in CI)
 trt-fp16  tensorrt     fp16       0.5
-trt-int8  tensorrt     int8       1.0   entropy calibrator, cache reused
+trt-int8  tensorrt     int8       1.0   explicit: a symmetric QDQ graph (build/quantize.py)
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from maas.build.calibration import calibration_batches
 from maas.build.gate import Batch, Run
 from maas.build.portable import portable
 from maas.build.quantize import quantize_int8
+from maas.errors import TensorRTUnavailable
 from maas.spec import Step
 
 
@@ -54,7 +55,7 @@ def unavailable_reason(variant: Variant) -> str | None:
         return None
     try:
         tensorrt.load_tensorrt()
-    except tensorrt.TensorRTUnavailable as e:
+    except TensorRTUnavailable as e:
         return str(e)
     return None
 
@@ -68,7 +69,7 @@ def resolve(name: str, allowed: tuple[str, ...] = tuple(VARIANTS)) -> list[Varia
         raise ValueError(f"unknown variant {name!r}; choose auto or one of {', '.join(allowed)}")
     reason = unavailable_reason(VARIANTS[name])
     if reason:
-        raise tensorrt.TensorRTUnavailable(f"cannot build {name}: {reason}")
+        raise TensorRTUnavailable(f"cannot build {name}: {reason}")
     return [VARIANTS[name]]
 
 
@@ -79,7 +80,7 @@ class BuildInputs:
     onnx: Path
     core: Step  # its tensors: names, datatypes, dims without the batch axis
     calibration: Batch  # real model inputs (rows), as the server feeds the core model
-    trt: tensorrt.EngineOptions | None = None  # profile, workspace, caches (precision set here)
+    trt: tensorrt.EngineOptions | None = None  # profile, workspace, cache (precision set here)
 
 
 def produce(variant: Variant, inputs: BuildInputs, folder: Path) -> Path:
@@ -91,8 +92,11 @@ def produce(variant: Variant, inputs: BuildInputs, folder: Path) -> Path:
         return quantize_int8(inputs.onnx, out, calibration_batches(inputs.calibration, 32))
     base = inputs.trt or tensorrt.EngineOptions(precision=variant.precision)
     options = dataclasses.replace(base, precision=variant.precision)
-    batches = calibration_batches(inputs.calibration, options.profile.opt_batch, full_only=True)
-    return tensorrt.build_engine(inputs.onnx, out, inputs.core, options, batches)
+    source = inputs.onnx
+    if variant.precision == "int8":  # explicit quantisation: TensorRT builds the Q/DQ graph
+        batches = calibration_batches(inputs.calibration, 32)
+        source = quantize_int8(source, folder / "qdq.onnx", batches, for_tensorrt=True)
+    return tensorrt.build_engine(source, out, inputs.core, options)
 
 
 def ort_session(path: Path, intra_op_threads: int) -> ort.InferenceSession:

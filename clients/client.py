@@ -28,7 +28,7 @@ import numpy as np
 from tritonclient.utils import np_to_triton_dtype
 
 from maas import contract
-from maas.clients.errors import InvalidInput, ModelNotReady, ServerUnavailable, from_triton
+from maas.clients.errors import BadURL, InvalidInput, ModelNotReady, ServerUnavailable, from_triton
 from maas.runtime import names as C
 
 DEFAULT_PORTS = {"http": 8000, "https": 443, "grpc": 8001}
@@ -91,13 +91,13 @@ def parse_url(url: str, protocol: str | None = None) -> tuple[str, str]:
     parts = urlsplit(url if "://" in url else f"//{url}")
     scheme = parts.scheme or protocol or "http"
     if protocol and parts.scheme and protocol != parts.scheme:
-        raise ValueError(f"URL {url!r} says {parts.scheme} but protocol={protocol!r}")
+        raise BadURL(f"URL {url!r} says {parts.scheme} but protocol={protocol!r}")
     if scheme not in DEFAULT_PORTS:
-        raise ValueError(
+        raise BadURL(
             f"unsupported protocol {scheme!r} in {url!r}: use http://, https:// or grpc://"
         )
     if not parts.hostname:
-        raise ValueError(f"no host in URL {url!r}")
+        raise BadURL(f"no host in URL {url!r}")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return scheme, f"{host}:{parts.port or DEFAULT_PORTS[scheme]}"
 
@@ -259,10 +259,10 @@ class _Base:
     ):  # fmt: skip
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
-            raise ValueError("no URL given")
+            raise BadURL("no URL given")
         parsed = [parse_url(u, protocol) for u in urls]
         if len({scheme for scheme, _ in parsed}) > 1:
-            raise ValueError(f"URLs of one client speak one protocol: {urls}")
+            raise BadURL(f"URLs of one client speak one protocol: {urls}")
         self.protocol = "http" if parsed[0][0] == "https" else parsed[0][0]
         self.tls = tls if tls is not None or parsed[0][0] != "https" else TLS()
         self.addresses = [address for _, address in parsed]

@@ -1,6 +1,7 @@
-"""The client's exceptions, one tree:
+"""The client's exceptions, one tree (under maas's own root, maas.errors.MaasError):
 
     ClientError                 anything that went wrong talking to maas
+    ├── BadURL                  a URL the client cannot use (also a ValueError)
     ├── ServerUnavailable       nothing answers at that URL (refused, timed out, DNS), or a
     │                           model's Python stub is dead until the server reloads it
     ├── ModelNotReady           the server answers but the model is missing or not loaded
@@ -15,11 +16,17 @@ Each keeps the server's message and, in `status`, its status code as tritonclien
 
 from __future__ import annotations
 
+from maas.runtime.errors import MaasError
 
-class ClientError(Exception):
+
+class ClientError(MaasError):
     def __init__(self, message: str, status: str | None = None):
         super().__init__(message)
         self.status = status
+
+
+class BadURL(ClientError, ValueError):
+    pass
 
 
 class ServerUnavailable(ClientError):

@@ -9,8 +9,10 @@ Stages, one subpackage each (each lives in the top-level folder of the same name
 
 plus the served pipelines declared as data (maas.spec: the vocabulary; maas.catalog: the
 table), what runs inside Triton (maas.runtime: each Python step and the pure transforms it
-calls, shipped inside the built repository), and the tritonserver launcher (maas.serve,
-maas.probe).
+calls, shipped inside the built repository), the tritonserver launcher (maas.serve with
+maas.access, maas.backends and maas.processes; maas.probe), operations (maas.health,
+maas.fleet, maas.rollout, maas.publish), the command line (maas.cli) and the one error root
+(maas.errors.MaasError).
 """
 
 __version__ = "0.1.0"

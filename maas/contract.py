@@ -1,7 +1,7 @@
 """What maas's own processes agree on around Triton: the keys' headers and environment
 variables, the sequence header the balancer routes by, the fleet's state folder."""
 
-# Triton's restricted APIs (maas.serve.Keys): the headers that carry the keys, and the
+# Triton's restricted APIs (maas.access.Keys): the headers that carry the keys, and the
 # environment variables maas reads them from.
 ADMIN_HEADER, CLIENT_HEADER = "admin-key", "client-key"
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # Triton expects gRPC's key headers named so

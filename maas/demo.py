@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.pipeline import Paths, ensure_built, heldout
+from maas.access import Ports
+from maas.errors import ServerError
 from maas.runtime.png import encode_png
-from maas.serve import Ports, ServerError, TritonServer
+from maas.serve import ServerConfig, TritonServer
+from maas.workspace import Paths, ensure_built, heldout
 
 
 def run_demo(paths: Paths, ports: Ports, data_dir: str | None = None) -> int:
@@ -26,7 +28,7 @@ def run_demo(paths: Paths, ports: Ports, data_dir: str | None = None) -> int:
     ensure_built(paths, data_dir=data_dir)
     samples = sorted(p for p in paths.samples.iterdir() if p.is_file())
     try:
-        server = TritonServer(paths.repository, ports).start()
+        server = TritonServer(paths.repository, ServerConfig(ports=ports)).start()
     except ServerError as e:
         print(f"maas demo: {e}", file=sys.stderr)
         return 1
@@ -64,14 +66,14 @@ def run_demo(paths: Paths, ports: Ports, data_dir: str | None = None) -> int:
             sheet = [*(drawn[i::4] for i in range(4)), sampled, rebuilt]  # 10 digits a row
         print(f"what they drew: {save_sheet(sheet, paths.artifacts / 'demo.png')}")
 
-        images, labels, _ = heldout(paths.checkpoint)
+        images, labels, _ = heldout(paths.checkpoint())
         started = time.perf_counter()
         with Client(f"grpc://{server.grpc_url}", batch_size=16) as client:
             results = client.classify([encode_png(x) for x in images], top_k=1)
         seconds = time.perf_counter() - started
         served = np.array([r.top.class_id for r in results])
         correct = int((served == labels).sum())
-        offline = Checkpoint.load(paths.checkpoint).test_accuracy
+        offline = Checkpoint.load(paths.checkpoint()).test_accuracy
         print(
             f"\nheld-out accuracy through the server: {correct / len(labels):.4f} "
             f"({correct}/{len(labels)} images, {len(labels) / seconds:.0f} images/s over gRPC); "

@@ -35,11 +35,6 @@ class Family:
     # is "the family's ONNX" (--onnx, --out), the others lie beside it.
     onnx: tuple[str, ...] = ("model.onnx",)
 
-    def paths(self, root: Path) -> tuple[Path, Path]:
-        """(checkpoint, first ONNX) under the artifacts folder `root`."""
-        folder = root / self.artifacts
-        return folder / "checkpoint.pt", folder / self.onnx[0]
-
     def onnx_files(self, first: Path) -> tuple[Path, ...]:
         """All of its ONNX files, given where the first is."""
         return (first, *(first.parent / name for name in self.onnx[1:]))

@@ -13,7 +13,8 @@ refuses the HTTP requests that would crash a tritonserver): a replica that refus
 connection is left out for `fail_timeout` and the request goes to the next one. Inference
 requests are retried there on connection errors only, before any answer came back: every
 stateless pipeline's request is safe to send twice. A stream (sequence batching) keeps its
-state in one replica, so its requests must stick to that replica: not done here (see README).
+state in one replica, so its steps stick to that replica by a hash of the sequence ID
+(docs/operate.md, "Streams behind the balancer").
 
 The fleet's state (pids and ports) is in STATE_DIR/fleet.json for `status` and `down`, and
 STATE_DIR/prometheus.yml scrapes every replica's /metrics (maas.prometheus).
@@ -23,17 +24,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import time
 from pathlib import Path
 
 from maas import contract as C
+from maas.access import Keys
 from maas.balancer import Balancer, Nginx, answers, http_ok, require_nginx
+from maas.errors import OptionError, ServerError
+from maas.processes import running
 from maas.prometheus import scrape_config
-from maas.serve import Keys, Ports, ServerError, TritonServer
+from maas.serve import Healing, ServerConfig, TritonServer
 
 STATE_DIR = Path(C.FLEET_STATE_DIR)
+log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"  # in STATE_DIR, mode 0600: the fleet's admin key
 PROMETHEUS_CONFIG = "prometheus.yml"  # in STATE_DIR: `prometheus --config.file=` it
 
@@ -54,20 +60,18 @@ class Fleet:
         backend_dir: Path | None = None,
         keys: Keys | None = None,
         server_args: tuple[str, ...] = (),
-        on_event=print,
     ):
         if replicas < 1:
-            raise ValueError("a fleet needs at least one replica")
+            raise OptionError("a fleet needs at least one replica")
         self.lb = balancer or Balancer()
         self.keys = keys or Keys()  # one admin key for every replica (maas rollout's)
         self.state_dir = Path(state_dir)
-        self.on_event = on_event
         self.events: list[tuple[float, str]] = []
         self.servers = [
-            TritonServer(
-                repository, Ports.free(), served_from=served_from, env=env, heal=True,
-                backend_dir=backend_dir, keys=self.keys, extra_args=server_args,
-            )
+            TritonServer(repository, ServerConfig(
+                served_from=served_from, env=env or {}, healing=Healing(), backend_dir=backend_dir,
+                keys=self.keys, extra_args=server_args,
+            ))
             for _ in range(replicas)
         ]  # fmt: skip
         self.nginx: Nginx | None = None
@@ -85,13 +89,13 @@ class Fleet:
 
     def _event(self, text: str) -> None:
         self.events.append((time.time(), text))
-        self.on_event(f"[maas fleet] {text}")
+        log.info("fleet: %s", text)
 
     def start(self) -> Fleet:
         require_nginx()  # before minutes of replica start-up, not after
         try:
             # All launched first, from this thread (a replica dies with the thread that
-            # launched it: maas.serve.die_with_parent), so they load their models together.
+            # launched it: maas.processes.die_with_parent), so they load their models together.
             for server in self.servers:
                 server.launch()
             for server in self.servers:
@@ -188,7 +192,7 @@ def status(state_dir: Path = STATE_DIR) -> dict | None:
     """The fleet's state with each replica's and the balancer's readiness now; None if no
     fleet is up (or its supervisor is gone)."""
     state = read_state(state_dir)
-    if state is None or not _alive(state["supervisor"]):
+    if state is None or not running(state["supervisor"]):
         return None
     for replica in state["replicas"]:
         replica["ready"] = http_ok(f"http://{replica['http']}/v2/health/ready")
@@ -200,24 +204,10 @@ def down(state_dir: Path = STATE_DIR, timeout: float = 60.0) -> bool:
     """SIGTERM the supervisor (`maas fleet up`), which stops nginx and every replica; waits
     for it. False if no fleet was up."""
     state = read_state(state_dir)
-    if state is None or not _alive(state["supervisor"]):
+    if state is None or not running(state["supervisor"]):
         return False
     os.kill(state["supervisor"], signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(state["supervisor"]) and time.monotonic() < deadline:
+    while running(state["supervisor"]) and time.monotonic() < deadline:
         time.sleep(0.2)
-    return not _alive(state["supervisor"])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) is not a running fleet.
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-            return False
-    return True
+    return not running(state["supervisor"])

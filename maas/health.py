@@ -1,7 +1,7 @@
 """Health that tells the truth, and recovery without a person: both live here, for every
 family a repository serves and for each server (each replica of a fleet runs its own).
 
-    watchdog = Watchdog(server)          # TritonServer starts one when heal=True (maas serve)
+    watchdog = Watchdog(server)   # TritonServer starts one when its config has `healing`
     watchdog.health()                    # the last check: Health(ok, failing, checked_at)
 
 Triton's /v2/health/ready keeps answering 200 when a Python-backend stub has died and every
@@ -25,20 +25,20 @@ and the sequences it held start afresh after the reload.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from maas.serve import ServerError
+from maas.errors import ServerError
+from maas.processes import stubs
 
 # "Stub process 'preprocess_0_0' is not healthy." -> the model is `preprocess`
 # (an instance is named <model>_<group>_<index>).
 DEAD_STUB = re.compile(r"Stub process '(.+?)_\d+_\d+' is not healthy")
-STUB = b"triton_python_backend_stub"
 
 
 @dataclass(frozen=True)
@@ -56,25 +56,6 @@ class Health:
 def named_models(error: str) -> list[str]:
     """The models a Triton error says have a dead stub."""
     return sorted(set(DEAD_STUB.findall(error)))
-
-
-def stubs(server_pid: int) -> dict[str, list[int]]:
-    """Python-backend stub processes running under tritonserver `server_pid`: model -> pids
-    (from each stub's command line: the stub, then <repository>/<model>/<version>/model.py)."""
-    found: dict[str, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            args = (proc / "cmdline").read_bytes().split(b"\0")
-            if not args[0].endswith(STUB) or len(args) < 2:
-                continue
-            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile, or not ours to read
-        if ppid == server_pid:
-            found.setdefault(Path(args[1].decode()).parts[-3], []).append(int(proc.name))
-    return found
 
 
 def python_instances(repository: Path, config_name: str | None = None) -> dict[str, int]:
@@ -119,26 +100,20 @@ def check(http_url: str, probes, server_pid: int | None = None, expected=None) -
 
 
 RELOAD_TIMEOUT_S = 30.0  # a model's reload takes 1.5-4 s here
+log = logging.getLogger(__name__)
 CENSUS_S = 0.25  # a census reads /proc: ~2 ms here
 
 
 class Watchdog:
     """Checks `server` every `interval` s and heals what fails (see the module docstring).
-    `on_event(text)` hears each detection, reload and restart (the launcher prints them)."""
+    Each detection, reload and restart is logged (maas.health) and kept in `events`."""
 
-    def __init__(
-        self,
-        server,
-        interval: float = 2.0,
-        max_reloads: int = 2,
-        on_event: Callable[[str], None] = print,
-    ):
+    def __init__(self, server, interval: float = 2.0, max_reloads: int = 2):
         from maas.probe import Probes
 
         self.server = server
         self.interval = interval
         self.max_reloads = max_reloads
-        self.on_event = on_event
         self.probes = Probes.of(server.repository, server.keys.headers)
         self.expected = python_instances(server.repository, server.config_name)
         self.events: list[tuple[float, str]] = []  # (time.time(), what happened), for tests
@@ -174,7 +149,7 @@ class Watchdog:
 
     def _event(self, text: str) -> None:
         self.events.append((time.time(), text))
-        self.on_event(f"[maas] {text}")
+        log.warning(text)
 
     def _census(self) -> dict[str, str]:
         process = self.server.process

@@ -24,13 +24,10 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas.build.configs import DATA_TYPES, read_config
+from maas.errors import ProbeError
 from maas.spec import DTYPES
 
 _NUMPY = {code: (name, DTYPES[name]) for name, code in DATA_TYPES.items()}
-
-
-class ProbeError(RuntimeError):
-    """The probe request failed or came back without its outputs."""
 
 
 def _strings(blob: bytes) -> list[bytes]:
@@ -138,7 +135,7 @@ class Probes:
     ensembles: dict[str, dict[str, np.ndarray]]
     streams: dict[str, dict[str, np.ndarray]]
     steps: dict[str, list[str]]  # pipeline -> the models it runs
-    headers: dict[str, str] = field(default_factory=dict)  # a client key (maas.serve.Keys)
+    headers: dict[str, str] = field(default_factory=dict)  # a client key (maas.access.Keys)
     _sequence: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     @classmethod

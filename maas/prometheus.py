@@ -18,7 +18,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from maas.serve import die_with_parent, stop_process
+from maas.processes import die_with_parent
+from maas.processes import stop as stop_process
 
 INSTALL = "sudo apt-get update && sudo apt-get install -y prometheus"
 

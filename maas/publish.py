@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from maas.errors import OptionError, PublishError
+
 INDEX = ".maas-published.json"  # {relative path: sha256} of what the last publish uploaded
 SKIP = ("__pycache__", ".pyc")
 
@@ -37,7 +39,7 @@ class S3Location:
     def parse(cls, url: str) -> S3Location:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise ValueError(f"{url!r} is not an s3://BUCKET[/PREFIX] URL")
+            raise OptionError(f"{url!r} is not an s3://BUCKET[/PREFIX] URL")
         return cls(parsed.netloc, parsed.path.strip("/"))
 
     def key(self, relative: str) -> str:
@@ -126,10 +128,19 @@ def publish(
     repository: Path, where: S3Location, client=None, dry_run: bool = False, progress=None
 ) -> Plan:
     """Upload what changed, in upload_order, then delete what is gone, then the index.
-    `progress(relative)` is called after each object (a tqdm bar's update, say)."""
+    `progress(relative)` is called after each object (a tqdm bar's update, say); what S3
+    refuses (no credentials, no bucket, no endpoint) is a PublishError."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     if not (repository.is_dir() and any(repository.glob("*/config.pbtxt"))):
         raise FileNotFoundError(f"{repository} holds no model (config.pbtxt): run maas build")
-    client = client or s3_client()
+    try:
+        return _publish(repository, where, client or s3_client(), dry_run, progress)
+    except (BotoCoreError, ClientError) as e:
+        raise PublishError(f"{type(e).__name__}: {e}") from None
+
+
+def _publish(repository: Path, where: S3Location, client, dry_run: bool, progress) -> Plan:
     local = local_tree(repository)
     todo = plan(local, published_index(client, where))
     if dry_run:

@@ -33,9 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class RolloutError(RuntimeError):
-    """A replica refused the new version (load or probe failed); what was done is said."""
+from maas.errors import RolloutError
 
 
 @dataclass
@@ -126,7 +124,7 @@ def rollout_replica(
     log=print,
 ) -> ReplicaRollout:
     """Steps 1-3 of the module doc on one replica (its HTTP address); `headers`: the admin
-    key (and the client key where inference needs one), maas.serve.Keys.headers."""
+    key (and the client key where inference needs one), maas.access.Keys.headers."""
     started = time.monotonic()
     client = _client(address)
     try:

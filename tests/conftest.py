@@ -205,9 +205,9 @@ def offline(onnx_path, checkpoint, heldout_png):
 
 @pytest.fixture(scope="session")
 def server(repository):
-    from maas.serve import Ports, TritonServer
+    from maas.serve import TritonServer
 
-    with TritonServer(repository, Ports.free()) as srv:
+    with TritonServer(repository) as srv:
         yield srv
 
 
@@ -216,12 +216,13 @@ def native_server(repository):
     """The same repository with the core models on Triton's onnxruntime backend, where the
     machine has one for this tritonserver ($MAAS_BACKEND_DIR: .ci/run and the Makefile set it
     from the shared tools); else the tests that use it are skipped."""
-    from maas.serve import Ports, TritonServer, backend_dir_default
+    from maas.backends import backend_dir_default
+    from maas.serve import ServerConfig, TritonServer
 
     folder = backend_dir_default()
     if folder is None:
         pytest.skip("no onnxruntime backend for this tritonserver (set MAAS_BACKEND_DIR)")
-    with TritonServer(repository, Ports.free(), backend_dir=folder) as srv:
+    with TritonServer(repository, ServerConfig(backend_dir=folder)) as srv:
         assert srv.config_name is None  # config.pbtxt as written: the native backend
         yield srv
 
@@ -261,7 +262,7 @@ def s3():
     import time
     import urllib.request
 
-    from maas.serve import Ports
+    from maas.access import Ports
 
     port = Ports.free().http
     moto = Path(sys.executable).with_name("moto_server")

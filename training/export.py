@@ -22,6 +22,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from maas.errors import ExportError
 from maas.runtime.images import layout
 from maas.training.checkpoint import Checkpoint, atomic_write
 from maas.training.model import Normalized
@@ -29,10 +30,6 @@ from maas.training.model import Normalized
 INPUT_NAME = "PIXELS"  # the names the Triton configs use for the classifier's tensors
 OUTPUT_NAME = "LOGITS"
 OPSET = 18
-
-
-class ExportError(RuntimeError):
-    """The exported graph does not match the PyTorch model."""
 
 
 def export(

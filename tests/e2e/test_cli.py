@@ -113,7 +113,7 @@ def test_classify_never_imports_training_code(server, image_files, args):
 
 
 def test_classify_cli_no_server(tmp_path, image_files):
-    from maas.serve import Ports
+    from maas.access import Ports
 
     run = subprocess.run(
         [MAAS, "classify", str(image_files[0]), "--url", f"grpc://127.0.0.1:{Ports.free().grpc}"],

@@ -23,11 +23,12 @@ import pytest
 import tritonclient.http as httpclient
 
 from maas import container
+from maas.backends import backend_dir_default
 from maas.build.configs import DATA_TYPES, read_config
 from maas.build.release import CONTAINER_PYTHON, TRITON_ONNXRUNTIME
 from maas.clients.client import Client
 from maas.runtime import names as C
-from maas.serve import Ports, TritonServer, backend_dir_default
+from maas.serve import ServerConfig, TritonServer
 from maas.spec import DTYPES
 
 
@@ -53,10 +54,9 @@ def deployed(repository, container_python, tmp_path_factory):
         )
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     copy = shutil.copytree(repository, elsewhere / "model_repository")
-    server = TritonServer(
-        copy, Ports.free(), backend_dir=backends, python=container_python,
-        model_control="none", cwd=elsewhere,
-    )  # fmt: skip
+    server = TritonServer(copy, ServerConfig(
+        backend_dir=backends, python=container_python, model_control="none", cwd=elsewhere,
+    ))  # fmt: skip
     with server:
         assert server.config_name is None  # every config.pbtxt as written
         yield server
@@ -186,8 +186,8 @@ def test_the_pods_probe_passes_then_fails_when_a_python_step_dies(deployed, cont
     import os
     import signal
 
-    from maas.health import stubs
     from maas.probe import PROBES_FILE
+    from maas.processes import stubs
 
     script = Path(__file__).parents[2] / "deploy" / "k8s" / "probe.py"
     probe = [str(container_python), str(script), "--probes",

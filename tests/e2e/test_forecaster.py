@@ -21,7 +21,7 @@ from maas.clients.client import AsyncClient, Client
 from maas.clients.errors import InvalidInput
 from maas.runtime import names as C
 from maas.runtime.series import forecast, scale_window
-from maas.serve import Ports, TritonServer
+from maas.serve import TritonServer
 from maas.training.rnn import load_co2, split
 
 MAAS = str(Path(sys.executable).with_name("maas"))
@@ -144,15 +144,16 @@ def test_forecast_cli(server, forecaster, forecaster_onnx, test_windows, tmp_pat
     assert bad.returncode == 1 and "at least 48 are needed" in bad.stderr
 
 
-def readme_curl() -> str:
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def clients_doc_curl() -> str:
+    """The bash block under "Forecast with curl" in docs/clients.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "clients.md").read_text()
     section = text[text.index("Forecast with curl") :]
     return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_readme_forecast_curl(server):
-    script = readme_curl().replace("localhost:8000", server.http_url)
+    script = clients_doc_curl().replace("localhost:8000", server.http_url)
     run = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
     )
@@ -233,7 +234,7 @@ def test_idle_sequence_is_ended_and_starts_afresh(repository, tmp_path, test_win
     config.sequence_batching.max_sequence_idle_microseconds = 1_000_000
     config.parameters["idle_seconds"].string_value = "1"
     write_config(path, config)
-    with TritonServer(repo, Ports.free()) as server, Client(f"grpc://{server.grpc_url}") as client:
+    with TritonServer(repo) as server, Client(f"grpc://{server.grpc_url}") as client:
         for i, value in enumerate(test_windows.x[0][:5]):
             assert client.observe(9, value, start=i == 0).held == i + 1
         time.sleep(2.5)

@@ -31,9 +31,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from maas.access import Ports
 from maas.balancer import Balancer, Nginx, has_nginx
 from maas.runtime import names as C
-from maas.serve import Ports, TritonServer
+from maas.serve import TritonServer
 
 pytestmark = pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 
@@ -204,7 +205,7 @@ SHAPE_BOMB = json.dumps(
 def test_the_guard_refuses_what_crashes_a_bare_tritonserver(classifier_repository):
     free = Ports.free()
     lb = Balancer(http=free.http, grpc=free.grpc)
-    with TritonServer(classifier_repository, Ports.free()) as bare, Nginx([bare.ports], lb):
+    with TritonServer(classifier_repository) as bare, Nginx([bare.ports], lb):
         status, answer = post(f"{lb.host}:{lb.http}", SHAPE_BOMB, {})
         assert status == 400, answer
         message = json.loads(answer)["error"]

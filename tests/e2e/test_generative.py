@@ -165,8 +165,9 @@ def test_generate_sample_encode_decode_cli(server, heldout_png, tmp_path):
     assert bad.returncode == 1 and "DIGIT must be in 0..9, got 12" in bad.stderr
 
 
-def readme_curl(heading: str) -> str:
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def clients_doc_curl(heading: str) -> str:
+    """The bash block under `heading` in docs/clients.md, where the curl commands live."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "clients.md").read_text()
     section = text[text.index(heading) :]
     return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
 
@@ -180,7 +181,7 @@ def readme_curl(heading: str) -> str:
     ],
 )
 def test_readme_curl_gives_the_clients_png(server, tmp_path, heading, png, call):
-    script = readme_curl(heading).replace("localhost:8000", server.http_url)
+    script = clients_doc_curl(heading).replace("localhost:8000", server.http_url)
     run = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,

@@ -12,10 +12,11 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from maas import contract
+from maas.access import Keys
 from maas.clients.client import Client, Retry
 from maas.clients.errors import NotAuthorized
 from maas.runtime import names as C
-from maas.serve import Keys, Ports, TritonServer
+from maas.serve import ServerConfig, TritonServer
 
 ADMIN, CLIENT = "admin-secret-0123456789", "client-secret-9876543210"
 
@@ -26,7 +27,7 @@ def locked(classifier_repository, tmp_path_factory):
     (folder / "admin.key").write_text(ADMIN + "\n")
     (folder / "client.key").write_text(CLIENT + "\n")
     keys = Keys.from_env(folder / "admin.key", folder / "client.key")
-    with TritonServer(classifier_repository, Ports.free(), keys=keys) as server:
+    with TritonServer(classifier_repository, ServerConfig(keys=keys)) as server:
         yield server
 
 

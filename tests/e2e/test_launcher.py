@@ -15,11 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from maas.access import Ports
+from maas.backends import has_gpu
 from maas.balancer import has_nginx
 from maas.build.configs import check, read_config, to_pbtxt
+from maas.errors import ServerError
+from maas.processes import children, gone
 from maas.prometheus import find_prometheus
 from maas.runtime import names as C
-from maas.serve import Ports, ServerError, TritonServer, has_gpu
+from maas.serve import ServerConfig, TritonServer
 
 
 def broken_copy(repository: Path, tmp_path: Path, model: str, override: str) -> Path:
@@ -43,7 +47,7 @@ def test_model_that_fails_to_load_reports_server_errors(repository, tmp_path):
         "    def initialize(self, args):\n        raise RuntimeError('labels unreadable')\n",
     )
     with pytest.raises(ServerError) as err:
-        TritonServer(repo, Ports.free(), start_timeout=120).start()
+        TritonServer(repo, ServerConfig(start_timeout=120)).start()
     assert "exited with code" in str(err.value)
     assert "labels unreadable" in str(err.value)
 
@@ -62,7 +66,7 @@ def test_ready_only_after_probe_passes(repository, tmp_path):
         "        return super().execute(requests)\n",
     )
     with pytest.raises(ServerError, match="probe request failed in image_classifier") as err:
-        TritonServer(repo, Ports.free(), start_timeout=120).start()
+        TritonServer(repo, ServerConfig(start_timeout=120)).start()
     assert "stub broken" in str(err.value)
 
 
@@ -82,19 +86,6 @@ def read_until_ready(proc: subprocess.Popen, timeout: float = 120) -> str:
     return "".join(lines)
 
 
-def children(pid: int) -> dict[int, str]:
-    """The processes whose parent is `pid`, now: pid -> name."""
-    kids = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            name, _, rest = stat.read_text().partition(") ")
-            if int(rest.split()[1]) == pid:
-                kids[int(stat.parent.name)] = name.partition(" (")[2]
-        except (OSError, ValueError, IndexError):  # gone meanwhile
-            continue
-    return kids
-
-
 def tritonserver_child(pid: int, timeout: float = 60) -> int:
     """The pid of the tritonserver that process `pid` started, once it exists."""
     deadline = time.monotonic() + timeout
@@ -104,21 +95,6 @@ def tritonserver_child(pid: int, timeout: float = 60) -> int:
                 return kid
         time.sleep(0.05)
     raise AssertionError(f"process {pid} started no tritonserver within {timeout} s")
-
-
-def gone(pid: int, timeout: float = 45) -> bool:
-    """True once `pid` no longer runs (exited and reaped, or a zombie)."""
-    deadline = time.monotonic() + timeout
-    while True:  # looked at once at least
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
 
 
 def assert_port_closed(port: int) -> None:
@@ -195,7 +171,7 @@ import sys, time
 from pathlib import Path
 from maas.balancer import Balancer, Nginx
 from maas.prometheus import Prometheus, scrape_config
-from maas.serve import Ports
+from maas.access import Ports
 http, grpc, metrics, lb_http, lb_grpc, prometheus_port = map(int, sys.argv[1:7])
 config = Path(sys.argv[7])
 config.write_text(scrape_config([f"127.0.0.1:{metrics}"]))
@@ -254,5 +230,5 @@ def test_config_check_agrees_with_triton(repository, tmp_path):
     [problem] = check(config)
     (repo / C.POSTPROCESS / "config.pbtxt").write_text(to_pbtxt(config))
     with pytest.raises(ServerError, match="preferred size must be <= max batch size"):
-        TritonServer(repo, Ports.free(), start_timeout=120).start()
+        TritonServer(repo, ServerConfig(start_timeout=120)).start()
     assert "preferred size 16 must be <= max_batch_size 8" in problem

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from maas.serve import Ports
+from maas.access import Ports
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from maas.clients.client import Client
 from maas.clients.errors import InvalidInput
 from maas.runtime.classify import scores
 from maas.runtime.images import Preprocessing, load_images
-from maas.serve import Ports, TritonServer
+from maas.serve import TritonServer
 
 FAST = BuildOptions(variant="onnx", speed_seconds=0.05)
 
@@ -157,7 +157,7 @@ def own_server(tmp_path_factory, own_models, checkpoint):
     target = tmp_path_factory.mktemp("own") / "model_repository"
     for name, (path, _) in own_models.items():
         build_own_onnx(path, labels, target, name, build=FAST)  # no layout or output flags
-    with TritonServer(target, Ports.free()) as server:
+    with TritonServer(target) as server:
         yield server
 
 

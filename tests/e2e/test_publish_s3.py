@@ -11,7 +11,7 @@ from maas.cli import main as cli
 from maas.clients.client import Client
 from maas.publish import INDEX, S3Location, local_tree, publish, s3_client
 from maas.runtime import names as C
-from maas.serve import Ports, TritonServer
+from maas.serve import ServerConfig, TritonServer
 
 PIPELINE = (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS, C.ENSEMBLE)
 
@@ -61,7 +61,7 @@ def test_publish_then_serve_from_s3(
     # tritonserver reads the published copy from S3 and answers as offline ONNX Runtime does.
     url = where.triton_url(s3["AWS_ENDPOINT_URL"])
     assert url.startswith("s3://127.0.0.1:")
-    with TritonServer(local, Ports.free(), served_from=url, env=s3) as server:
+    with TritonServer(local, ServerConfig(served_from=url, env=s3)) as server:
         assert f"--model-repository={url}" in server.process.args
         with Client(server.url("grpc")) as triton:
             got = triton.classify(heldout_png[:16], top_k=3)

@@ -1,4 +1,5 @@
-"""The README's curl commands, run as written against the live server."""
+"""The curl commands of docs/clients.md ("Raw KServe v2 over HTTP with curl"), run as written
+against the live server."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CLIENTS_DOC = Path(__file__).resolve().parents[2] / "docs" / "clients.md"
 
 
 def curl_block() -> str:
-    text = README.read_text()
+    text = CLIENTS_DOC.read_text()
     section = text[text.index("Raw KServe v2 over HTTP with curl") :]
     return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
 

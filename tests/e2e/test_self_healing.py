@@ -20,10 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from maas.access import Ports
 from maas.clients.client import Client, Retry
-from maas.health import CENSUS_S, stubs
+from maas.errors import ServerError
+from maas.health import CENSUS_S
+from maas.processes import in_group, stubs
 from maas.runtime import names as C
-from maas.serve import Ports, ServerError, TritonServer
+from maas.serve import Healing, ServerConfig, TritonServer
 
 INTERVAL = 1.0  # the watchdog's check interval in these tests
 
@@ -44,9 +47,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def healing(repository):
     port = free_port()
-    with TritonServer(
-        repository, Ports.free(), heal=True, check_interval=INTERVAL, health_port=port
-    ) as server:
+    healing = Healing(interval=INTERVAL, health_port=port)
+    with TritonServer(repository, ServerConfig(healing=healing)) as server:
         yield server, f"http://127.0.0.1:{port}/health"
 
 
@@ -56,19 +58,6 @@ def health_code(url: str) -> int:
             return answer.status
     except urllib.error.HTTPError as e:
         return e.code
-
-
-def running_in_group(group: int) -> list[int]:
-    """Live (not zombie) processes of a process group."""
-    out = []
-    for proc in Path("/proc").iterdir():
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == group:
-            out.append(int(proc.name))
-    return out
 
 
 def kill_stub(server, model: str) -> float:
@@ -153,7 +142,7 @@ def test_a_stream_is_reloaded_and_starts_afresh(healing):
 @pytest.fixture
 def one_server(repository):
     """A server of its own, without the watchdog (heal=False)."""
-    server = TritonServer(repository, Ports.free()).start()
+    server = TritonServer(repository).start()
     yield server
     server.stop()
 
@@ -170,8 +159,8 @@ def test_a_clean_stop_after_a_stub_died(one_server, heldout_png):
     server.stop()
     took = time.monotonic() - started
     print(f"\nstop after a dead stub and 3 failed requests: {took:.1f} s")
-    assert took < server.exit_timeout_s + 5
-    assert running_in_group(group) == []  # nothing of it is left running
+    assert took < server.config.exit_timeout_s + 5
+    assert in_group(group) == []  # nothing of it is left running
 
 
 def test_a_stub_that_dies_during_warm_up_fails_the_start_clearly(repository, tmp_path):
@@ -184,7 +173,7 @@ def test_a_stub_that_dies_during_warm_up_fails_the_start_clearly(repository, tmp
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     started = time.monotonic()
-    server = TritonServer(copy, Ports.free())
+    server = TritonServer(copy)
     with pytest.raises(ServerError) as err:
         server.start()
     took = time.monotonic() - started

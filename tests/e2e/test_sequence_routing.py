@@ -9,10 +9,11 @@ import shutil
 
 import pytest
 
+from maas.access import Ports
 from maas.balancer import Balancer, Nginx, has_nginx
 from maas.clients.client import Client
 from maas.runtime import names as C
-from maas.serve import Ports, TritonServer
+from maas.serve import TritonServer
 
 pytestmark = pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 SEQUENCES, STEPS = 16, 5  # 16: all on one of two replicas by chance once in 2**15 runs
@@ -22,7 +23,7 @@ SEQUENCES, STEPS = 16, 5  # 16: all on one of two replicas by chance once in 2**
 def stream_replicas(repository, tmp_path_factory):
     repo = tmp_path_factory.mktemp("streams") / "model_repository"
     shutil.copytree(repository / C.FORECASTER_STREAM, repo / C.FORECASTER_STREAM)
-    with TritonServer(repo, Ports.free()) as one, TritonServer(repo, Ports.free()) as two:
+    with TritonServer(repo) as one, TritonServer(repo) as two:
         yield [one, two]
 
 

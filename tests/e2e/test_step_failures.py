@@ -20,7 +20,7 @@ from maas import prometheus
 from maas.build import shipped
 from maas.build.configs import ServingOptions, core_python_config, python_config, write_config
 from maas.runtime import metrics as M
-from maas.serve import Ports, TritonServer
+from maas.serve import TritonServer
 from maas.spec import Step, Tensor
 
 FRAGILE, LOOKUP = "fragile", "lookup"
@@ -60,7 +60,7 @@ def fragile_server(tmp_path_factory):
     (version / "manifest.json").write_text(json.dumps({"model_file": "model.onnx"}))
     core = Step(LOOKUP, "core", (Tensor("IDS", "INT64", (1,)),), (y,))
     write_config(root / LOOKUP / "config.pbtxt", core_python_config(core, opts, [1]))
-    with TritonServer(root, Ports.free()) as server:
+    with TritonServer(root) as server:
         yield server
 
 

@@ -17,12 +17,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from maas.access import TLS, Ports
 from maas.balancer import Balancer, has_nginx
 from maas.clients.client import TLS as ClientTLS
 from maas.clients.client import AsyncClient, Client, Retry
 from maas.clients.errors import ClientError
+from maas.errors import ServerError
 from maas.fleet import Fleet
-from maas.serve import TLS, Ports, ServerError, TritonServer
+from maas.serve import ServerConfig, TritonServer
 
 ONCE = Retry(attempts=1)  # a refused handshake is not worth a retry here
 
@@ -93,7 +95,7 @@ def test_missing_certificate_files_are_named(tmp_path):
 def tls_server(request, classifier_repository, certs):
     mutual = request.param == "mutual"
     tls = TLS(certs["server"], certs["server.key"], certs["ca"] if mutual else None)
-    with TritonServer(classifier_repository, Ports.free(), tls=tls) as server:
+    with TritonServer(classifier_repository, ServerConfig(tls=tls)) as server:
         yield server, mutual
 
 

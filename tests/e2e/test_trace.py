@@ -12,7 +12,7 @@ from maas.benchmarks import floor
 from maas.benchmarks.load import Target, run_load
 from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, sweep_perf_analyzer
 from maas.benchmarks.trace import traced, write_results
-from maas.serve import Ports, TritonServer
+from maas.serve import TritonServer
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_trace_breaks_a_request_into_its_steps(floor_repository, tmp_path):
 
 @pytest.mark.skipif(find_perf_analyzer() is None, reason="perf_analyzer is not installed here")
 def test_perf_analyzer_and_our_load_generator_measure_the_same_server(floor_repository):
-    with TritonServer(floor_repository, Ports.free()) as server:
+    with TritonServer(floor_repository) as server:
         ours = run_load(
             Target(server.url("grpc"), model=floor.FLOOR, payload=True),
             [floor.request()],

@@ -8,7 +8,7 @@ import shutil
 from maas.benchmarks.tune import main
 from maas.build.configs import read_config
 from maas.runtime import names as C
-from maas.serve import Ports, TritonServer
+from maas.serve import TritonServer
 
 
 def test_tune_tiny_space_writes_loadable_configs(repository, checkpoint_path, tmp_path):
@@ -34,7 +34,5 @@ def test_tune_tiny_space_writes_loadable_configs(repository, checkpoint_path, tm
     assert {configs[n].max_batch_size for n in tuned} == {best.trial.max_batch_size}
     # The other family's models are not what this search measures: left as built.
     assert configs[C.FORECASTER_RNN] == read_config(repository / C.FORECASTER_RNN / "config.pbtxt")
-    with TritonServer(
-        applied, Ports.free()
-    ):  # loads, warms up, and every ensemble's probe goes through
+    with TritonServer(applied):  # loads, warms up, and every ensemble's probe goes through
         pass

@@ -15,7 +15,7 @@ from maas.clients.client import Client
 from maas.runtime import names as C
 from maas.runtime.classify import postprocess
 from maas.runtime.images import preprocess
-from maas.serve import Ports, TritonServer
+from maas.serve import TritonServer
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +25,15 @@ def two_variant_server(tmp_path_factory, checkpoint_path, onnx_path):
     for name in ("onnx", "ort-int8"):
         build = BuildOptions(name, speed_seconds=0.05, calibration_images=128)
         build_repository(checkpoint_path, onnx_path, repo, opts, build)
-    with TritonServer(repo, Ports.free()) as server:
+    with TritonServer(repo) as server:
         yield server, repo
 
 
 def offline_logits(repo, version: int, pixels: np.ndarray) -> np.ndarray:
     path = repo / C.CLASSIFIER / str(version) / "model.onnx"
-    session = variants.ort_session(path, configs.ServingOptions().intra_op_threads)
+    served = configs.read_config(repo / C.CLASSIFIER / "config.pbtxt")  # its threads
+    threads = int(served.parameters["intra_op_thread_count"].string_value)
+    session = variants.ort_session(path, threads)
     return session.run([C.LOGITS], {C.PIXELS: pixels})[0]
 
 

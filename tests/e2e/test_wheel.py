@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from maas.access import Ports
 from maas.clients.client import Client
-from maas.serve import Ports
 
 CHECKOUT = Path(__file__).parents[2]
 IGNORED = shutil.ignore_patterns(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maas.balancer import GUARD, has_nginx, require_nginx
+from maas.balancer import GUARD, has_nginx, pod_config, require_nginx
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 KUBERNETES = "1.31.0"  # a release still supported by the clouds' managed Kubernetes
@@ -65,10 +65,10 @@ def test_the_pieces_fit_together():
     mounts = {m["name"]: m["mountPath"] for m in guard["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["guard"]["configMap"]["name"] == "maas-guard"
-    assert guard["command"][:3] == ["nginx", "-c", f"{mounts['guard']}/nginx.conf"]
+    assert guard["command"] == ["nginx", "-c", f"{mounts['guard']}/nginx.conf"]
     conf = (DEPLOY / "k8s" / "guard.conf").read_text()
     assert f"js_path {mounts['guard']};" in conf and "listen 8080;" in conf
-    assert f"server 127.0.0.1:{ports['http']};" in conf  # tritonserver in the same pod
+    assert f"server 127.0.0.1:{ports['http']} " in conf  # tritonserver in the same pod
     assert triton["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     assert any(a.startswith("--model-repository=s3://") for a in triton["args"])
@@ -126,39 +126,23 @@ def test_every_deployment_runs_the_stock_image_on_the_repository_as_built():
     assert not (DEPLOY / "Dockerfile").exists()  # nothing of ours to build: the stock image
 
 
+def test_the_pods_guard_conf_is_the_template_rendered_for_the_pod():
+    """deploy/k8s/guard.conf is maas.balancer's one template with the pod's values (the fleet
+    renders the same template): regenerate it with pod_config() when the template changes."""
+    assert (DEPLOY / "k8s" / "guard.conf").read_text() == pod_config()
+
+
 @pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 def test_the_guards_nginx_config_is_one_nginx_accepts(tmp_path):
-    """deploy/k8s/guard.conf through `nginx -t` here, with this machine's paths for the njs
-    module, the guard's folder and the scratch files in place of the pod's."""
+    """The pod's config through `nginx -t` here, rendered with this machine's njs module,
+    guard folder and scratch folder in place of the pod's; the infer location reads the body
+    from memory or from a file."""
     binary, module = require_nginx()
-    conf = (DEPLOY / "k8s" / "guard.conf").read_text()
+    conf = pod_config(js_module=module, scratch=tmp_path, guard_dir=GUARD.parent)
     infer = "location ~ ^/v2/models/[^/]+(/versions/[^/]+)?/infer$ {"
     assert f"{infer}\n      if ($maas_body_in_file) {{" in conf
     assert "client_body_in_file_only clean;\n      js_content guard.infer;" in conf
-    _nginx_accepts(binary, pod_paths_here(conf, module, GUARD.parent, tmp_path), tmp_path)
-
-
-# The pod's paths in guard.conf, each anchored on the directive that holds it: a blind
-# replace of "/tmp/" also rewrote a checkout that lives under /tmp (issue 25).
-POD_PATHS = {
-    "load_module": r"^(load_module )modules/ngx_http_js_module\.so;$",
-    "js_path": r"^(\s*js_path )/etc/nginx/maas;$",
-    "scratch": r"^(\s*(?:pid|\w+_temp_path) )/tmp/(\S+;)$",
-}
-
-
-def pod_paths_here(conf: str, module: str, guard: Path, scratch: Path) -> str:
-    """guard.conf with this machine's njs module, guard folder and scratch folder in place of
-    the pod's; each directive must be found (the count is checked, not assumed)."""
-    swaps = [
-        (POD_PATHS["load_module"], lambda m: f"{m[1]}{module};", 1),
-        (POD_PATHS["js_path"], lambda m: f"{m[1]}{guard};", 1),
-        (POD_PATHS["scratch"], lambda m: f"{m[1]}{scratch}/{m[2]}", 1 + 5),  # pid, 5 temp paths
-    ]
-    for pattern, here, expected in swaps:
-        conf, found = re.subn(pattern, here, conf, flags=re.MULTILINE)
-        assert found == expected, f"{pattern}: {found} directives, expected {expected}"
-    return conf
+    _nginx_accepts(binary, conf, tmp_path)
 
 
 def _nginx_accepts(binary: str, conf: str, prefix: Path) -> None:
@@ -171,10 +155,11 @@ def _nginx_accepts(binary: str, conf: str, prefix: Path) -> None:
 
 
 @pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
-def test_the_pod_paths_are_swapped_wherever_the_checkout_lives(tmp_path):
-    """The same check from folders whose own paths hold every string the pod's paths have
-    (a checkout under /tmp, a guard folder under .../etc/nginx/maas): only the directives
-    change."""
+def test_the_pods_config_renders_wherever_the_checkout_lives(tmp_path):
+    """Rendered from folders whose own paths hold every string the pod's paths have (a
+    checkout under /tmp, a guard folder under .../etc/nginx/maas): each path is where it was
+    asked to be, nginx accepts it, and none of the pod's is left (issue 25: a blind replace
+    of "/tmp/" once rewrote a checkout under /tmp)."""
     binary, module = require_nginx()
     awkward = tmp_path / "tmp" / "etc" / "nginx" / "maas"
     guard, scratch = awkward / "guard", awkward / "tmp"
@@ -184,7 +169,7 @@ def test_the_pod_paths_are_swapped_wherever_the_checkout_lives(tmp_path):
     shutil.copy(GUARD, guard / GUARD.name)
     linked = awkward / "modules" / "ngx_http_js_module.so"
     linked.symlink_to(module)
-    conf = pod_paths_here((DEPLOY / "k8s" / "guard.conf").read_text(), str(linked), guard, scratch)
+    conf = pod_config(js_module=str(linked), scratch=scratch, guard_dir=guard)
     assert f"js_path {guard};" in conf and f"pid {scratch}/nginx.pid;" in conf
     assert f"client_body_temp_path {scratch}/client_body;" in conf
     here = conf.replace(str(tmp_path), "HERE")
@@ -197,8 +182,8 @@ def test_both_nginx_configs_have_what_the_guard_uses(tmp_path):
     generated config and in the pod's guard.conf (`nginx -t` checks neither)."""
     import re
 
+    from maas.access import Ports
     from maas.balancer import Balancer, nginx_config
-    from maas.serve import Ports
 
     script = GUARD.read_text()
     locations = set(re.findall(r"internalRedirect\('(@\w+)'\)", script))

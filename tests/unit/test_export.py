@@ -8,8 +8,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from maas.errors import ExportError
 from maas.runtime.images import layout, normalize
-from maas.training.export import ExportError, export
+from maas.training.export import export
 
 
 def test_onnx_is_one_checked_file_with_dynamic_batch(onnx_path):

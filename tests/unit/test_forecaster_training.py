@@ -10,8 +10,8 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from maas.build.gate import GateError
 from maas.build.repository import BuildOptions, build_repository
+from maas.errors import GateError
 from maas.runtime import names as C
 from maas.training.rnn import load_co2, scaled, seasonal_naive, split
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from maas.build.gate import GateError
 from maas.build.repository import BuildOptions, build_repository
+from maas.errors import GateError
 
 
 def test_an_undertrained_vae_fails_its_gate_and_nothing_is_written(tmp_path, checkpoint_path):

@@ -12,6 +12,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from maas.build import configs, shipped
 from maas.build.configs import read_config
 from maas.build.repository import BuildOptions, build_repository
+from maas.errors import ConfigError
 from maas.runtime import names as C
 from maas.runtime.images import decode
 
@@ -156,7 +157,7 @@ def test_labels_come_from_the_checkpoint_and_normalisation_is_the_networks(repos
 def test_read_config_names_the_file_and_what_triton_would_refuse(repository, tmp_path):
     misspelt = tmp_path / "misspelt.pbtxt"
     misspelt.write_text('name: "x"\nmax_batch_sise: 4\n')
-    with pytest.raises(configs.ConfigError, match=rf"{misspelt}.*max_batch_sise"):
+    with pytest.raises(ConfigError, match=rf"{misspelt}.*max_batch_sise"):
         configs.read_config(misspelt)
     # Valid for the schema, refused by Triton at load (a tool that lowers max_batch_size
     # without the preferred size does this); tests/e2e/test_launcher.py shows Triton agree.
@@ -164,12 +165,12 @@ def test_read_config_names_the_file_and_what_triton_would_refuse(repository, tmp
     config.dynamic_batching.preferred_batch_size[:] = [16]
     config.max_batch_size = 8
     refused = tmp_path / "preprocess" / "config.pbtxt"
-    with pytest.raises(configs.ConfigError, match=r"preferred size 16 must be <= max_batch_size 8"):
+    with pytest.raises(ConfigError, match=r"preferred size 16 must be <= max_batch_size 8"):
         configs.write_config(refused, config)
     assert not refused.exists()
     refused.parent.mkdir()
     refused.write_text(configs.to_pbtxt(config))
-    with pytest.raises(configs.ConfigError, match=rf"{refused}: model 'preprocess'"):
+    with pytest.raises(ConfigError, match=rf"{refused}: model 'preprocess'"):
         configs.read_config(refused)
     config.dynamic_batching.preferred_batch_size[:] = [0]
     assert configs.check(config) == ["dynamic batching preferred size 0 must be positive"]

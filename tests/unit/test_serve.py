@@ -7,7 +7,8 @@ import io
 import sys
 from types import SimpleNamespace
 
-from maas.serve import STUB, TritonServer, python_backend_dir
+from maas.backends import STUB, python_backend_dir
+from maas.serve import ServerConfig, TritonServer
 
 CPU_START = """\
 E1201 19:40:40.677211 5740 server.cc:241] "CudaDriverHelper has not been initialized."
@@ -55,7 +56,7 @@ def replay(server: TritonServer, text: str) -> None:
 
 
 def test_cpu_only_start_hides_cuda_noise_and_keeps_real_errors(tmp_path, capsys):
-    server = TritonServer(tmp_path, echo=True)
+    server = TritonServer(tmp_path, ServerConfig(echo=True))
     server.gpu = False
     replay(server, CPU_START)
     shown = capsys.readouterr().out.splitlines()
@@ -70,7 +71,7 @@ def test_cpu_only_start_hides_cuda_noise_and_keeps_real_errors(tmp_path, capsys)
 
 
 def test_with_a_gpu_nothing_is_hidden(tmp_path, capsys):
-    server = TritonServer(tmp_path, echo=True)
+    server = TritonServer(tmp_path, ServerConfig(echo=True))
     server.gpu = True
     replay(server, CPU_START)
     assert capsys.readouterr().out == CPU_START
@@ -78,7 +79,7 @@ def test_with_a_gpu_nothing_is_hidden(tmp_path, capsys):
 
 
 def test_serve_warns_when_tritonservers_http_leaves_loopback():
-    from maas.cli import exposure_warning
+    from maas.cli.serving import exposure_warning
 
     assert exposure_warning("127.0.0.1") is None and exposure_warning("localhost") is None
     warning = exposure_warning("0.0.0.0")
