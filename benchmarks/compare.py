@@ -37,14 +37,12 @@ from maas.access import Ports
 from maas.backends import backend_dir_default, has_native_backend
 from maas.benchmarks import floor, inprocess
 from maas.benchmarks.load import (
-    Result,
     Target,
-    cpu_delta,
-    cpu_seconds,
     load_images,
     run_load,
     tensor_spec,
 )
+from maas.benchmarks.measured import Result, cpu_delta, cpu_seconds
 from maas.benchmarks.perf_analyzer_inputs import find_perf_analyzer, run_perf_analyzer
 from maas.benchmarks.report import FLOOR, NATIVE, PA
 from maas.build.configs import read_config, write_config

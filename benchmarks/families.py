@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from maas.benchmarks.load import Result, Target, run_load
+from maas.benchmarks.load import Target, run_load
+from maas.benchmarks.measured import Result
 from maas.runtime import names as C
 from maas.serve import TritonServer
 

@@ -6,7 +6,7 @@ import csv
 from datetime import datetime, timezone
 from pathlib import Path
 
-from maas.benchmarks.load import Result, csv_row
+from maas.benchmarks.measured import Result, csv_row
 from maas.runtime import names as C
 
 

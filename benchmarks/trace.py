@@ -120,7 +120,7 @@ def traced(
     """Serve `repository` traced, send `warmup` + `n` requests one at a time, break them down."""
     import tritonclient.grpc as grpcclient
 
-    from maas.clients.client import infer_inputs
+    from maas.clients.tensors import infer_inputs
     from maas.serve import ServerConfig, TritonServer
 
     with tempfile.TemporaryDirectory(prefix="maas-trace-") as tmp:

@@ -4,20 +4,20 @@ load generator and the real tritonserver.
     maas tune                                    # coordinate search, p99 budget 150 ms
     maas tune --p99-budget 50 --concurrency 16 --apply model_repository
 
-For each trial the built repository is copied, its configs rewritten (dynamic batching delay,
-preferred batch size, instance counts of preprocess / classifier /
-postprocess), served, and measured at each --concurrency. The objective is the summed images/s
-over those concurrencies, among trials whose p99 stays within the budget at all of them; and
-low load counts too: of the trials within --tie (15%) of the best, those whose p50 at
---low-concurrency (1) is within --tie of the lowest are kept, and the highest throughput among
-them wins. 15% is the run-to-run noise of these measurements on a shared 2-core machine: a
-batching delay is chosen only for a throughput gain larger than noise, and a latency edge
-within noise does not buy a real loss of throughput. The
-search varies one parameter at a time from the current best (the untuned default first), so it
-needs ~10 trials rather than the full grid; then the default and the best three are measured
-again and their two runs averaged. Writes benchmarks/results/tuning.csv (every trial)
-and tuning.json (the winner, the default it beat, and the machine it was measured on); with
---apply, the chosen config.pbtxt files into that repository.
+For each trial the classifier's pipeline is copied from the built repository, its configs
+rewritten (dynamic batching delay, preferred batch size, instance counts of preprocess /
+classifier / postprocess), served, and measured at each --concurrency. The objective is the
+summed images/s over those concurrencies, among trials whose p99 stays within the budget at all
+of them; and low load counts too: of the trials within --tie (15%) of the best, those whose p50
+at --low-concurrency (1) is within --tie of the lowest are kept, and the highest throughput
+among them wins. 15% is the run-to-run noise of these measurements on a shared 2-core machine:
+a batching delay is chosen only for a throughput gain larger than noise, and a latency edge
+within noise does not buy a real loss of throughput. The search varies one parameter at a time
+from the current best (the untuned default first), so it needs ~10 trials rather than the full
+grid; then the default and the best three are measured again and their two runs averaged.
+Writes benchmarks/results/tuning.csv (every trial) and tuning.json (the winner, the default it
+beat, and the machine it was measured on); with --apply, the chosen config.pbtxt files into
+that repository.
 """
 
 from __future__ import annotations
@@ -105,7 +105,10 @@ def apply(config: mc.ModelConfig, trial: Trial) -> mc.ModelConfig:
 
 
 def write_trial(source: Path, target: Path, trial: Trial) -> Path:
-    shutil.copytree(source, target, symlinks=True)
+    """The searched pipeline alone, with the trial's settings: the other families' models
+    would only slow each trial's start and share its cores."""
+    for model in (*COMPOSING, C.ENSEMBLE):
+        shutil.copytree(source / model, target / model, symlinks=True)
     for path in [*target.glob("*/config.pbtxt"), *target.glob("*/configs/*.pbtxt")]:
         config = read_config(path)
         write_config(path, apply(config, trial))

@@ -18,7 +18,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from maas.errors import ConfigError
 from maas.runtime.images import DEFAULT_MAX_PIXELS
-from maas.spec import Pipeline, SequenceBatching, Step, Tensor, Warmup
+from maas.spec import DTYPES, Pipeline, SequenceBatching, Step, Tensor, Warmup
 
 
 @dataclass(frozen=True)
@@ -67,14 +67,17 @@ class ServingOptions:
 PYTHON_CONFIG = "python"  # configs/python.pbtxt: a core model's Python-backend alternate
 ORT_TRT_CACHE = "/tmp/maas-ort-trt-cache"  # ONNX Runtime's TensorRT engine cache, per model
 
-# Triton's ModelConfig data types for the datatype names of maas.spec.
+# Triton's ModelConfig data types for the datatype names of maas.spec.DTYPES (the one table):
+# TYPE_ and the name, but for BYTES, which a config calls TYPE_STRING.
 DATA_TYPES = {
-    "FP32": mc.TYPE_FP32,
-    "INT32": mc.TYPE_INT32,
-    "INT64": mc.TYPE_INT64,
-    "UINT8": mc.TYPE_UINT8,
-    "BYTES": mc.TYPE_STRING,
+    name: mc.DataType.Value("TYPE_STRING" if name == "BYTES" else f"TYPE_{name}") for name in DTYPES
 }
+NAMES = {code: name for name, code in DATA_TYPES.items()}
+
+
+def numpy_dtype(data_type: int) -> type:
+    """The numpy dtype of a config's data type (one of DTYPES')."""
+    return DTYPES[NAMES[data_type]]
 
 
 FORMATS = {"": mc.ModelInput.FORMAT_NONE, "NCHW": mc.ModelInput.FORMAT_NCHW,
@@ -167,8 +170,11 @@ def python_config(
 
 
 def _sequence_batching(seq: SequenceBatching, opts: ServingOptions) -> mc.ModelSequenceBatching:
-    """START and END as 0/1 FP32 flags and the correlation ID as UINT64, for the model to
-    read; sequences batched oldest first, as many as `max_sequences` at once."""
+    """START and END as 0/1 FP32 flags for the model to read; sequences batched oldest first,
+    as many as `max_sequences` at once. No CORRID control: the step reads each request's own
+    correlation ID, an integer or a string as the client sent it. Triton 2.51 writes a string
+    ID into a TYPE_UINT64 CORRID as length + bytes: a wrong number up to 4 characters, a heap
+    overflow that kills the server beyond (docs/security.md, known issues)."""
     control = mc.ModelSequenceBatching.Control
     return mc.ModelSequenceBatching(
         max_sequence_idle_microseconds=int(seq.idle_seconds * 1e6),
@@ -179,12 +185,6 @@ def _sequence_batching(seq: SequenceBatching, opts: ServingOptions) -> mc.ModelS
             for name, kind in (
                 ("START", control.CONTROL_SEQUENCE_START),
                 ("END", control.CONTROL_SEQUENCE_END),
-            )
-        ]
-        + [
-            mc.ModelSequenceBatching.ControlInput(
-                name="CORRID",
-                control=[control(kind=control.CONTROL_SEQUENCE_CORRID, data_type=mc.TYPE_UINT64)],
             )
         ],
         oldest=mc.ModelSequenceBatching.StrategyOldest(

@@ -14,8 +14,20 @@ import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
+FILE = "manifest.json"  # in each version's folder
 # Config parameters that say how a step was built, not what it assumes.
 STAMPS = {"maas_version", "maas_runtime_sha256", "EXECUTION_ENV_PATH"}
+
+
+def read(version_folder: Path) -> dict:
+    """A version's manifest; {} for a version maas did not build (it has none)."""
+    path = version_folder / FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write(version_folder: Path, entry: dict) -> None:
+    version_folder.mkdir(parents=True, exist_ok=True)
+    (version_folder / FILE).write_text(json.dumps(entry, indent=2) + "\n")
 
 
 def sha256(path: Path) -> str:

@@ -219,13 +219,10 @@ def _write_core(root, previous, opts, build, chosen, data, record) -> int:
     version = max([0, *_version_numbers(previous / core.model)]) + 1
     for number in kept[-(build.keep_versions - 1) :] if build.keep_versions > 1 else []:
         shutil.copytree(previous / core.model / str(number), folder / str(number))
-    _write_version(folder / str(version), version, chosen, data, opts, build, io, record)
-    _write_bytes(  # written once its folder exists; the record is the steps', not the version's
-        folder / str(version) / "manifest.json",
-        _manifest_bytes({**_manifest(folder / str(version)), "assumes": assumes}),
-    )
+    record = {"io": io, "source": record, "assumes": assumes}
+    _write_version(folder / str(version), version, chosen, data, opts, build, record)
 
-    runtimes = {v: _manifest(folder / str(v))["runtime"] for v in _version_numbers(folder)}
+    runtimes = {v: manifest.read(folder / str(v))["runtime"] for v in _version_numbers(folder)}
     same = [v for v, rt in runtimes.items() if rt == chosen.variant.runtime]
     if chosen.variant.runtime == "onnxruntime":
         _write(folder / "config.pbtxt", configs.core_config(core, opts, same))
@@ -241,12 +238,12 @@ def _write_core(root, previous, opts, build, chosen, data, record) -> int:
         cc = compute_capability()
         # Triton looks each version's plan up by this GPU's compute capability, and the
         # config's max_batch_size must fit every served version's profile.
-        fit = [v for v in same if plan_fits(_manifest(folder / str(v)), cc, build.profile)]
+        fit = [v for v in same if plan_fits(manifest.read(folder / str(v)), cc, build.profile)]
         if sorted(fit) != sorted(same):
             unfit = sorted(set(same) - set(fit))
             log.warning("%s: kept versions %s not served: built for another GPU than sm %s or "
                         "a smaller max batch", core.model, unfit, cc)  # fmt: skip
-        cc_files = {cc: _manifest(folder / str(version))["cc_model_filenames"][cc]}
+        cc_files = {cc: manifest.read(folder / str(version))["cc_model_filenames"][cc]}
         _write(
             folder / "config.pbtxt",
             configs.core_tensorrt_config(core, opts, fit, build.profile.max_batch, cc_files),
@@ -300,7 +297,8 @@ def _write_warmup_files(folder: Path, step) -> None:
             _write_bytes(folder / "warmup" / configs.warmup_file(warm, name), blob)
 
 
-def _write_version(folder: Path, version, chosen, data, opts, build, io, record) -> None:
+def _write_version(folder: Path, version, chosen, data, opts, build, record: dict) -> None:
+    """The version's model file and manifest; `record`: its io, source and assumes."""
     variant = chosen.variant
     folder.mkdir(parents=True)
     shutil.copy2(chosen.path, folder / variant.model_file)
@@ -311,8 +309,9 @@ def _write_version(folder: Path, version, chosen, data, opts, build, io, record)
         "precision": variant.precision,
         "model_file": variant.model_file,
         "size_bytes": chosen.size_bytes,
-        "io": io,
-        "source": record,
+        "io": record["io"],
+        "source": record["source"],
+        "assumes": record["assumes"],
         "gate": {**chosen.verdict.record(), **data.record},
         "speed_in_process": {
             "latency_ms_batch1": round(chosen.speed.latency_ms_batch1, 4),
@@ -341,11 +340,7 @@ def _write_version(folder: Path, version, chosen, data, opts, build, io, record)
             "quantization": "explicit Q/DQ" if variant.precision == "int8" else None,
             "triton_release": TRITON_RELEASE,
         }
-    _write_bytes(folder / "manifest.json", _manifest_bytes(entry))
-
-
-def _manifest_bytes(entry: dict) -> bytes:
-    return (json.dumps(entry, indent=2) + "\n").encode()
+    manifest.write(folder, entry)
 
 
 def _version_numbers(model_dir: Path) -> list[int]:
@@ -354,18 +349,13 @@ def _version_numbers(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def _manifest(folder: Path) -> dict:
-    return json.loads((folder / "manifest.json").read_text())
-
-
 def _previous_versions(model_dir: Path, io: dict, assumes: dict) -> list[int]:
     """Earlier versions worth keeping: built by us, for the same tensors, by steps that
     assumed what the new build's steps assume; the others are named and left out (served
     with these steps, they would answer wrongly: other labels, sizes, windows)."""
     keep, dropped = [], {}
     for v in _version_numbers(model_dir):
-        path = model_dir / str(v) / "manifest.json"
-        entry = json.loads(path.read_text()) if path.is_file() else {}
+        entry = manifest.read(model_dir / str(v))
         if entry.get("io") != io:
             continue
         differ = manifest.differences(entry.get("assumes", {}), assumes)

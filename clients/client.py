@@ -10,8 +10,9 @@ method over it: `classify` takes encoded image bytes or paths and returns one
 images; `forecast` takes one series and returns a `Forecast` with its interval; the VAE's
 `encode` (images -> latent rows), `decode` (latent rows -> PNGs), `reconstruct` (images ->
 PNGs) and `sample` (seed, count -> PNGs); the GAN's `generate` (digit, seed, count -> PNGs).
-`AsyncClient` is the same over tritonclient's asyncio clients. Errors are the typed tree in
-maas.clients.errors.
+`AsyncClient` is the same over tritonclient's asyncio clients. The tensors of each request and
+answer are maas.clients.tensors; the URL, TLS and retry policy maas.clients.connection; errors
+the typed tree in maas.clients.errors.
 """
 
 from __future__ import annotations
@@ -20,232 +21,42 @@ import asyncio
 import importlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
-from tritonclient.utils import np_to_triton_dtype
 
 from maas import contract
-from maas.clients.errors import BadURL, InvalidInput, ModelNotReady, ServerUnavailable, from_triton
+from maas.clients.connection import TLS, Retry, parse_url, wait_or_raise
+from maas.clients.errors import BadURL, InvalidInput, ServerUnavailable, from_triton
+from maas.clients.tensors import (
+    Classification,
+    Forecast,
+    StreamStep,
+    arrays,
+    classifications,
+    forecasts,
+    generation_request,
+    image_request,
+    images_only,
+    infer_inputs,
+    latent_request,
+    observation,
+    pngs,
+    series_request,
+    stream_step,
+)
 from maas.runtime import names as C
 
-DEFAULT_PORTS = {"http": 8000, "https": 443, "grpc": 8001}
 ImageInput = bytes | str | Path
-
-
-@dataclass(frozen=True)
-class TLS:
-    """TLS for a client: the CA that signed the server's certificate (None: the system's) and,
-    for mutual TLS, this client's certificate and key (PEM files). An https:// URL without it
-    trusts the system's CAs."""
-
-    ca: str | Path | None = None
-    cert: str | Path | None = None
-    key: str | Path | None = None
-
-    def kwargs(self, protocol: str, aio: bool = False) -> dict:
-        """tritonclient's keyword arguments for its client of `protocol` (blocking, or asyncio:
-        tritonclient.http.aio takes an SSLContext)."""
-        if protocol == "http" and aio:
-            return {"ssl": True, "ssl_context": self.context()}
-        if protocol == "grpc":
-            files = (self.ca, self.key, self.cert)
-            names = ("root_certificates", "private_key", "certificate_chain")
-            return {"ssl": True, **{n: str(f) for n, f in zip(names, files, strict=True) if f}}
-        options = {"ca_certs": str(self.ca)} if self.ca else {}
-        if self.cert:
-            options.update(certfile=str(self.cert), keyfile=str(self.key))
-        return {"ssl": True, "ssl_options": options}
-
-    def context(self):
-        """An ssl.SSLContext (tritonclient.http.aio's form)."""
-        import ssl
-
-        context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
-        if self.cert:
-            context.load_cert_chain(str(self.cert), str(self.key))
-        return context
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    score: float
-    class_id: int
-
-
-@dataclass(frozen=True)
-class Classification:
-    predictions: tuple[Prediction, ...]  # best first
-
-    @property
-    def top(self) -> Prediction:
-        return self.predictions[0]
-
-
-def parse_url(url: str, protocol: str | None = None) -> tuple[str, str]:
-    """'grpc://h:p' -> ('grpc', 'h:p'); a bare 'h:p' needs `protocol` (default http); an
-    https:// URL is ('https', ...): HTTP over TLS."""
-    parts = urlsplit(url if "://" in url else f"//{url}")
-    scheme = parts.scheme or protocol or "http"
-    if protocol and parts.scheme and protocol != parts.scheme:
-        raise BadURL(f"URL {url!r} says {parts.scheme} but protocol={protocol!r}")
-    if scheme not in DEFAULT_PORTS:
-        raise BadURL(
-            f"unsupported protocol {scheme!r} in {url!r}: use http://, https:// or grpc://"
-        )
-    if not parts.hostname:
-        raise BadURL(f"no host in URL {url!r}")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return scheme, f"{host}:{parts.port or DEFAULT_PORTS[scheme]}"
 
 
 def read_images(images: Iterable[ImageInput]) -> list[bytes]:
     return [img if isinstance(img, bytes) else Path(img).read_bytes() for img in images]
 
 
-@dataclass(frozen=True)
-class Forecast:
-    values: tuple[float, ...]  # the next `horizon` steps, in the series' units
-    lower: tuple[float, ...]  # the prediction interval (90% by default), per step
-    upper: tuple[float, ...]
-
-
-def series_request(history: Sequence[float], horizon: int | None) -> dict[str, np.ndarray]:
-    """The forecaster's inputs for one series (oldest value first)."""
-    request = {C.HISTORY: np.asarray(history, dtype=np.float32).reshape(1, -1)}
-    if horizon is not None:
-        request[C.HORIZON] = np.array([[horizon]], dtype=np.int32)
-    return request
-
-
-def forecasts(outputs: Mapping[str, np.ndarray]) -> list[Forecast]:
-    rows = zip(outputs[C.FORECAST], outputs[C.LOWER], outputs[C.UPPER], strict=True)
-    return [Forecast(*(tuple(float(x) for x in r) for r in row)) for row in rows]
-
-
-@dataclass(frozen=True)
-class StreamStep:
-    next: float  # the forecast of the value after the one just sent; NaN until a window
-    lower: float
-    upper: float
-    held: int  # observations the server holds for this sequence
-
-
-def observation(sequence: int, value: float, start: bool, end: bool) -> tuple[dict, dict]:
-    """The stream's input for one value, and tritonclient's sequence arguments."""
-    flags = {"sequence_id": sequence, "sequence_start": start, "sequence_end": end}
-    return {C.OBSERVATION: np.array([[value]], np.float32)}, flags
-
-
-def stream_step(outputs: Mapping[str, np.ndarray]) -> StreamStep:
-    return StreamStep(
-        *(float(outputs[n][0, 0]) for n in (C.NEXT, C.NEXT_LOWER, C.NEXT_UPPER)),
-        held=int(outputs[C.HELD][0, 0]),
-    )
-
-
-def image_request(images: Sequence[bytes], top_k: int | None) -> dict[str, np.ndarray]:
-    """The image classifier's inputs for one request of encoded images."""
-    request = {C.IMAGE: np.array(images, dtype=object).reshape(-1, 1)}
-    if top_k is not None:
-        request[C.TOP_K] = np.full((len(images), 1), top_k, dtype=np.int32)
-    return request
-
-
-def classifications(outputs: Mapping[str, np.ndarray]) -> list[Classification]:
-    rows = zip(outputs[C.LABELS], outputs[C.SCORES], outputs[C.CLASS_IDS], strict=True)
-    return [
-        Classification(
-            tuple(
-                Prediction(lab.decode() if isinstance(lab, bytes) else str(lab), float(s), int(c))
-                for lab, s, c in zip(row_l, row_s, row_c, strict=True)
-            )
-        )
-        for row_l, row_s, row_c in rows
-    ]
-
-
-def latent_request(latents: np.ndarray) -> dict[str, np.ndarray]:
-    return {C.LATENT: np.ascontiguousarray(latents, np.float32).reshape(len(latents), -1)}
-
-
-def generation_request(seed: int, count: int, digit: int | None = None) -> dict:
-    """An unbatched generator's inputs: one SEED, one COUNT (and the GAN's DIGIT)."""
-    request = {C.SEED: np.array([seed], np.int64), C.COUNT: np.array([count], np.int32)}
-    if digit is not None:
-        request[C.DIGIT] = np.array([digit], np.int32)
-    return request
-
-
-def pngs(outputs: Mapping[str, np.ndarray]) -> list[bytes]:
-    """The PNG files of a response (one per image), in order."""
-    return [bytes(b) for b in outputs[C.PNG].reshape(-1)]
-
-
-def _images_only(images: Sequence[bytes]) -> dict[str, np.ndarray]:
-    return {C.IMAGE: np.array(images, dtype=object).reshape(-1, 1)}
-
-
 def _chunks(items: list[bytes], size: int):
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def infer_inputs(module, inputs: Mapping[str, np.ndarray]) -> list:
-    """tritonclient InferInput objects (module: tritonclient.http or .grpc, or their .aio) for
-    named arrays with the batch axis first; the datatype follows the array's dtype (object
-    arrays of bytes: BYTES)."""
-    out = []
-    for name, value in inputs.items():
-        value = np.asarray(value)
-        tensor = module.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
-        tensor.set_data_from_numpy(value)
-        out.append(tensor)
-    return out
-
-
-def _arrays(result) -> dict[str, np.ndarray]:
-    """Every output of a tritonclient result (HTTP: JSON dict; gRPC: protobuf) by name."""
-    response = result.get_response()
-    outputs = response["outputs"] if isinstance(response, dict) else response.outputs
-    names = [o["name"] if isinstance(o, dict) else o.name for o in outputs]
-    return {name: result.as_numpy(name) for name in names}
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Send a request again when the server is briefly away (ServerUnavailable: connection
-    refused, UNAVAILABLE, a model whose Python stub died and is being reloaded) or the model
-    is (re)loading (ModelNotReady): up to `attempts` tries in all, waiting `backoff_s`,
-    doubling up to `max_backoff_s`, between them. `Retry(attempts=1)` switches it off. Only
-    for requests that are safe to repeat: every maas pipeline's are (a stream's are not: its
-    observe() never retries)."""
-
-    attempts: int = 6
-    backoff_s: float = 0.1
-    max_backoff_s: float = 2.0
-
-    def waits(self):
-        wait = self.backoff_s
-        for _ in range(self.attempts - 1):
-            yield wait
-            wait = min(2 * wait, self.max_backoff_s)
-
-
-RETRYABLE = (ServerUnavailable, ModelNotReady)
-
-
-def _wait_or_raise(waits, exc: Exception) -> float:
-    """How long to wait before trying a failed request again (the policy's next wait), or
-    raise it as our error when it is not worth retrying or the tries are used up."""
-    error = from_triton(exc)
-    wait = next(waits, None) if isinstance(error, RETRYABLE) else None
-    if wait is None:
-        raise error from exc
-    return wait
 
 
 class _Base:
@@ -360,7 +171,7 @@ class Client(_Base):
     def encode(self, images: Iterable[ImageInput]) -> np.ndarray:
         """The VAE's code of each image: float32 (N, latent)."""
         parts = [
-            self.infer(C.VAE_ENCODE, _images_only(chunk))[C.LATENT]
+            self.infer(C.VAE_ENCODE, images_only(chunk))[C.LATENT]
             for chunk in _chunks(read_images(images), self.batch_size)
         ]
         return np.concatenate(parts)
@@ -377,7 +188,7 @@ class Client(_Base):
         """Each image through the VAE's encoder and decoder: one PNG per image."""
         out: list[bytes] = []
         for chunk in _chunks(read_images(images), self.batch_size):
-            out.extend(pngs(self.infer(C.VAE_RECONSTRUCT, _images_only(chunk))))
+            out.extend(pngs(self.infer(C.VAE_RECONSTRUCT, images_only(chunk))))
         return out
 
     def sample(self, seed: int = 0, count: int = 1) -> list[bytes]:
@@ -401,16 +212,17 @@ class Client(_Base):
                 result = self._client.infer(
                     pipeline, tensors, headers=headers, **self._infer_kwargs, **sequence
                 )
-                return _arrays(result)
+                return arrays(result)
             except Exception as e:
-                wait = _wait_or_raise(waits, e)
+                wait = wait_or_raise(waits, e)
                 self._next_server()
             time.sleep(wait)
 
     def observe(
-        self, sequence: int, value: float, *, start: bool = False, end: bool = False
+        self, sequence: int | str, value: float, *, start: bool = False, end: bool = False
     ) -> StreamStep:
-        """The next value of stream `sequence` (an ID > 0 of the caller's choosing; `start`
+        """The next value of stream `sequence` (an ID of the caller's choosing, an integer > 0 or
+        a non-empty string; `start`
         with the first, `end` with the last): the server keeps the window, answers the
         next-step forecast once it holds one (NaN until then)."""
         inputs, flags = observation(sequence, value, start, end)
@@ -476,7 +288,7 @@ class AsyncClient(_Base):
 
     async def encode(self, images: Iterable[ImageInput]) -> np.ndarray:
         parts = [
-            (await self.infer(C.VAE_ENCODE, _images_only(chunk)))[C.LATENT]
+            (await self.infer(C.VAE_ENCODE, images_only(chunk)))[C.LATENT]
             for chunk in _chunks(read_images(images), self.batch_size)
         ]
         return np.concatenate(parts)
@@ -491,7 +303,7 @@ class AsyncClient(_Base):
     async def reconstruct(self, images: Iterable[ImageInput]) -> list[bytes]:
         out: list[bytes] = []
         for chunk in _chunks(read_images(images), self.batch_size):
-            out.extend(pngs(await self.infer(C.VAE_RECONSTRUCT, _images_only(chunk))))
+            out.extend(pngs(await self.infer(C.VAE_RECONSTRUCT, images_only(chunk))))
         return out
 
     async def sample(self, seed: int = 0, count: int = 1) -> list[bytes]:
@@ -508,14 +320,14 @@ class AsyncClient(_Base):
         kwargs = {**self._infer_kwargs, **sequence, "headers": self._headers(sequence)}
         while True:
             try:
-                return _arrays(await self._client.infer(pipeline, tensors, **kwargs))
+                return arrays(await self._client.infer(pipeline, tensors, **kwargs))
             except Exception as e:
-                wait = _wait_or_raise(waits, e)
+                wait = wait_or_raise(waits, e)
                 self._next_server()
             await asyncio.sleep(wait)
 
     async def observe(
-        self, sequence: int, value: float, *, start: bool = False, end: bool = False
+        self, sequence: int | str, value: float, *, start: bool = False, end: bool = False
     ) -> StreamStep:
         inputs, flags = observation(sequence, value, start, end)
         return stream_step(await self.infer(C.FORECASTER_STREAM, inputs, **flags))

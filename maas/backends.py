@@ -7,7 +7,6 @@ cannot load.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -180,6 +179,8 @@ def plan_problems(repository: Path, has_backend: bool, version: str | None) -> l
     compared exactly, X.Y.Z (a 4th, build, number in the wheel's version is not in
     libnvinfer's name): TensorRT guarantees a plan only on the release that built it.
     Anything else wrong with a config is left for Triton to report."""
+    from maas.build import manifest
+
     problems = []
     for path in sorted(repository.glob("*/config.pbtxt")):
         config = _config_or_none(path)
@@ -193,8 +194,7 @@ def plan_problems(repository: Path, has_backend: bool, version: str | None) -> l
             )
             continue
         for number in config.version_policy.specific.versions:
-            manifest = path.parent / str(number) / "manifest.json"
-            built = json.loads(manifest.read_text())["libraries"].get("tensorrt")
+            built = manifest.read(path.parent / str(number))["libraries"].get("tensorrt")
             if version and built and built.split(".")[:3] != version.split(".")[:3]:
                 problems.append(
                     f"{config.name} version {number}: plan built with TensorRT {built}, this "

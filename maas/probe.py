@@ -23,11 +23,8 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from maas.build.configs import DATA_TYPES, read_config
+from maas.build.configs import NAMES, numpy_dtype, read_config
 from maas.errors import ProbeError
-from maas.spec import DTYPES
-
-_NUMPY = {code: (name, DTYPES[name]) for name, code in DATA_TYPES.items()}
 
 
 def _strings(blob: bytes) -> list[bytes]:
@@ -43,7 +40,7 @@ def _strings(blob: bytes) -> list[bytes]:
 def _warmup_value(folder: Path, spec: mc.ModelWarmup.Input, batched: bool) -> np.ndarray:
     """One batch row of a warm-up input (an unbatched model's: the whole input), as the array
     a client would send."""
-    name, dtype = _NUMPY[spec.data_type]
+    name, dtype = NAMES[spec.data_type], numpy_dtype(spec.data_type)
     shape = [1, *spec.dims] if batched else list(spec.dims)
     if spec.input_data_file:
         blob = (folder / "warmup" / spec.input_data_file).read_bytes()
@@ -108,7 +105,7 @@ def probe(client, ensemble: str, request: dict[str, np.ndarray], headers=None) -
     ensemble comes back (with one batch row, where the ensemble is batched)."""
     import tritonclient.http as httpclient
 
-    from maas.clients.client import infer_inputs
+    from maas.clients.tensors import infer_inputs
 
     inputs = infer_inputs(httpclient, request)
     try:
@@ -142,7 +139,7 @@ class Probes:
     def of(cls, repository: Path, headers: dict[str, str] | None = None) -> Probes:
         configs = read_configs(repository)
         streams = {
-            name: {t.name: np.zeros([1, *t.dims], _NUMPY[t.data_type][1]) for t in c.input}
+            name: {t.name: np.zeros([1, *t.dims], numpy_dtype(t.data_type)) for t in c.input}
             for name, c in configs.items()
             if c.HasField("sequence_batching")
         }
@@ -159,7 +156,7 @@ class Probes:
         """pipeline -> None when it answered, else the error (tritonclient.http client)."""
         import tritonclient.http as httpclient
 
-        from maas.clients.client import infer_inputs
+        from maas.clients.tensors import infer_inputs
 
         out: dict[str, str | None] = {}
         for name, request in self.ensembles.items():

@@ -88,7 +88,7 @@ def walk_steps(
     tensor by its ensemble name."""
     import tritonclient.http as httpclient
 
-    from maas.clients.client import infer_inputs
+    from maas.clients.tensors import infer_inputs
 
     steps = list(ensemble["ensemble_scheduling"]["step"])
     made = {target for s in steps for target in s["output_map"].values()}
@@ -169,12 +169,11 @@ def check_version(repository: Path, model: str, to: int) -> None:
     """RolloutError unless version `to` of `model` is in the repository and was built for the
     steps the repository now has around it (its manifest's `assumes`): old weights served with
     another build's labels, sizes or windows would answer wrongly and pass every probe."""
-    from maas.build.manifest import assumptions, differences
+    from maas.build.manifest import FILE, assumptions, differences, read
 
-    path = repository / model / str(to) / "manifest.json"
-    if not path.is_file():
+    if not (repository / model / str(to) / FILE).is_file():
         raise RolloutError(f"{model} has no version {to} in {repository}")
-    differ = differences(json.loads(path.read_text()).get("assumes", {}),
+    differ = differences(read(repository / model / str(to)).get("assumes", {}),
                          assumptions(repository, model))  # fmt: skip
     if differ:
         raise RolloutError(

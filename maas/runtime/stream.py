@@ -1,7 +1,8 @@
 """ForecasterStream: one OBSERVATION per request under a Triton sequence -> NEXT (the next
 value's forecast, with NEXT_LOWER/NEXT_UPPER) and HELD.
 
-The state of a sequence is its last `length` observations, kept here by correlation ID: START
+The state of a sequence is its last `length` observations, kept here by correlation ID (an
+integer or a string, read from the request itself, not from a CORRID control): START
 begins it afresh, END frees it after answering, and a sequence silent for `idle_seconds` is
 freed too (Triton ends it then; the model is not told, so it checks at every call). Until a
 whole window is held, NEXT is NaN. Every full window of a batch goes to the forecaster's own
@@ -44,9 +45,11 @@ class ForecasterStream(StepModel):
 
     def _observe(self, request, now: float) -> np.ndarray:
         """Record the request's observation; its sequence's values, a copy."""
-        sequence = int(self._flag(request, "CORRID"))
+        sequence = request.correlation_id()  # an int or a str, as the client sent it
         value = float(self.input(request, C.OBSERVATION).ravel()[0])
         if not np.isfinite(value):
+            if self._flag(request, "END"):  # refused, but the sequence still ends here
+                self.sequences.pop(sequence, None)
             raise Refused(
                 f"{C.OBSERVATION}: {value} in sequence {sequence}: only finite numbers",
                 "not_finite",

@@ -24,12 +24,11 @@ import tritonclient.http as httpclient
 
 from maas import container
 from maas.backends import backend_dir_default
-from maas.build.configs import DATA_TYPES, read_config
+from maas.build.configs import numpy_dtype, read_config
 from maas.build.release import CONTAINER_PYTHON, TRITON_ONNXRUNTIME
 from maas.clients.client import Client
 from maas.runtime import names as C
 from maas.serve import ServerConfig, TritonServer
-from maas.spec import DTYPES
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +158,7 @@ def test_the_served_graphs_load_and_answer_alike_on_the_containers_onnx_runtime(
             path = str(config_path.parent / str(version) / "model.onnx")
             paths.append(path)
             for t in config.input:
-                dtype = DTYPES[{v: k for k, v in DATA_TYPES.items()}[t.data_type]]
+                dtype = numpy_dtype(t.data_type)
                 value = rng.random((4, *t.dims)) * (255 if t.name == C.PIXELS else 1)
                 feeds[f"{path}:{t.name}"] = value.astype(dtype)
     assert len(paths) >= 6

@@ -241,3 +241,37 @@ def test_idle_sequence_is_ended_and_starts_afresh(repository, tmp_path, test_win
         with pytest.raises(InvalidInput, match="START"):
             client.observe(9, 1.0)
         assert client.observe(9, 1.0, start=True).held == 1
+
+
+@pytest.fixture(scope="module")
+def stream_server(repository, tmp_path_factory):
+    """The stream and its network alone, on a server of their own: the string IDs below once
+    took a whole tritonserver down."""
+    repo = tmp_path_factory.mktemp("stream") / "repo"
+    for model in (C.FORECASTER_STREAM, C.FORECASTER_RNN):
+        shutil.copytree(repository / model, repo / model)
+    with TritonServer(repo) as server:
+        yield server
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_string_sequence_ids_are_sequences_of_their_own(stream_server, scheme):
+    """Triton 2.51 wrote a string ID into a UINT64 CORRID as length + bytes: "abc" became
+    another number, and 29 or 64 characters overflowed the heap and killed the server. The
+    stream reads the ID from the request instead: each string is a sequence with its own
+    window, beside an integer with the same digits, and the server lives on."""
+    ids = ["abc", "abcd", "x" * 29, "y" * 64, "7", 7]
+    with Client(stream_server.url(scheme), model=C.FORECASTER_STREAM) as client:
+        for n, sequence in enumerate(ids):  # all open at once, each n + 1 values long
+            for i in range(n + 1):
+                step = client.observe(sequence, 300.0 + i, start=i == 0)
+            assert step.held == n + 1, sequence
+        for n, sequence in enumerate(ids):
+            assert client.observe(sequence, 1.0, end=True).held == n + 2, sequence
+        assert client.is_ready()
+        # A refused last value still ends its sequence: the step frees it on END.
+        client.observe("ends", 1.0, start=True)
+        with pytest.raises(InvalidInput, match="OBSERVATION: nan in sequence ends"):
+            client.observe("ends", float("nan"), end=True)
+        with pytest.raises(InvalidInput, match="START"):
+            client.observe("ends", 1.0)

@@ -39,9 +39,9 @@ def broken_copy(repository: Path, tmp_path: Path, model: str, override: str) -> 
     return copy
 
 
-def test_model_that_fails_to_load_reports_server_errors(repository, tmp_path):
+def test_model_that_fails_to_load_reports_server_errors(classifier_repository, tmp_path):
     repo = broken_copy(
-        repository,
+        classifier_repository,
         tmp_path,
         C.POSTPROCESS,
         "    def initialize(self, args):\n        raise RuntimeError('labels unreadable')\n",
@@ -52,11 +52,11 @@ def test_model_that_fails_to_load_reports_server_errors(repository, tmp_path):
     assert "labels unreadable" in str(err.value)
 
 
-def test_ready_only_after_probe_passes(repository, tmp_path):
+def test_ready_only_after_probe_passes(classifier_repository, tmp_path):
     """The models load and warm up (Triton says ready), then preprocess cannot serve: not
     ready for us."""
     repo = broken_copy(
-        repository,
+        classifier_repository,
         tmp_path,
         C.PREPROCESS,
         "    def execute(self, requests):\n"
@@ -102,8 +102,13 @@ def assert_port_closed(port: int) -> None:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_serve_forwards_signal_and_exits_cleanly(repository, signum):
+# Every family once (the start a newcomer sees, with no error line), the classifier alone for
+# the other signal.
+@pytest.mark.parametrize(
+    "signum, served", [(signal.SIGINT, "repository"), (signal.SIGTERM, "classifier_repository")]
+)
+def test_serve_forwards_signal_and_exits_cleanly(request, signum, served):
+    repository = request.getfixturevalue(served)
     ports = Ports.free()
     proc = maas_serve(repository, ports)  # not --quiet: the log a newcomer sees
     try:
@@ -129,11 +134,11 @@ def test_serve_forwards_signal_and_exits_cleanly(repository, signum):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_during_startup_leaves_no_server(repository, signum):
+def test_signal_during_startup_leaves_no_server(classifier_repository, signum):
     """The signal lands after tritonserver was spawned, before it is ready (the gap where a
     Ctrl-C used to kill `maas` and orphan the server)."""
     ports = Ports.free()
-    proc = maas_serve(repository, ports, "--quiet")
+    proc = maas_serve(classifier_repository, ports, "--quiet")
     try:
         triton = tritonserver_child(proc.pid)
         proc.send_signal(signum)
@@ -147,10 +152,10 @@ def test_signal_during_startup_leaves_no_server(repository, signum):
             proc.wait()
 
 
-def test_killed_launcher_takes_its_server_down(repository):
+def test_killed_launcher_takes_its_server_down(classifier_repository):
     """SIGKILL cannot be caught: the server is told by the kernel (parent-death signal)."""
     ports = Ports.free()
-    proc = maas_serve(repository, ports, "--quiet")
+    proc = maas_serve(classifier_repository, ports, "--quiet")
     try:
         assert "[maas] ready" in read_until_ready(proc)
         triton = tritonserver_child(proc.pid)

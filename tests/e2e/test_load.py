@@ -6,7 +6,8 @@ import csv
 
 import pytest
 
-from maas.benchmarks.load import PERF_ANALYZER_COLUMNS, Target, run_load, write_csv
+from maas.benchmarks.load import Target, run_load
+from maas.benchmarks.measured import PERF_ANALYZER_COLUMNS, write_csv
 from maas.runtime import names as C
 
 SHORT = dict(warmup_s=0.3, window_s=0.5, max_windows=4)

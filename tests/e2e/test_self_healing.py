@@ -92,10 +92,22 @@ def test_a_dead_stub_is_detected_and_reloaded_under_load(healing, heldout_png, k
     time.sleep(0.5)  # steady load first
     events_before = len(server.watchdog.events)
     killed = kill_stub(server, model)
-    red = None
-    while time.monotonic() - killed < 12:
-        if red is None and health_code(health_url) == 503:
+
+    def served_again() -> bool:  # the plain client's last answer since the kill is a success
+        after = [ok for t, ok in outcomes["plain"] if t >= killed]
+        return bool(after) and after[-1]
+
+    # The window ends once health is green again and the plain client, having failed, is
+    # answered again, plus half a second of load (12 s at most).
+    red = green = None
+    while time.monotonic() - killed < 12 and (
+        green is None or not served_again() or time.monotonic() - green < 0.5
+    ):
+        code = health_code(health_url)
+        if red is None and code == 503:
             red = time.monotonic() - killed
+        elif red is not None and green is None and code == 200:
+            green = time.monotonic()
         time.sleep(0.05)
     stop.set()
     for t in threads:
@@ -140,9 +152,9 @@ def test_a_stream_is_reloaded_and_starts_afresh(healing):
 
 
 @pytest.fixture
-def one_server(repository):
+def one_server(classifier_repository):
     """A server of its own, without the watchdog (heal=False)."""
-    server = TritonServer(repository).start()
+    server = TritonServer(classifier_repository).start()
     yield server
     server.stop()
 
@@ -163,9 +175,9 @@ def test_a_clean_stop_after_a_stub_died(one_server, heldout_png):
     assert in_group(group) == []  # nothing of it is left running
 
 
-def test_a_stub_that_dies_during_warm_up_fails_the_start_clearly(repository, tmp_path):
+def test_a_stub_that_dies_during_warm_up_fails_the_start_clearly(classifier_repository, tmp_path):
     copy = tmp_path / "repository"
-    shutil.copytree(repository, copy)
+    shutil.copytree(classifier_repository, copy)
     (copy / C.POSTPROCESS / "1" / "model.py").write_text(
         "import os, signal\n\n"
         "class TritonPythonModel:\n"

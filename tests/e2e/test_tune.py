@@ -11,9 +11,12 @@ from maas.runtime import names as C
 from maas.serve import TritonServer
 
 
-def test_tune_tiny_space_writes_loadable_configs(repository, checkpoint_path, tmp_path):
-    applied = tmp_path / "applied"
-    shutil.copytree(repository, applied)
+def test_tune_tiny_space_writes_loadable_configs(
+    repository, classifier_repository, checkpoint_path, tmp_path
+):
+    applied = tmp_path / "applied"  # the classifier's pipeline and another family's model
+    shutil.copytree(classifier_repository, applied)
+    shutil.copytree(repository / C.FORECASTER_RNN, applied / C.FORECASTER_RNN)
     best = main([
         "--repository", str(repository), "--checkpoint", str(checkpoint_path),
         "--concurrency", "4", "--window", "0.5", "--confirm", "1", "--p99-budget", "10000",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from maas.benchmarks.inprocess import Ceiling
-from maas.benchmarks.load import Result
+from maas.benchmarks.measured import Result
 from maas.benchmarks.report import _cpu, _targets
 
 
