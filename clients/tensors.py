@@ -65,10 +65,14 @@ def observation(sequence: int | str, value: float, start: bool, end: bool) -> tu
 
 
 def stream_step(outputs: Mapping[str, np.ndarray]) -> StreamStep:
+    """The server says 0 and READY false before a whole window (strict JSON has no NaN); the
+    Python answer says NaN, which no forecast is."""
+    ready = bool(outputs[C.READY][0, 0])
     return StreamStep(
-        *(float(outputs[n][0, 0]) for n in (C.NEXT, C.NEXT_LOWER, C.NEXT_UPPER)),
+        *(float(outputs[n][0, 0]) if ready else float("nan")
+          for n in (C.NEXT, C.NEXT_LOWER, C.NEXT_UPPER)),
         held=int(outputs[C.HELD][0, 0]),
-    )
+    )  # fmt: skip
 
 
 def image_request(images: Sequence[bytes], top_k: int | None) -> dict[str, np.ndarray]:

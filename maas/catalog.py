@@ -171,6 +171,7 @@ def forecaster_stream(window: Window, idle_seconds: float = 60.0) -> Pipeline:
     answers = (
         *(Tensor(name, "FP32", (1,)) for name in (C.NEXT, C.NEXT_LOWER, C.NEXT_UPPER)),
         Tensor(C.HELD, "INT32", (1,)),
+        Tensor(C.READY, "BOOL", (1,)),
     )
     step = Step(
         C.FORECASTER_STREAM,

@@ -15,17 +15,17 @@ server without it each core model's configs/python.pbtxt is served instead.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import signal
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
-from maas.access import TLS, Keys, Ports
+from maas.access import Keys, Ports
 from maas.backends import (
     CPU_ONLY_ARGS,
     CPU_ONLY_NOISE,
@@ -40,44 +40,10 @@ from maas.backends import (
 )
 from maas.errors import Interrupted, ServerError
 from maas.processes import die_with_parent, stop_group
+from maas.server_config import Healing, ServerConfig
 
-
-@dataclass(frozen=True)
-class Healing:
-    """The watchdog (maas.health): every `interval` seconds, a request through every pipeline
-    and a count of every step's processes; what died is reloaded. With a `health_port`, GET
-    /health there for load balancers and probes."""
-
-    interval: float = 2.0
-    health_port: int | None = None
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """What a tritonserver is started with; its command line comes from this."""
-
-    ports: Ports = field(default_factory=Ports.free)
-    host: str = "127.0.0.1"  # HTTP, gRPC, metrics and health listen here: loopback unless asked
-    backend_dir: str | Path | None = None  # more backends beside the wheel's Python backend
-    python: str | Path | None = None  # the stubs' Python: this interpreter by default
-    # "explicit": every model loaded at start, and a model whose stub died can be reloaded
-    # through the API (maas.health), versions rolled (maas.rollout); "none": Triton's default.
-    model_control: str = "explicit"
-    cwd: str | Path | None = None  # the server's working folder
-    # Where the server reads the models: the repository itself, or a published copy of it
-    # (maas publish: s3://...), whose configs are the repository's (probes, checks).
-    served_from: str | None = None
-    env: Mapping[str, str] = field(default_factory=dict)  # on top of ours: AWS_* for S3, say
-    keys: Keys = field(default_factory=Keys)
-    tls: TLS | None = None  # gRPC over TLS (maas's own probes and reloads go over HTTP)
-    healing: Healing | None = None  # no watchdog unless given
-    echo: bool = False  # print the server's log as it comes
-    start_timeout: float = 180.0
-    # How long Triton drains in-flight requests on SIGTERM. Ours take milliseconds; and a
-    # model whose stub died never finishes unloading, so Triton would wait all of it (its
-    # default: 30 s) and exit with "failed to stop server".
-    exit_timeout_s: int = 5
-    extra_args: tuple[str, ...] = ()
+__all__ = ["Healing", "ServerConfig", "TritonServer"]  # the launcher and what it takes
+log = logging.getLogger(__name__)
 
 
 class TritonServer:
@@ -103,6 +69,7 @@ class TritonServer:
         self._endpoint = None
         self._restarting = threading.Event()
         self._stopping = False
+        self._crashes: collections.deque[float] = collections.deque()  # when it died, unasked
 
     @property
     def ports(self) -> Ports:
@@ -368,7 +335,9 @@ class TritonServer:
                     if code not in (0, -self._signal):
                         print(self._unclean(code), flush=True)
                     return -self._signal
-                if self.process in (None, proc):
+                if self.process not in (None, proc):
+                    continue  # the watchdog started the next one
+                if not self._restart_after_crash(code):
                     return code
         except ServerError:
             if self._signal is None:
@@ -378,6 +347,33 @@ class TritonServer:
             self.stop()
             for s, handler in old.items():
                 signal.signal(s, handler)
+
+    def _restart_after_crash(self, code: int) -> bool:
+        """tritonserver exited without being asked: start it again on the same ports, where
+        healing is on and it has not died `restarts_per_minute` times in the last minute
+        (a server that dies at once would otherwise be restarted for ever)."""
+        healing = self.config.healing
+        if healing is None or self._stopping:
+            return False
+        now = time.monotonic()
+        while self._crashes and now - self._crashes[0] > 60:
+            self._crashes.popleft()
+        self._crashes.append(now)
+        if len(self._crashes) > healing.restarts_per_minute:
+            log.error("tritonserver died (exit code %s) %d times in a minute: giving up",
+                      code, len(self._crashes))  # fmt: skip
+            return False
+        text = (f"tritonserver died (exit code {code}): starting it again on the same ports "
+                f"({len(self._crashes)} of {healing.restarts_per_minute} a minute)")  # fmt: skip
+        if self.watchdog is not None:
+            self.watchdog.events.append((time.time(), text))
+        log.warning(text)
+        try:
+            self.restart()
+        except ServerError as e:
+            log.error("tritonserver did not start again: %s", str(e).splitlines()[0])
+            return self._signal is None and self._restart_after_crash(code)
+        return True
 
     def _unclean(self, code: int) -> str:
         return (

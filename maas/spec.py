@@ -27,6 +27,7 @@ DTYPES = {
     "INT32": np.int32,
     "INT64": np.int64,
     "UINT8": np.uint8,
+    "BOOL": np.bool_,
     "BYTES": np.object_,
 }
 

@@ -29,12 +29,15 @@ LOWER = "LOWER"  # FP32 [h]: the prediction interval's bounds
 UPPER = "UPPER"
 
 # The forecaster's stream: one observation per request under a Triton sequence.
-FORECASTER_STREAM = "forecaster_stream"  # OBSERVATION -> NEXT, NEXT_LOWER, NEXT_UPPER, HELD
+FORECASTER_STREAM = "forecaster_stream"  # OBSERVATION -> NEXT, NEXT_LOWER/UPPER, HELD, READY
 OBSERVATION = "OBSERVATION"  # FP32 [1]: the next value of the series
-NEXT = "NEXT"  # FP32 [1]: the forecast of the value after it (NaN until a window is held)
+NEXT = "NEXT"  # FP32 [1]: the forecast of the value after it (0 until READY)
 NEXT_LOWER = "NEXT_LOWER"  # FP32 [1]: its prediction interval
 NEXT_UPPER = "NEXT_UPPER"
 HELD = "HELD"  # INT32 [1]: observations the server holds for this sequence (up to the window)
+# BOOL [1]: NEXT holds a forecast (a whole window is held). Not NaN before it: Triton writes NaN
+# into JSON as a bare `NaN`, which strict parsers (JSON.parse, Go's encoding/json) refuse.
+READY = "READY"
 
 # The generative families (maas.catalog.vae, maas.catalog.gan).
 VAE_ENCODE = "vae_encode"  # IMAGE -> LATENT: an image compressed to its latent mean

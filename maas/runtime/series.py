@@ -85,11 +85,22 @@ def forecast(
     lower = np.asarray(window.lower, dtype=np.float64)
     upper = np.asarray(window.upper, dtype=np.float64)
     values = unscale(scaled, loc, scale)
-    return (
-        values.astype(np.float32),
-        unscale(scaled + lower, loc, scale).astype(np.float32),
-        unscale(scaled + upper, loc, scale).astype(np.float32),
-    )
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, which check_finite refuses
+        return (
+            values.astype(np.float32),
+            unscale(scaled + lower, loc, scale).astype(np.float32),
+            unscale(scaled + upper, loc, scale).astype(np.float32),
+        )
+
+
+def check_finite(values: tuple[np.ndarray, ...], tensor: str) -> None:
+    """Refuse forecasts that overflowed float32 (a finite history of values near ±3.4e38),
+    naming the input that caused them."""
+    if not all(np.isfinite(v).all() for v in values):
+        raise SeriesError(
+            f"{tensor}: its forecast is beyond float32's range (±3.4e38): scale the series down",
+            "overflow",
+        )
 
 
 def windows(series: np.ndarray, length: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +147,7 @@ class ForecasterPostprocess(StepModel):
     the network's; the network's when not given)."""
 
     PARAMETERS = ("lower", "upper")
-    REFUSED, TENSOR = SeriesError, C.HORIZON
+    REFUSED = SeriesError  # its messages name HORIZON or HISTORY
 
     def setup(self) -> None:
         [steps] = self.dims(C.SCALED_FORECAST)
@@ -149,13 +160,17 @@ class ForecasterPostprocess(StepModel):
             return self.window.horizon
         values = np.unique(given)
         if len(values) != 1:
-            raise SeriesError("must be the same for every series of a request")
-        return check_horizon(int(values[0]), self.window.horizon)
+            raise SeriesError(f"{C.HORIZON}: must be the same for every series of a request")
+        try:
+            return check_horizon(int(values[0]), self.window.horizon)
+        except SeriesError as e:
+            raise SeriesError(f"{C.HORIZON}: {e}", "bad_horizon") from None
 
     def answer(self, request):
         k = self._horizon(request)
         scaled, loc, scale = (self.input(request, n) for n in (C.SCALED_FORECAST, C.LOC, C.SCALE))
-        values = forecast(scaled, loc, scale, self.window)
+        values = tuple(v[:, :k] for v in forecast(scaled, loc, scale, self.window))
+        check_finite(values, C.HISTORY)
         self.metrics.count(FORECASTS, len(scaled))
         names = (C.FORECAST, C.LOWER, C.UPPER)
-        return [self.pb.Tensor(n, v[:, :k]) for n, v in zip(names, values, strict=True)]
+        return [self.pb.Tensor(n, v) for n, v in zip(names, values, strict=True)]

@@ -1,14 +1,14 @@
 """ForecasterStream: one OBSERVATION per request under a Triton sequence -> NEXT (the next
-value's forecast, with NEXT_LOWER/NEXT_UPPER) and HELD.
+value's forecast, with NEXT_LOWER/NEXT_UPPER), HELD and READY.
 
 The state of a sequence is its last `length` observations, kept here by correlation ID (an
-integer or a string, read from the request itself, not from a CORRID control): START
-begins it afresh, END frees it after answering, and a sequence silent for `idle_seconds` is
-freed too (Triton ends it then; the model is not told, so it checks at every call). Until a
-whole window is held, NEXT is NaN. Every full window of a batch goes to the forecaster's own
-network, the gated and versioned core model named by the parameter `network`, in one call
-through Triton (BLS), with runtime.series scaling as the forecaster ensemble does: one network
-per family, and no ONNX Runtime in this step's Python.
+integer or a string, read from the request itself, not from a CORRID control): START begins it
+afresh, END frees it after answering, and a sequence silent for `idle_seconds` is freed too
+(Triton ends it then; the model is not told, so it checks at every call). Until a whole window
+is held, READY is false and NEXT 0 (not NaN: strict JSON has none). Every full window of a
+batch goes to the forecaster's own network, the gated and versioned core model named by the
+parameter `network`, in one call through Triton (BLS), with runtime.series scaling as the
+forecaster ensemble does: one network per family, and no ONNX Runtime in this step's Python.
 
 A stream's state lives in this stub: a dead stub loses it, and the sequences it held start
 afresh after the watchdog's reload.
@@ -24,8 +24,8 @@ import numpy as np
 from . import names as C
 from .errors import Refused
 from .metrics import SEQUENCES
-from .series import Window, floats, forecast, scale_window
-from .step import StepModel, failure
+from .series import SeriesError, Window, check_finite, floats, forecast, scale_window
+from .step import StepModel, failure, refusal
 
 
 class ForecasterStream(StepModel):
@@ -90,8 +90,8 @@ class ForecasterStream(StepModel):
         responses, seen = self.attempt_each(requests, lambda r: self._observe(r, now))
         held = {i: len(values) for i, values in seen.items()}
         full = {i: scale_window(v, self.length) for i, v in seen.items() if len(v) == self.length}
-        nan = np.full((1, 1), np.nan, np.float32)
-        answers = {i: (nan, nan, nan) for i in held}
+        zero = np.zeros((1, 1), np.float32)
+        answers = {i: (zero, zero, zero) for i in held}
         if full:
             order = list(full)
             windows = np.stack([full[i][0] for i in order])[..., None]
@@ -107,10 +107,16 @@ class ForecasterStream(StepModel):
                 values, lower, upper = forecast(scaled[:, :1], locs, scales, self.window)
                 for row, i in enumerate(order):
                     answers[i] = (values[row : row + 1], lower[row : row + 1], upper[row : row + 1])
+                    try:  # one sequence's overflow is its own request's refusal
+                        check_finite(answers[i], C.OBSERVATION)
+                    except SeriesError as e:
+                        responses[i] = refusal(self.pb, e, self.metrics)
+                        del held[i]
         for i, count in held.items():
             responses[i] = self.respond(
                 **dict(zip((C.NEXT, C.NEXT_LOWER, C.NEXT_UPPER), answers[i], strict=True)),
                 **{C.HELD: np.array([[count]], np.int32)},
+                **{C.READY: np.array([[count == self.length]], np.bool_)},
             )
         self.metrics.set(SEQUENCES, len(self.sequences))
         return responses

@@ -275,3 +275,56 @@ def test_string_sequence_ids_are_sequences_of_their_own(stream_server, scheme):
             client.observe("ends", float("nan"), end=True)
         with pytest.raises(InvalidInput, match="START"):
             client.observe("ends", 1.0)
+
+
+def strict_json(text: str):
+    """json.loads as JavaScript's JSON.parse reads: a bare NaN or Infinity is an error."""
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_stream_answers_over_http_are_strict_json(stream_server):
+    """Before a whole window the stream says READY false and NEXT 0, not a bare NaN."""
+    import urllib.request
+
+    url = f"http://{stream_server.http_url}/v2/models/{C.FORECASTER_STREAM}/infer"
+    for i in range(49):
+        parameters = {"sequence_id": "json", "sequence_start": i == 0, "sequence_end": i == 48}
+        body = {
+            "parameters": parameters,
+            "inputs": [
+                {"name": C.OBSERVATION, "shape": [1, 1], "datatype": "FP32", "data": [330.0 + i]}
+            ],
+        }
+        request = urllib.request.Request(url, json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            outputs = {o["name"]: o["data"] for o in strict_json(answer.read())["outputs"]}
+        assert outputs[C.HELD] == [min(i + 1, 48)]
+        assert outputs[C.READY] == [i >= 47]
+        if i < 47:
+            assert outputs[C.NEXT] == outputs[C.NEXT_LOWER] == outputs[C.NEXT_UPPER] == [0.0]
+        else:
+            assert outputs[C.NEXT_LOWER][0] < outputs[C.NEXT][0] < outputs[C.NEXT_UPPER][0]
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_finite_inputs_whose_forecast_overflows_are_refused(server, stream_server, scheme):
+    """Values near float32's limit are finite, but their forecast is not: the request is
+    refused naming its input, and the next one is answered."""
+    huge = [3.4e38] * 47 + [-3.4e38]
+    with Client(server.url(scheme)) as client:
+        with pytest.raises(InvalidInput, match=r"HISTORY: its forecast is beyond float32's range"):
+            client.forecast(huge)
+        assert np.isfinite(client.forecast([330.0 + i for i in range(48)]).values).all()
+    # One dip, then 47 values at the limit: the next value's upper bound overflows.
+    dip = [-3.4e38] + [3.4e38] * 47
+    with Client(stream_server.url(scheme), model=C.FORECASTER_STREAM) as client:
+        for i, value in enumerate(dip[:-1]):
+            client.observe(f"huge-{scheme}", value, start=i == 0)
+        with pytest.raises(InvalidInput, match=r"OBSERVATION: its forecast is beyond float32's"):
+            client.observe(f"huge-{scheme}", dip[-1])
+        step = client.observe(f"fine-{scheme}", 1.0, start=True, end=True)
+        assert step.held == 1 and np.isnan(step.next)

@@ -105,7 +105,7 @@ def assert_port_closed(port: int) -> None:
 # Every family once (the start a newcomer sees, with no error line), the classifier alone for
 # the other signal.
 @pytest.mark.parametrize(
-    "signum, served", [(signal.SIGINT, "repository"), (signal.SIGTERM, "classifier_repository")]
+    "signum, served", [(signal.SIGTERM, "repository"), (signal.SIGINT, "classifier_repository")]
 )
 def test_serve_forwards_signal_and_exits_cleanly(request, signum, served):
     repository = request.getfixturevalue(served)
@@ -237,3 +237,59 @@ def test_config_check_agrees_with_triton(repository, tmp_path):
     with pytest.raises(ServerError, match="preferred size must be <= max batch size"):
         TritonServer(repo, ServerConfig(start_timeout=120)).start()
     assert "preferred size 16 must be <= max_batch_size 8" in problem
+
+
+def test_serve_starts_a_dead_tritonserver_again(classifier_repository, heldout_png):
+    """tritonserver itself killed, as a crash kills it: `maas serve` says so, starts it again
+    on the same ports (health red meanwhile) and serves, then stops cleanly on SIGTERM."""
+    import urllib.error
+    import urllib.request
+
+    from maas.clients.client import Client
+
+    def health() -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/health", timeout=2) as a:
+                return a.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    ports, health_port = Ports.free(), Ports.free().http
+    proc = maas_serve(classifier_repository, ports, "--quiet", "--check-interval", "0.5",
+                      "--health-port", str(health_port))  # fmt: skip
+    try:
+        assert "[maas] ready" in read_until_ready(proc)
+        first = tritonserver_child(proc.pid)
+        os.kill(first, signal.SIGKILL)
+        deadline, red = time.monotonic() + 10, False
+        while not red and time.monotonic() < deadline:
+            red = health() == 503
+            time.sleep(0.1)
+        assert red, "/health stayed green with tritonserver dead"
+        said = read_until(proc, "starting it again on the same ports")
+        assert "tritonserver died (exit code -9)" in said, said
+        deadline = time.monotonic() + 90
+        while health() != 200:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "not serving again in 90 s"
+            time.sleep(0.2)
+        second = tritonserver_child(proc.pid)
+        assert second != first
+        with Client(f"grpc://127.0.0.1:{ports.grpc}") as client:
+            assert client.classify([heldout_png[0]])[0].top.label
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert gone(second, timeout=5)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def read_until(proc: subprocess.Popen, text: str, timeout: float = 30) -> str:
+    deadline, lines = time.monotonic() + timeout, []
+    for line in proc.stdout:
+        lines.append(line)
+        if text in line or time.monotonic() > deadline:
+            break
+    return "".join(lines)

@@ -97,17 +97,25 @@ def test_a_dead_stub_is_detected_and_reloaded_under_load(healing, heldout_png, k
         after = [ok for t, ok in outcomes["plain"] if t >= killed]
         return bool(after) and after[-1]
 
-    # The window ends once health is green again and the plain client, having failed, is
-    # answered again, plus half a second of load (12 s at most).
-    red = green = None
-    while time.monotonic() - killed < 12 and (
-        green is None or not served_again() or time.monotonic() - green < 0.5
+    # Recovered: health green again and the plain client served, then 3 s of load with no
+    # failure (a failure starts the 3 s again; 15 s at most). Meanwhile health must stay green
+    # and the watchdog quiet: no relapse, no second reload, no needless restart.
+    red = green = recovered = None
+    relapsed = []
+    while time.monotonic() - killed < 15 and (
+        recovered is None or time.monotonic() < recovered + 3
     ):
         code = health_code(health_url)
         if red is None and code == 503:
             red = time.monotonic() - killed
         elif red is not None and green is None and code == 200:
             green = time.monotonic()
+        if recovered is not None and any(not ok for t, ok in outcomes["plain"] if t > recovered):
+            recovered = None
+        if recovered is None and green is not None and served_again():
+            recovered, recovered_at = time.monotonic(), time.time()  # events are wall-clock
+        elif recovered is not None and code != 200:
+            relapsed.append(code)
         time.sleep(0.05)
     stop.set()
     for t in threads:
@@ -129,6 +137,8 @@ def test_a_dead_stub_is_detected_and_reloaded_under_load(healing, heldout_png, k
     # meets the dying stub waits ~2 s for Triton to fail it (CI once saw 3.0 s that way).
     assert red is not None and red <= CENSUS_S + 1.5  # slack for a busy machine
     assert serving_again is not None and serving_again <= 10.0
+    assert recovered is not None and recovered - killed <= 10.0 and relapsed == []
+    assert [e for t, e in events if t >= recovered_at] == []  # nothing healed after it
     assert failed_retrying == 0
     assert health_code(health_url) == 200
     assert len(stubs(server.process.pid)[model]) >= 1

@@ -172,6 +172,7 @@ def test_the_pods_config_renders_wherever_the_checkout_lives(tmp_path):
     conf = pod_config(js_module=str(linked), scratch=scratch, guard_dir=guard)
     assert f"js_path {guard};" in conf and f"pid {scratch}/nginx.pid;" in conf
     assert f"client_body_temp_path {scratch}/client_body;" in conf
+    assert conf.count("_temp_path ") == 5 and conf.count(f"_temp_path {scratch}/") == 5
     here = conf.replace(str(tmp_path), "HERE")
     assert not re.search(r"\s(/tmp/|/etc/nginx/|modules/)", here)  # none of the pod's left
     _nginx_accepts(binary, conf, scratch)

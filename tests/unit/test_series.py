@@ -8,6 +8,7 @@ import pytest
 from maas.runtime.series import (
     SeriesError,
     Window,
+    check_finite,
     check_horizon,
     forecast,
     scale_window,
@@ -67,3 +68,14 @@ def test_windows_pair_each_history_with_what_follows():
     assert x[1].tolist() == [1, 2, 3, 4] and y[1].tolist() == [5, 6, 7]
     with pytest.raises(SeriesError, match="no 8\\+3 window"):
         windows(np.arange(10.0), 8, 3)
+
+
+def test_a_forecast_beyond_float32_is_refused_naming_the_input():
+    """A finite window near float32's limit: its interval's upper bound overflows to inf."""
+    history = np.array([3.4e38] * 47 + [-3.4e38])
+    _, loc, scale = scale_window(history, 48)
+    values = forecast(np.array([[1.0]]), [loc], [scale], Window(48, 1, (-1.0,), (1.0,)))
+    assert not np.isfinite(values[2]).all()  # what would have been answered with status OK
+    with pytest.raises(SeriesError, match="HISTORY: its forecast is beyond float32's range"):
+        check_finite(values, "HISTORY")
+    check_finite(forecast(np.array([[1.0]]), [0.0], [1.0], Window(48, 1, (-1.0,), (1.0,))), "X")

@@ -214,6 +214,89 @@ def test_polygraphy_errors_become_one_line_and_its_logger_is_put_back(capfd, mon
         G_LOGGER.critical("left as it is")
 
 
+# engine_runner, with Polygraphy's TrtRunner replaced --------------------------------------
+
+
+class RunnerDouble:
+    """TrtRunner as engine_runner uses it: infer() records each feed and answers
+    Y = (X[:, 0, 0, 0], M[:, 0]) per row in one output buffer it reuses, as the real runner
+    does."""
+
+    def __init__(self, engine, name):
+        self.engine, self.name = engine, name
+        self.feeds: list[dict[str, np.ndarray]] = []
+        self._buffer = np.full((64, 2), np.nan, np.float32)
+
+    def activate(self):
+        pass
+
+    def infer(self, feed, check_inputs=True):
+        self.feeds.append(feed)
+        rows = len(feed["X"])
+        self._buffer[:rows] = np.stack([feed["X"][:, 0, 0, 0], feed["M"][:, 0]], axis=1)
+        return {"Y": self._buffer[:rows]}
+
+    def deactivate(self):
+        pass
+
+
+@pytest.fixture
+def runners(tensorrt_10, monkeypatch):
+    """engine_runner's TrtRunner replaced by RunnerDouble (the engine loader it is given stays
+    Polygraphy's, never called); the doubles it made."""
+    import polygraphy.backend.trt
+
+    made: list[RunnerDouble] = []
+
+    def trt_runner(engine, name):
+        made.append(RunnerDouble(engine, name))
+        return made[-1]
+
+    monkeypatch.setattr(polygraphy.backend.trt, "TrtRunner", trt_runner)
+    return made
+
+
+def test_a_plan_that_does_not_load_is_a_tensorrt_error_naming_the_likely_cause(
+    runners, monkeypatch, tmp_path
+):
+    """A failed activate() (Polygraphy's, for a plan of another TensorRT or GPU) is one
+    TensorRTError naming the plan, this TensorRT and GPU, and the likely cause."""
+    from polygraphy.logger import G_LOGGER
+
+    def deserialization_fails(self):  # as Polygraphy's EngineFromBytes reports it
+        G_LOGGER.critical("Could not deserialize engine. See log for details.")
+
+    monkeypatch.setattr(RunnerDouble, "activate", deserialization_fails)
+    plan = tmp_path / "model.plan"
+    with pytest.raises(TensorRTError) as err:
+        T.engine_runner(plan, CORE, 8)
+    assert str(err.value) == (
+        f"TensorRT could not load {plan}: usually a plan built by another TensorRT version or "
+        f"for another GPU (this one: 10.5.0, sm 8.9): "
+        f"Could not deserialize engine. See log for details."
+    )
+    assert isinstance(err.value, MaasError)
+    assert len(runners) == 1
+
+
+def test_a_batch_over_the_profile_max_runs_in_chunks_and_comes_back_in_order(runners, tmp_path):
+    """Rows past the profile's max are fed in chunks of at most max_batch, each a contiguous
+    array, and the outputs are joined in the rows' order (copied out of the runner's reused
+    buffer)."""
+    run = T.engine_runner(tmp_path / "model.plan", CORE, 8)
+    rows = np.arange(20, dtype=np.float32)
+    x = np.asfortranarray(np.broadcast_to(rows[:, None, None, None], (20, 3, 8, 8)))
+    m = np.broadcast_to(-rows[:, None], (20, 4)).copy()
+    out = run({"X": x, "M": m})
+    [runner] = runners
+    assert [{k: v.shape for k, v in feed.items()} for feed in runner.feeds] == [
+        {"X": (n, 3, 8, 8), "M": (n, 4)} for n in (8, 8, 4)
+    ]
+    assert all(a.flags.c_contiguous for feed in runner.feeds for a in feed.values())
+    assert list(out) == ["Y"]
+    np.testing.assert_array_equal(out["Y"], np.stack([rows, -rows], axis=1))
+
+
 # No TensorRT, a broken one, another version ----------------------------------------------
 
 
