@@ -84,7 +84,9 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     if not np.isfinite(images).all():
         # What a decoder makes of a LATENT with NaN or inf in it: refuse, not a black PNG.
         raise GenerationError(
-            "the decoded image has NaN or inf values (was the input finite?)", "not_finite"
+            "the decoded image has NaN or inf values: send finite values of a normal's "
+            "range (|x| < 10 or so)",
+            "not_finite",
         )
     return np.rint(np.clip(images[:, 0], 0.0, 1.0) * 255.0).astype(np.uint8)
 
@@ -150,10 +152,12 @@ class Noise(StepModel):
 class Png(StepModel):
     """DECODED images (0..1) -> PNG files: batched (vae_png: one PNG per batch row) or
     unbatched (vae_sample_png, gan_png: the COUNT images of one request), as its config says.
-    A request whose images are not finite (a LATENT with NaN in it) gets its own INVALID_ARG
-    error; its batch-mates are answered."""
+    A request whose images are not finite (a LATENT with NaN in it, or values so large the
+    decoder overflows) gets its own INVALID_ARG error; its batch-mates are answered."""
 
-    REFUSED, TENSOR = GenerationError, C.DECODED
+    # Refusals name LATENT, the input a client sends that can make them (vae_decode): seeds
+    # (vae_sample, the GAN) and images (vae_reconstruct) always decode to finite images.
+    REFUSED, TENSOR = GenerationError, C.LATENT
 
     def setup(self) -> None:
         self.row = (-1, 1) if self.config["max_batch_size"] > 0 else (-1,)

@@ -120,6 +120,7 @@ def test_bad_latent_or_image_fails_only_its_own_request_in_a_batch(server, heldo
             codes = await client.encode(heldout_png[:12])
             rows = [codes[i : i + 1] for i in range(12)]
             rows[4] = np.full((1, 16), np.nan, np.float32)
+            rows[5] = np.array([[3.4e38, -3.4e38] * 8], np.float32)  # finite; decodes to inf
             decoded = await asyncio.gather(
                 *(client.decode(r) for r in rows), return_exceptions=True
             )
@@ -131,8 +132,9 @@ def test_bad_latent_or_image_fails_only_its_own_request_in_a_batch(server, heldo
             return decoded, rebuilt
 
     decoded, rebuilt = asyncio.run(run())
-    assert [i for i, r in enumerate(decoded) if isinstance(r, Exception)] == [4]
-    assert "DECODED: the decoded image has NaN or inf values" in str(decoded[4])
+    assert [i for i, r in enumerate(decoded) if isinstance(r, Exception)] == [4, 5]
+    for refused in (decoded[4], decoded[5]):
+        assert "LATENT: the decoded image has NaN or inf values" in str(refused)
     assert [i for i, r in enumerate(rebuilt) if isinstance(r, Exception)] == [7]
     assert "IMAGE: not a recognised image" in str(rebuilt[7])
 
