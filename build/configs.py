@@ -18,7 +18,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from maas.errors import ConfigError
 from maas.runtime.images import DEFAULT_MAX_PIXELS
-from maas.spec import DTYPES, Pipeline, SequenceBatching, Step, Tensor, Warmup
+from maas.spec import DTYPES, Pipeline, Step, Tensor, Warmup
 
 
 @dataclass(frozen=True)
@@ -148,51 +148,24 @@ def python_config(
 ) -> mc.ModelConfig:
     """A Python-backend step: its class reads `parameters` (default: the declaration's; the
     build adds its stamps); dynamically batched unless the step is unbatched (max_batch_size
-    0: each request is one call, and warm-up batch 1)."""
+    0: each request is one call, and warm-up batch 1). A step that keeps sequences has one
+    instance, whatever the options say: its state lives in that stub."""
     max_batch = opts.max_batch_size if step.batched else 0
+    parameters = step.config_parameters if parameters is None else parameters
     config = mc.ModelConfig(
         name=step.model,
         backend="python",
         max_batch_size=max_batch,
         input=[_input(t) for t in step.inputs],
         output=[_output(t) for t in step.outputs],
-        instance_group=_cpu(opts.count(step)),
-        parameters=_params(**(step.parameters if parameters is None else parameters)),
+        instance_group=_cpu(1 if step.sequences else opts.count(step)),
+        parameters=_params(**parameters),
         model_warmup=_warmups(step, max(max_batch, 1)),
     )
     if not step.batched:
         return config
-    if step.sequence is None:
-        config.dynamic_batching.CopyFrom(_batching(opts))
-    else:
-        config.sequence_batching.CopyFrom(_sequence_batching(step.sequence, opts))
+    config.dynamic_batching.CopyFrom(_batching(opts))
     return config
-
-
-def _sequence_batching(seq: SequenceBatching, opts: ServingOptions) -> mc.ModelSequenceBatching:
-    """START and END as 0/1 FP32 flags for the model to read; sequences batched oldest first,
-    as many as `max_sequences` at once. No CORRID control: the step reads each request's own
-    correlation ID, an integer or a string as the client sent it. Triton 2.51 writes a string
-    ID into a TYPE_UINT64 CORRID as length + bytes: a wrong number up to 4 characters, a heap
-    overflow that kills the server beyond (docs/security.md, known issues)."""
-    control = mc.ModelSequenceBatching.Control
-    return mc.ModelSequenceBatching(
-        max_sequence_idle_microseconds=int(seq.idle_seconds * 1e6),
-        control_input=[
-            mc.ModelSequenceBatching.ControlInput(
-                name=name, control=[control(kind=kind, fp32_false_true=[0, 1])]
-            )
-            for name, kind in (
-                ("START", control.CONTROL_SEQUENCE_START),
-                ("END", control.CONTROL_SEQUENCE_END),
-            )
-        ],
-        oldest=mc.ModelSequenceBatching.StrategyOldest(
-            max_candidate_sequences=seq.max_sequences,
-            preferred_batch_size=[min(opts.preferred_batch_size or 1, opts.max_batch_size)],
-            max_queue_delay_microseconds=opts.queue_delay_us,
-        ),
-    )
 
 
 def _core_common(step: Step, opts: ServingOptions, versions: list[int]) -> dict:

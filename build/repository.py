@@ -266,7 +266,7 @@ def _write_python_step(folder: Path, step, opts) -> None:
     environment it needs beyond numpy, its config with the stamps, files and warm-up."""
     cls = shipped.check(step)
     shipped.write_version(folder / "1", step.adapter)
-    parameters = {**step.parameters, **shipped.stamps()}
+    parameters = {**step.config_parameters, **shipped.stamps()}
     if cls is not None and cls.NEEDS:
         packages = environment.write_environment(folder, cls.NEEDS)
         parameters["EXECUTION_ENV_PATH"] = environment.EXECUTION_ENV

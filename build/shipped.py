@@ -52,9 +52,9 @@ def check(step) -> type[StepModel] | None:
     if is_file(step.adapter):
         return None
     cls = step_class(step.adapter)
-    if set(step.parameters) != set(cls.PARAMETERS):
+    if set(step.config_parameters) != set(cls.PARAMETERS):
         raise StepDeclarationError(
-            f"{step.model}: declared parameters {sorted(step.parameters)}, but "
+            f"{step.model}: declared parameters {sorted(step.config_parameters)}, but "
             f"{step.adapter} reads {sorted(cls.PARAMETERS)}"
         )
     return cls

@@ -25,7 +25,7 @@ from maas.runtime import names as C
 from maas.runtime.images import DEFAULT_MAX_PIXELS, Preprocessing
 from maas.runtime.png import encode_png
 from maas.runtime.series import Window
-from maas.spec import Pipeline, SequenceBatching, Step, Tensor, Warmup, csv
+from maas.spec import Pipeline, Sequences, Step, Tensor, Warmup, csv
 
 LABELS_FILE = "labels.txt"
 
@@ -163,8 +163,8 @@ def forecaster(window: Window) -> Pipeline:
 
 
 def forecaster_stream(window: Window, idle_seconds: float = 60.0) -> Pipeline:
-    """One observation per request under a Triton sequence (correlation ID, START/END); the
-    server keeps each sequence's last `window.length` values and answers the next-step
+    """One observation per request under a Triton sequence (sequence ID, START/END); the
+    step keeps each sequence's last `window.length` values and answers the next-step
     forecast once it has them, from the forecaster's own network (forecaster_rnn, called
     through Triton). Clients call the model itself: there is nothing to chain."""
     observation = Tensor(C.OBSERVATION, "FP32", (1,))
@@ -183,10 +183,9 @@ def forecaster_stream(window: Window, idle_seconds: float = 60.0) -> Pipeline:
             "length": str(window.length),
             "lower": csv(window.lower[:1]),
             "upper": csv(window.upper[:1]),
-            "idle_seconds": str(idle_seconds),
             "network": C.FORECASTER_RNN,  # the gated, versioned network: one per family
         },
-        sequence=SequenceBatching(idle_seconds=idle_seconds),
+        sequences=Sequences(idle_seconds=idle_seconds),
     )
     return Pipeline(C.FORECASTER_STREAM, "forecaster", (observation,), answers, (step,))
 

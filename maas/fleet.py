@@ -12,7 +12,7 @@ nginx (the Debian package, run as our child with a generated config) balances HT
 refuses the HTTP requests that would crash a tritonserver): a replica that refuses a
 connection is left out for `fail_timeout` and the request goes to the next one. Inference
 requests are retried there on connection errors only, before any answer came back: every
-stateless pipeline's request is safe to send twice. A stream (sequence batching) keeps its
+stateless pipeline's request is safe to send twice. A stream keeps its
 state in one replica, so its steps stick to that replica by a hash of the sequence ID
 (docs/operate.md, "Streams behind the balancer").
 

@@ -25,6 +25,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from maas.build.configs import NAMES, numpy_dtype, read_config
 from maas.errors import ProbeError
+from maas.runtime import names as C
 
 
 def _strings(blob: bytes) -> list[bytes]:
@@ -141,7 +142,7 @@ class Probes:
         streams = {
             name: {t.name: np.zeros([1, *t.dims], numpy_dtype(t.data_type)) for t in c.input}
             for name, c in configs.items()
-            if c.HasField("sequence_batching")
+            if C.MAX_SEQUENCES in c.parameters  # a step that keeps sequences (spec.Sequences)
         }
         steps = {name: [name] for name in streams}
         for name, c in configs.items():

@@ -21,6 +21,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from maas.runtime import names as C
+
 # Triton datatype name -> numpy dtype of the array a client sends or receives.
 DTYPES = {
     "FP32": np.float32,
@@ -68,12 +70,22 @@ class Warmup:
 
 
 @dataclass(frozen=True)
-class SequenceBatching:
-    """Triton's sequence batcher instead of the dynamic one: requests carry a correlation ID
-    and START/END flags, and the model keeps each sequence's state between them."""
+class Sequences:
+    """A step that keeps each sequence's state between requests. Clients speak Triton's
+    sequence protocol (a sequence ID, START and END flags), which the step reads from each
+    request; it holds at most `capacity` sequences, and a START when full evicts the least
+    recently used one (whose next request is told to START again), so a new sequence is
+    always admitted at once. Batched dynamically, not by Triton's sequence batcher: that one
+    keeps a slot per sequence until END or its idle limit and holds a new sequence silently
+    in a backlog meanwhile, so 64 abandoned STARTs blocked every new one for a minute. Served
+    by one instance: the state lives in that stub."""
 
-    idle_seconds: float = 60.0  # a sequence silent this long is ended, its state freed
-    max_sequences: int = 64  # in flight at once (the oldest-first strategy's candidates)
+    idle_seconds: float = 60.0  # a sequence silent this long is freed
+    capacity: int = 4096  # sequences held at once (a window of floats each)
+
+    def parameters(self) -> dict[str, str]:
+        """What the step reads from its config."""
+        return {C.IDLE_SECONDS: f"{self.idle_seconds:g}", C.MAX_SEQUENCES: str(self.capacity)}
 
 
 @dataclass(frozen=True)
@@ -96,10 +108,15 @@ class Step:
     files: Mapping[str, bytes] = field(default_factory=dict)  # written beside config.pbtxt
     instances: int = 1
     warmup: tuple[Warmup, ...] = ()
-    sequence: SequenceBatching | None = None
+    sequences: Sequences | None = None  # per-sequence state (a stream)
     # False: no batch axis (max_batch_size 0); one request is one call, its dims the full
     # shape. For steps whose request makes its own batch (COUNT images from one SEED).
     batched: bool = True
+
+    @property
+    def config_parameters(self) -> dict[str, str]:
+        """The parameters its config holds: the declaration's, and a stream's (Sequences)."""
+        return {**self.parameters, **(self.sequences.parameters() if self.sequences else {})}
 
     def __post_init__(self):
         if self.kind not in ("python", "core"):

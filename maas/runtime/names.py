@@ -38,6 +38,9 @@ HELD = "HELD"  # INT32 [1]: observations the server holds for this sequence (up 
 # BOOL [1]: NEXT holds a forecast (a whole window is held). Not NaN before it: Triton writes NaN
 # into JSON as a bare `NaN`, which strict parsers (JSON.parse, Go's encoding/json) refuse.
 READY = "READY"
+# The parameters of a step that keeps sequences (maas.spec.Sequences); MAX_SEQUENCES marks one.
+IDLE_SECONDS = "idle_seconds"
+MAX_SEQUENCES = "max_sequences"
 
 # The generative families (maas.catalog.vae, maas.catalog.gan).
 VAE_ENCODE = "vae_encode"  # IMAGE -> LATENT: an image compressed to its latent mean

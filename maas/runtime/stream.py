@@ -1,14 +1,16 @@
-"""ForecasterStream: one OBSERVATION per request under a Triton sequence -> NEXT (the next
-value's forecast, with NEXT_LOWER/NEXT_UPPER), HELD and READY.
+"""ForecasterStream: one OBSERVATION per request in a sequence -> NEXT (the next value's
+forecast, with NEXT_LOWER/NEXT_UPPER), HELD and READY.
 
-The state of a sequence is its last `length` observations, kept here by correlation ID (an
-integer or a string, read from the request itself, not from a CORRID control): START begins it
-afresh, END frees it after answering, and a sequence silent for `idle_seconds` is freed too
-(Triton ends it then; the model is not told, so it checks at every call). Until a whole window
-is held, READY is false and NEXT 0 (not NaN: strict JSON has none). Every full window of a
-batch goes to the forecaster's own network, the gated and versioned core model named by the
-parameter `network`, in one call through Triton (BLS), with runtime.series scaling as the
-forecaster ensemble does: one network per family, and no ONNX Runtime in this step's Python.
+Clients speak Triton's sequence protocol: a sequence ID (an integer or a string) and START/END
+flags on the request, which this step reads from each request; Triton's sequence batcher is
+not involved (maas.spec.Sequences says why). The state of a sequence is its last `length`
+observations, in a bounded table (runtime.sequences): START begins it afresh, evicting the
+least recently used sequence when the table is full; END frees it after answering; one
+silent for `idle_seconds` is freed. Until a whole window is held, READY is false and NEXT 0
+(not NaN: strict JSON has none). Every full window of a batch goes to the forecaster's own
+network, the gated and versioned core model named by the parameter `network`, in one call
+through Triton (BLS), with runtime.series scaling as the forecaster ensemble does: one network
+per family, and no ONNX Runtime in this step's Python.
 
 A stream's state lives in this stub: a dead stub loses it, and the sequences it held start
 afresh after the watchdog's reload.
@@ -16,7 +18,6 @@ afresh after the watchdog's reload.
 
 from __future__ import annotations
 
-import collections
 import time
 
 import numpy as np
@@ -24,51 +25,38 @@ import numpy as np
 from . import names as C
 from .errors import Refused
 from .metrics import SEQUENCES
+from .sequences import SequenceTable
 from .series import SeriesError, Window, check_finite, floats, forecast, scale_window
 from .step import StepModel, failure, refusal
 
 
 class ForecasterStream(StepModel):
-    PARAMETERS = ("length", "lower", "upper", "idle_seconds", "network")
+    PARAMETERS = ("length", "lower", "upper", "network", C.IDLE_SECONDS, C.MAX_SEQUENCES)
 
     def setup(self) -> None:
         self.length = int(self.params["length"])
-        self.idle = float(self.params["idle_seconds"])
         self.network = self.params["network"]
         lower, upper = floats(self.params["lower"]), floats(self.params["upper"])
         self.window = Window(self.length, 1, lower, upper)
-        self.sequences: dict = {}  # correlation ID -> [deque of observations, last seen]
-
-    def _flag(self, request, name: str):
-        values = self.input(request, name)
-        return None if values is None else values.reshape(-1)[0]
+        self.sequences = SequenceTable(
+            self.length, int(self.params[C.MAX_SEQUENCES]), float(self.params[C.IDLE_SECONDS])
+        )
 
     def _observe(self, request, now: float) -> np.ndarray:
         """Record the request's observation; its sequence's values, a copy."""
         sequence = request.correlation_id()  # an int or a str, as the client sent it
+        flags = request.flags()
+        start = bool(flags & self.pb.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START)
+        end = bool(flags & self.pb.TRITONSERVER_REQUEST_FLAG_SEQUENCE_END)
         value = float(self.input(request, C.OBSERVATION).ravel()[0])
         if not np.isfinite(value):
-            if self._flag(request, "END"):  # refused, but the sequence still ends here
-                self.sequences.pop(sequence, None)
+            if end:  # refused, but the sequence still ends here
+                self.sequences.end(sequence)
             raise Refused(
                 f"{C.OBSERVATION}: {value} in sequence {sequence}: only finite numbers",
                 "not_finite",
             )
-        if self._flag(request, "START"):
-            self.sequences[sequence] = [collections.deque(maxlen=self.length), now]
-        if sequence not in self.sequences:
-            raise Refused(
-                f"sequence {sequence} holds nothing here (it ended or was idle over "
-                f"{self.idle:g} s): send START again",
-                "no_sequence",
-            )
-        state = self.sequences[sequence]
-        state[0].append(value)
-        state[1] = now
-        values = np.array(state[0])
-        if self._flag(request, "END"):
-            del self.sequences[sequence]
-        return values
+        return self.sequences.observe(sequence, value, start, end, now)
 
     def _scaled_forecasts(self, windows: np.ndarray) -> np.ndarray:
         """The network's scaled forecasts for (N, length, 1) windows, through Triton."""
@@ -84,9 +72,7 @@ class ForecasterStream(StepModel):
 
     def execute(self, requests):
         now = time.monotonic()
-        for sequence, (_, seen) in list(self.sequences.items()):
-            if now - seen > self.idle:
-                del self.sequences[sequence]
+        self.sequences.sweep(now)
         responses, seen = self.attempt_each(requests, lambda r: self._observe(r, now))
         held = {i: len(values) for i, values in seen.items()}
         full = {i: scale_window(v, self.length) for i, v in seen.items() if len(v) == self.length}

@@ -224,23 +224,36 @@ def test_stream_bad_input(server, scheme):
         assert client.is_ready()
 
 
-def test_idle_sequence_is_ended_and_starts_afresh(repository, tmp_path, test_windows):
-    """The stream alone, with a 1 s idle limit: a sequence silent past it is ended by Triton
-    (continuing it is refused), and START begins a fresh window."""
+def test_idle_and_evicted_sequences_are_told_to_start_again(repository, tmp_path, test_windows):
+    """The stream alone, holding 3 sequences at most with a 1 s idle limit, over both
+    protocols: a sequence silent past the limit is freed, a fourth START evicts the least
+    recently used, each told to START again, and START begins a fresh window at once."""
     repo = tmp_path / "repo"
-    shutil.copytree(repository / C.FORECASTER_STREAM, repo / C.FORECASTER_STREAM)
+    for model in (C.FORECASTER_STREAM, C.FORECASTER_RNN):
+        shutil.copytree(repository / model, repo / model)
     path = repo / C.FORECASTER_STREAM / "config.pbtxt"
     config = read_config(path)
-    config.sequence_batching.max_sequence_idle_microseconds = 1_000_000
-    config.parameters["idle_seconds"].string_value = "1"
+    config.parameters[C.IDLE_SECONDS].string_value = "1"
+    config.parameters[C.MAX_SEQUENCES].string_value = "3"
     write_config(path, config)
-    with TritonServer(repo) as server, Client(f"grpc://{server.grpc_url}") as client:
-        for i, value in enumerate(test_windows.x[0][:5]):
-            assert client.observe(9, value, start=i == 0).held == i + 1
-        time.sleep(2.5)
-        with pytest.raises(InvalidInput, match="START"):
-            client.observe(9, 1.0)
-        assert client.observe(9, 1.0, start=True).held == 1
+    values = test_windows.x[0]
+    with TritonServer(repo) as server:
+        for scheme in ("http", "grpc"):
+            with Client(server.url(scheme), model=C.FORECASTER_STREAM) as client:
+                for i, value in enumerate(values[:5]):
+                    assert client.observe(9, value, start=i == 0).held == i + 1
+                time.sleep(2.5)
+                with pytest.raises(InvalidInput, match=r"sequence 9 holds nothing.*START"):
+                    client.observe(9, 1.0)
+                for sequence in ("a", "b", "c"):
+                    client.observe(sequence, values[0], start=True)
+                assert client.observe("a", values[1]).held == 2  # "b" is now the least recent
+                assert client.observe("d", values[0], start=True).held == 1  # admitted at once
+                with pytest.raises(InvalidInput, match=r"sequence b was evicted.*START again"):
+                    client.observe("b", values[1])
+                assert [client.observe(s, values[2]).held for s in ("a", "c", "d")] == [3, 2, 2]
+                assert client.observe("b", 1.0, start=True).held == 1
+                time.sleep(1.5)  # the next protocol starts with nothing held
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +288,24 @@ def test_string_sequence_ids_are_sequences_of_their_own(stream_server, scheme):
             client.observe("ends", float("nan"), end=True)
         with pytest.raises(InvalidInput, match="START"):
             client.observe("ends", 1.0)
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_abandoned_sequences_do_not_block_new_ones(stream_server, scheme):
+    """With Triton's sequence batcher, 64 STARTs that never ended made every new START wait
+    up to a minute. 200 abandoned sequences later, a new one is answered at once, and so is
+    every abandoned one's next step (4,096 are held)."""
+
+    async def run():
+        async with AsyncClient(stream_server.url(scheme), model=C.FORECASTER_STREAM) as client:
+            ids = [f"abandoned-{scheme}-{n}" for n in range(200)]
+            await asyncio.gather(*(client.observe(s, 1.0, start=True) for s in ids))
+            new = await asyncio.wait_for(client.observe(f"new-{scheme}", 1.0, start=True), 10)
+            again = await asyncio.gather(*(client.observe(s, 2.0) for s in ids))
+            return new, again
+
+    new, again = asyncio.run(run())
+    assert new.held == 1 and [step.held for step in again] == [2] * 200
 
 
 def strict_json(text: str):

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
+from maas import catalog
 from maas.build import configs, shipped
 from maas.build.configs import read_config
 from maas.build.repository import BuildOptions, build_repository
 from maas.errors import ConfigError
 from maas.runtime import names as C
 from maas.runtime.images import decode
+from maas.runtime.series import Window
 
 FAST = BuildOptions(variant="onnx", speed_seconds=0.05)
 
@@ -50,10 +52,25 @@ def test_every_config_parses_with_tritons_schema(repository):
             assert config.max_batch_size == 0 and not config.HasField("dynamic_batching"), path
             continue
         assert config.max_batch_size > 0, path
-        # Every other model batches: dynamically, or (the stream) by sequence.
-        batching = "sequence_batching" if config.name == C.FORECASTER_STREAM else "dynamic_batching"
-        assert config.platform == "ensemble" or config.HasField(batching), path
+        # Every other model batches dynamically: the stream too (it keeps its sequences).
+        assert config.platform == "ensemble" or config.HasField("dynamic_batching"), path
+        assert not config.HasField("sequence_batching"), path
         assert config.name == path.parent.name or path.parent.name == "configs"
+
+
+def test_the_stream_is_one_instance_batched_dynamically_with_its_capacity():
+    """Whatever the options say, the stream runs as one instance (its sequences live in that
+    stub); no sequence batcher (its backlog held new STARTs hostage); its table's bounds come
+    from the declaration."""
+    window = Window(48, 12, (-1.0,) * 12, (1.0,) * 12)
+    (step,) = catalog.forecaster_stream(window, idle_seconds=30).steps
+    opts = configs.ServingOptions(instances={C.FORECASTER_STREAM: 4, C.PREPROCESS: 3})
+    config = configs.python_config(step, opts)
+    assert [g.count for g in config.instance_group] == [1]
+    assert config.HasField("dynamic_batching") and not config.HasField("sequence_batching")
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert params[C.IDLE_SECONDS] == "30" and int(params[C.MAX_SEQUENCES]) >= 1024
+    assert set(shipped.check(step).PARAMETERS) == set(step.config_parameters)
 
 
 def test_every_python_model_ships_the_installed_runtime_and_says_which(repository):
