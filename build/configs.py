@@ -45,6 +45,16 @@ class ServingOptions:
     inter_op_threads: int = 1
     execution_mode: str = "sequential"  # or "parallel"
     serve_versions: int = 1  # a network's versions Triton loads: the newest N
+    # Admission control: requests waiting at a pipeline's first step beyond which Triton
+    # refuses a new one at once (gRPC UNAVAILABLE, HTTP 503 "Exceeds maximum queue size"),
+    # before it costs any work; 0: unbounded. One full batch of one-row requests: at capacity
+    # a request then waits about one batch's service time, and beyond capacity the excess is
+    # told to come back instead of waiting in line (docs/operate.md, admission control).
+    max_queue_size: int = 64
+    # Triton's response cache on every pipeline whose answer depends only on its request (all
+    # ensembles; not the stream): a repeated request is answered from the server's cache
+    # (`maas serve --cache-mb`) without running a step.
+    response_cache: bool = True
 
     def count(self, step: Step) -> int:
         """The instance count a step is served with: its declaration's, unless overridden."""
@@ -59,6 +69,8 @@ class ServingOptions:
             raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
         if not self.top_k >= 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.max_queue_size < 0:
+            raise ValueError(f"max_queue_size must be >= 0, got {self.max_queue_size}")
         if any(n < 1 for n in self.instances.values()):
             raise ValueError(f"instances must be >= 1, got {dict(self.instances)}")
         object.__setattr__(self, "instances", MappingProxyType(dict(self.instances)))
@@ -296,6 +308,7 @@ def ensemble_config(pipeline: Pipeline, opts: ServingOptions) -> mc.ModelConfig:
         max_batch_size=opts.max_batch_size if pipeline.batched else 0,
         input=[_input(t) for t in pipeline.inputs],
         output=[_output(t) for t in pipeline.outputs],
+        response_cache=mc.ModelResponseCache(enable=opts.response_cache and pipeline.pure),
         ensemble_scheduling=mc.ModelEnsembling(
             step=[
                 step(
@@ -308,6 +321,20 @@ def ensemble_config(pipeline: Pipeline, opts: ServingOptions) -> mc.ModelConfig:
             ]
         ),
     )
+
+
+def admit(config: mc.ModelConfig, opts: ServingOptions) -> mc.ModelConfig:
+    """A pipeline's first step: its queue bounded (ServingOptions.max_queue_size), so that a
+    request beyond it is refused before any step works on it. An unbatched first step gets
+    Triton's dynamic batcher for this alone (with max_batch_size 0 it batches nothing; without
+    one its queue has no policy). The networks' queues stay unbounded: a policy there cost the
+    generator throughput in our runs (docs/operate.md, admission control), so where a network
+    is the slower part, requests admitted at the front can still queue in front of it."""
+    if opts.max_queue_size:
+        policy = config.dynamic_batching.default_queue_policy
+        policy.max_queue_size = opts.max_queue_size
+        policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    return config
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:

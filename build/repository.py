@@ -199,6 +199,9 @@ def _assemble(root, previous, served, opts, build, winners) -> list[int]:
         _write_core(root, previous, opts, build, chosen, data, record)
         for chosen, data, record in winners
     ]
+    for model in {p.entry.model for p in served}:  # admission control, at each first step
+        for path in (root / model / "config.pbtxt", *(root / model / "configs").glob("*")):
+            _write(path, configs.admit(configs.read_config(path), opts))
     # Every pipeline's probe request, for a probe that has no maas (deploy/k8s/probe.py).
     _write_bytes(root / PROBES_FILE, (json.dumps(probe_file(root), indent=1) + "\n").encode())
     return versions

@@ -4,6 +4,7 @@ retry policy for a server that is briefly away.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -67,20 +68,23 @@ def parse_url(url: str, protocol: str | None = None) -> tuple[str, str]:
 @dataclass(frozen=True)
 class Retry:
     """Send a request again when the server is briefly away (ServerUnavailable: connection
-    refused, UNAVAILABLE, a model whose Python stub died and is being reloaded) or the model
-    is (re)loading (ModelNotReady): up to `attempts` tries in all, waiting `backoff_s`,
-    doubling up to `max_backoff_s`, between them. `Retry(attempts=1)` switches it off. Only
-    for requests that are safe to repeat: every maas pipeline's are (a stream's are not: its
+    refused, UNAVAILABLE, a model whose Python stub died and is being reloaded), overloaded
+    (Overloaded: its admission queue was full) or the model is (re)loading (ModelNotReady):
+    up to `attempts` tries in all, waiting `backoff_s`, doubling up to `max_backoff_s`,
+    between them, each wait drawn from its upper `jitter` share at random so that clients
+    refused together do not come back together. `Retry(attempts=1)` switches it off. Only for
+    requests that are safe to repeat: every maas pipeline's are (a stream's are not: its
     observe() never retries)."""
 
     attempts: int = 6
     backoff_s: float = 0.1
     max_backoff_s: float = 2.0
+    jitter: float = 0.5  # 0: the waits exactly; 0.5: each between half and all of its own
 
     def waits(self):
         wait = self.backoff_s
         for _ in range(self.attempts - 1):
-            yield wait
+            yield wait * (1 - self.jitter * random.random())
             wait = min(2 * wait, self.max_backoff_s)
 
 

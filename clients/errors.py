@@ -4,6 +4,8 @@
     ├── BadURL                  a URL the client cannot use (also a ValueError)
     ├── ServerUnavailable       nothing answers at that URL (refused, timed out, DNS), or a
     │                           model's Python stub is dead until the server reloads it
+    │   └── Overloaded          the server is at capacity and refused the request at once
+    │                           (its admission queue is full: gRPC UNAVAILABLE, HTTP 503)
     ├── ModelNotReady           the server answers but the model is missing or not loaded
     ├── InvalidInput            the server refused the request: bad image, bad TOP_K, shape,
     │                           datatype, batch too large (gRPC INVALID_ARGUMENT, HTTP 400)
@@ -30,6 +32,10 @@ class BadURL(ClientError, ValueError):
 
 
 class ServerUnavailable(ClientError):
+    pass
+
+
+class Overloaded(ServerUnavailable):
     pass
 
 
@@ -71,6 +77,8 @@ def from_triton(error: Exception) -> ClientError:
         if "unknown model" in lowered or "is not found" in lowered:
             return ModelNotReady(message, status)
         return InvalidInput(message, status)
+    if "exceeds maximum queue size" in lowered:  # admission control (ServingOptions)
+        return Overloaded(f"overloaded, retry later: {message}", status)
     if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status or "failed to connect" in lowered:
         return ServerUnavailable(message, status)
     if "stub process" in lowered and "is not healthy" in lowered:

@@ -37,6 +37,7 @@ from maas.errors import OptionError, ServerError
 from maas.processes import running
 from maas.prometheus import scrape_config
 from maas.serve import Healing, ServerConfig, TritonServer
+from maas.server_config import SERVE_CACHE_MB
 
 STATE_DIR = Path(C.FLEET_STATE_DIR)
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class Fleet:
         self.servers = [
             TritonServer(repository, ServerConfig(
                 served_from=served_from, env=env or {}, healing=Healing(), backend_dir=backend_dir,
-                keys=self.keys, extra_args=server_args,
+                keys=self.keys, extra_args=server_args, cache_mb=SERVE_CACHE_MB,
             ))
             for _ in range(replicas)
         ]  # fmt: skip

@@ -123,6 +123,26 @@ def probe(client, ensemble: str, request: dict[str, np.ndarray], headers=None) -
 
 # Correlation IDs the probes use for a stream: far above what clients pick, one per check.
 PROBE_SEQUENCE_BASE = 1 << 62
+SALTS = 100_000  # distinct probe requests before they repeat (deploy/k8s/probe.py: the same)
+
+
+def salted(request: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """The probe request made distinct by `n`. Triton's response cache keys on the input
+    bytes, and an answer from the cache would hide a dead step: encoded images get 8 bytes of
+    `n` after their end (where decoders stop reading), floats move by a millionth of their
+    size per salt, a seed (INT64) becomes `n`; counts and classes (INT32) stay."""
+    k = n % SALTS + 1
+    out = {}
+    for name, value in request.items():
+        if value.dtype == object:
+            value = np.array([bytes(v) + k.to_bytes(8, "big") for v in value.flat], object)
+            value = value.reshape(request[name].shape)
+        elif value.dtype.kind == "f":
+            value = value + (np.abs(value) + 1) * 1e-6 * k
+        elif value.dtype == np.int64:
+            value = np.full_like(value, k)
+        out[name] = value.astype(request[name].dtype)
+    return out
 
 
 @dataclass
@@ -160,14 +180,15 @@ class Probes:
         from maas.clients.tensors import infer_inputs
 
         out: dict[str, str | None] = {}
+        salt = next(self._sequence)
         for name, request in self.ensembles.items():
             try:
-                probe(client, name, request, self.headers)
+                probe(client, name, salted(request, salt), self.headers)
                 out[name] = None
             except ProbeError as e:
                 out[name] = str(e)
         for name, request in self.streams.items():
-            sequence = PROBE_SEQUENCE_BASE + next(self._sequence)
+            sequence = PROBE_SEQUENCE_BASE + salt
             try:
                 client.infer(name, infer_inputs(httpclient, request), sequence_id=sequence,
                              sequence_start=True, sequence_end=True,

@@ -137,11 +137,14 @@ class TritonServer:
                 if name != "python":  # the wheel's, with this interpreter's stub
                     (folder / name).symlink_to(self.backend_dir / name, target_is_directory=True)
             cmd.append(f"--backend-directory={folder}")
+            cmd.append(f"--cache-directory={backends.parent / 'caches'}")
         elif self.backend_dir is not None:  # a container's tritonserver: the folder as given
             folder = self.backend_dir
             cmd.append(f"--backend-directory={folder}")
         else:  # a container's own backends folder, as it is
             folder = binary.parent.parent / "backends"
+        if self.config.cache_mb:  # a container's caches are in its default folder
+            cmd.append(f"--cache-config=local,size={self.config.cache_mb * 2**20}")
         self.config_name = config_name(self.repository, backends_in(folder))
         if self.config_name:
             cmd.append(f"--model-config-name={self.config_name}")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from maas.access import TLS, Keys, Ports
 
+SERVE_CACHE_MB = 64  # `maas serve --cache-mb`, the fleet's replicas, deploy/k8s
+
 
 @dataclass(frozen=True)
 class Healing:
@@ -48,4 +50,9 @@ class ServerConfig:
     # model whose stub died never finishes unloading, so Triton would wait all of it (its
     # default: 30 s) and exit with "failed to stop server".
     exit_timeout_s: int = 5
+    # Triton's local response cache for the pipelines whose configs enable it (every ensemble:
+    # ServingOptions.response_cache), in MB; 0: none, and those configs load without one.
+    # None by default, so that a benchmark measures the steps; `maas serve` and the fleet
+    # ask for SERVE_CACHE_MB.
+    cache_mb: int = 0
     extra_args: tuple[str, ...] = ()

@@ -177,6 +177,18 @@ class Pipeline:
         return not (len(self.steps) == 1 and self.steps[0].model == self.name)
 
     @property
+    def pure(self) -> bool:
+        """Its answer depends on the request alone (none of its steps keeps sequences), so a
+        repeated request may be answered from Triton's response cache."""
+        return not any(s.sequences for s in self.steps)
+
+    @property
+    def entry(self) -> Step:
+        """Its first step: where a request waits first, and is admitted or refused before any
+        work is spent on it."""
+        return self.steps[0]
+
+    @property
     def cores(self) -> tuple[Step, ...]:
         """The steps `maas build` versions (the VAE's reconstruct chains two)."""
         return tuple(s for s in self.steps if s.kind == "core")

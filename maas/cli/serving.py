@@ -25,6 +25,7 @@ def exposure_warning(host: str) -> str | None:
 
 def serve_arguments(p: argparse.ArgumentParser) -> None:
     from maas.backends import BACKEND_DIR_ENV, backend_dir_default
+    from maas.server_config import SERVE_CACHE_MB
 
     common.paths(p)
     common.ports(p)
@@ -38,6 +39,10 @@ def serve_arguments(p: argparse.ArgumentParser) -> None:
     common.keys(p)
     common.server_tls(p, "gRPC (tritonserver's HTTP has none: HTTPS is a balancer's)")
     p.add_argument("--health-port", type=int, help="serve GET /health on this port")
+    p.add_argument(
+        "--cache-mb", type=int, default=SERVE_CACHE_MB,
+        help="Triton's response cache for repeated requests to the ensembles, in MB (0: none)",
+    )  # fmt: skip
     p.add_argument(
         "--host", default="127.0.0.1",
         help="address the server (HTTP, gRPC, metrics, health) listens on; 0.0.0.0: all",
@@ -61,6 +66,7 @@ def serve(args) -> int:
         backend_dir=args.backend_dir,
         keys=Keys.from_env(args.admin_key_file, args.client_key_file),
         tls=common.server_tls_of(args),
+        cache_mb=args.cache_mb,
         echo=not args.quiet,
         healing=None
         if args.no_heal

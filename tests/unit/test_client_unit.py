@@ -8,10 +8,12 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from maas.clients.client import TLS, Client, parse_url
+from maas.clients.connection import RETRYABLE, Retry
 from maas.clients.errors import (
     InferenceFailed,
     InvalidInput,
     ModelNotReady,
+    Overloaded,
     ServerUnavailable,
     from_triton,
 )
@@ -72,11 +74,24 @@ def test_parse_url_errors(url, protocol, message):
         ("StatusCode.UNAVAILABLE", "failed to connect", ServerUnavailable),
         ("StatusCode.NOT_FOUND", "no model", ModelNotReady),
         ("StatusCode.INTERNAL", "boom", InferenceFailed),
+        ("StatusCode.UNAVAILABLE", "in ensemble 'x', Exceeds maximum queue size", Overloaded),
+        ("503", "in ensemble 'x', Exceeds maximum queue size", Overloaded),
     ],
 )
 def test_error_mapping(status, message, kind):
     error = from_triton(InferenceServerException(message, status=status))
     assert type(error) is kind and error.status == status and message in str(error)
+
+
+def test_retries_back_off_with_jitter_and_include_overload():
+    waits = [list(Retry(attempts=6, backoff_s=0.1, max_backoff_s=0.4).waits()) for _ in range(50)]
+    for run in waits:
+        assert len(run) == 5
+        for wait, full in zip(run, [0.1, 0.2, 0.4, 0.4, 0.4], strict=True):
+            assert full / 2 <= wait <= full
+    assert len({run[0] for run in waits}) > 1  # clients refused together come back apart
+    assert list(Retry(jitter=0, backoff_s=0.1, max_backoff_s=0.4).waits())[:3] == [0.1, 0.2, 0.4]
+    assert issubclass(Overloaded, RETRYABLE)
 
 
 def test_connection_errors_are_unavailable():

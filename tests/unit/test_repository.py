@@ -49,7 +49,8 @@ def test_every_config_parses_with_tritons_schema(repository):
     unbatched = {C.VAE_SAMPLE, C.VAE_NOISE, C.VAE_SAMPLE_PNG, C.GENERATOR, C.GAN_NOISE, C.GAN_PNG}
     for path, config in parsed.items():
         if config.name in unbatched:
-            assert config.max_batch_size == 0 and not config.HasField("dynamic_batching"), path
+            assert config.max_batch_size == 0, path  # a dynamic batcher only for admission:
+            assert not config.dynamic_batching.preferred_batch_size, path
             continue
         assert config.max_batch_size > 0, path
         # Every other model batches dynamically: the stream too (it keeps its sequences).

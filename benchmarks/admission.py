@@ -1,0 +1,283 @@
+"""Compute is scarce: admission control and the response cache, each measured against itself
+switched off, side by side in one run on one machine.
+
+    python -m maas.benchmarks.admission                  # the built repository
+    python -m maas.benchmarks.admission --seconds 3 --multiples 0.5 1 2 4
+
+Overload: the generator (COUNT 8 per request by default: one request is real work) on a server
+of its own, first as built (its first batched step admits ServingOptions.max_queue_size waiting
+requests) and then with the bound removed. Capacity is what a closed loop of 32 requests in
+flight gets answered per second; then requests are offered open loop at multiples of it (sent
+on a fixed schedule, whatever the answers), each run `--seconds` long, and every request's
+outcome and latency are kept: answered (its latency), refused at once (Overloaded), or late
+(no answer in 10 s). The client shares the machine's cores with the server: the rate it
+reached is reported beside the rate asked for.
+
+Cache: the image classifier, closed loop, on a workload where half the requests repeat one of
+8 images and half are images not seen before, with Triton's response cache on and off.
+
+Writes benchmarks/results/admission.{md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from maas.build.configs import read_config, write_config
+from maas.clients.errors import Overloaded, from_triton
+from maas.runtime import names as C
+from maas.serve import ServerConfig, TritonServer
+from maas.server_config import SERVE_CACHE_MB
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GENERATOR_MODELS = (C.GENERATOR, C.GAN_NOISE, C.GAN_GENERATOR, C.GAN_PNG)
+CLASSIFIER_MODELS = (C.ENSEMBLE, C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS)
+LATE_S = 10.0
+
+
+@dataclass
+class Outcomes:
+    asked: float  # requests/s asked for (0: closed loop)
+    seconds: float = 0.0
+    answered: list[float] = field(default_factory=list)  # latencies, s
+    refused: list[float] = field(default_factory=list)
+    late: int = 0
+    failed: int = 0
+
+    @property
+    def sent(self) -> int:
+        return len(self.answered) + len(self.refused) + self.late + self.failed
+
+    def row(self, capacity: float) -> dict:
+        p = lambda xs, q: float(np.percentile(xs, q) * 1e3) if xs else float("nan")  # noqa: E731
+        return {
+            "multiple": self.asked / capacity if self.asked else 0.0,
+            "asked_per_s": self.asked,
+            "sent_per_s": self.sent / self.seconds,
+            "answered_per_s": len(self.answered) / self.seconds,
+            "answered_p50_ms": p(self.answered, 50),
+            "answered_p99_ms": p(self.answered, 99),
+            "refused_share": len(self.refused) / max(self.sent, 1),
+            "refused_p99_ms": p(self.refused, 99),
+            "late": self.late,
+            "failed": self.failed,
+        }
+
+
+def copy_models(repository: Path, models, target: Path, queue: int | None) -> Path:
+    for model in models:
+        shutil.copytree(repository / model, target / model, ignore=shutil.ignore_patterns("__py*"))
+    if queue is not None:  # the admission bound as built, or none
+        for path in [*target.glob("*/config.pbtxt"), *target.glob("*/configs/*.pbtxt")]:
+            config = read_config(path)
+            if config.dynamic_batching.default_queue_policy.max_queue_size:
+                config.dynamic_batching.default_queue_policy.max_queue_size = queue
+                write_config(path, config)
+    return target
+
+
+def generator_requests(count: int):
+    """Requests for the generator: digit 3, `count` images, the seed given."""
+
+    def make(grpc, seed: int):
+        inputs = []
+        for name, value in ((C.DIGIT, 3), (C.SEED, seed), (C.COUNT, count)):
+            dtype, kind = (np.int64, "INT64") if name == C.SEED else (np.int32, "INT32")
+            t = grpc.InferInput(name, [1], kind)
+            t.set_data_from_numpy(np.array([value], dtype))
+            inputs.append(t)
+        return inputs
+
+    return make
+
+
+async def _one(client, model, inputs, out: Outcomes) -> None:
+    start = time.perf_counter()
+    try:
+        await asyncio.wait_for(client.infer(model, inputs), LATE_S)
+        out.answered.append(time.perf_counter() - start)
+    except asyncio.TimeoutError:
+        out.late += 1
+    except Exception as e:
+        if isinstance(from_triton(e), Overloaded):
+            out.refused.append(time.perf_counter() - start)
+        else:
+            out.failed += 1
+
+
+async def open_loop(url: str, model: str, make, rate: float, seconds: float) -> Outcomes:
+    import tritonclient.grpc.aio as grpc
+
+    out = Outcomes(asked=rate)
+    async with grpc.InferenceServerClient(url) as client:
+        tasks, start, n = [], time.perf_counter(), 0
+        while (now := time.perf_counter() - start) < seconds:
+            due = n / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            tasks.append(asyncio.create_task(_one(client, model, make(grpc, n), out)))
+            n += 1
+        await asyncio.gather(*tasks)
+        out.seconds = seconds
+    return out
+
+
+async def closed_loop(url: str, model: str, make, concurrency: int, seconds: float) -> Outcomes:
+    import tritonclient.grpc.aio as grpc
+
+    out = Outcomes(asked=0)
+    async with grpc.InferenceServerClient(url) as client:
+        start, counter = time.perf_counter(), iter(range(10**9))
+
+        async def worker():
+            while time.perf_counter() - start < seconds:
+                await _one(client, model, make(grpc, next(counter)), out)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        out.seconds = time.perf_counter() - start
+    return out
+
+
+def _curve(label, url, multiples: list[float], seconds: float, count: int) -> list[dict]:
+    generator_inputs = generator_requests(count)
+    run = asyncio.run(closed_loop(url, C.GENERATOR, generator_inputs, 32, seconds))
+    capacity = len(run.answered) / run.seconds
+    rows = [run.row(capacity) | {"multiple": 1.0, "closed": True}]
+    print(f"{label}: capacity {capacity:.0f} requests/s (closed loop, 32 in flight)")
+    for m in multiples:
+        got = asyncio.run(open_loop(url, C.GENERATOR, generator_inputs, m * capacity, seconds))
+        r = got.row(capacity) | {"closed": False, **_fail_stats(url, C.GENERATOR)}
+        rows.append(r)
+        print(f"  {m:g}x: sent {r['sent_per_s']:.0f}/s, answered {r['answered_per_s']:.0f}/s, "
+              f"p99 {r['answered_p99_ms']:.0f} ms; refused {r['refused_share']:.0%} "
+              f"(p99 {r['refused_p99_ms']:.1f} ms); late {r['late']}")  # fmt: skip
+    return rows
+
+
+def overload(repository: Path, multiples: list[float], seconds: float, count: int) -> dict:
+    rows: dict[str, list[dict]] = {}
+    for label, queue in (("admission", None), ("unbounded", 0)):
+        with tempfile.TemporaryDirectory() as tmp:
+            repo = copy_models(repository, GENERATOR_MODELS, Path(tmp) / "repo", queue)
+            with TritonServer(repo) as server:
+                rows[label] = _curve(label, server.grpc_url, multiples, seconds, count)
+    return rows
+
+
+def cache(repository: Path, seconds: float) -> dict[str, dict]:
+    from maas.runtime.png import encode_png
+    from maas.training.data import load_digits
+
+    digits = load_digits().test_x
+    repeated = [encode_png(x) for x in digits[:8]]
+    fresh = [encode_png(x) for x in digits[8:]]
+    out = {}
+    for label, mb in (("cache", SERVE_CACHE_MB), ("no cache", 0)):
+
+        def make(grpc, n):
+            # Half repeat one of 8 images, half are new: a new image is a changed copy.
+            image = repeated[n % 8] if n % 2 else fresh[n % len(fresh)] + n.to_bytes(8, "big")
+            t = grpc.InferInput(C.IMAGE, [1, 1], "BYTES")
+            t.set_data_from_numpy(np.array([[image]], object))
+            return [t]
+
+        with tempfile.TemporaryDirectory() as tmp:
+            repo = copy_models(repository, CLASSIFIER_MODELS, Path(tmp) / "repo", None)
+            with TritonServer(repo, ServerConfig(cache_mb=mb)) as server:
+                got = asyncio.run(closed_loop(server.grpc_url, C.ENSEMBLE, make, 16, seconds))
+                stats = _cache_stats(server.grpc_url, C.ENSEMBLE)
+        out[label] = {"per_s": len(got.answered) / got.seconds, **stats,
+                      "p50_ms": float(np.percentile(got.answered, 50) * 1e3)}  # fmt: skip
+        print(f"{label}: {out[label]['per_s']:.0f} images/s, hits {stats['hits']}, "
+              f"misses {stats['misses']}, hit lookup {stats['hit_us']:.0f} us")  # fmt: skip
+    return out
+
+
+def _fail_stats(url: str, model: str) -> dict:
+    """The server's own mean time for a refused request (Triton's statistics, since start)."""
+    import tritonclient.grpc as grpc
+
+    with grpc.InferenceServerClient(url) as client:
+        s = client.get_inference_statistics(model).model_stats[0].inference_stats
+    return {"refused_server_us": s.fail.ns / s.fail.count / 1e3 if s.fail.count else float("nan")}
+
+
+def _cache_stats(url: str, model: str) -> dict:
+    import tritonclient.grpc as grpc
+
+    with grpc.InferenceServerClient(url) as client:
+        s = client.get_inference_statistics(model).model_stats[0].inference_stats
+    hit_us = s.cache_hit.ns / s.cache_hit.count / 1e3 if s.cache_hit.count else float("nan")
+    return {"hits": s.cache_hit.count, "misses": s.cache_miss.count, "hit_us": hit_us}
+
+
+def write(rows: dict[str, list[dict]], cached: dict[str, dict], out: Path, count: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# Admission control and the response cache (benchmarks/admission.py)", "",
+             f"## Overload: the generator (COUNT {count}), open loop at multiples of capacity", "",
+             "| server | offered | sent/s | answered/s | answered p50 ms | answered p99 ms "
+             "| refused | refused p99 ms | refused, server mean us | late |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for label, table in rows.items():
+        for r in table:
+            offered = "capacity (closed, 32)" if r["closed"] else f"{r['multiple']:g}x"
+            lines.append(
+                f"| {label} | {offered} | {r['sent_per_s']:.0f} | {r['answered_per_s']:.0f} | "
+                f"{r['answered_p50_ms']:.1f} | {r['answered_p99_ms']:.1f} | "
+                f"{r['refused_share']:.0%} | {r['refused_p99_ms']:.1f} | "
+                f"{r.get('refused_server_us', float('nan')):.0f} | {r['late']} |"
+            )
+    base = cached["no cache"]["per_s"]
+    lines += ["", "## Cache: the image classifier, half of the requests repeating 8 images", "",
+              "| server | images/s | vs no cache | hits | misses | p50 ms | hit lookup us |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for label, c in cached.items():
+        lines.append(f"| {label} | {c['per_s']:.0f} | {c['per_s'] / base:.2f}x | {c['hits']} | "
+                     f"{c['misses']} | {c['p50_ms']:.1f} | {c['hit_us']:.0f} |")  # fmt: skip
+    (out / "admission.md").write_text("\n".join(lines) + "\n")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, table in rows.items():
+        opened = [r for r in table if not r["closed"]]
+        xs = [r["multiple"] for r in opened]
+        a.plot(xs, [r["answered_per_s"] for r in opened], marker="o", label=label)
+        b.plot(xs, [r["answered_p99_ms"] for r in opened], marker="o", label=label)
+    a.set(xlabel="offered load (x capacity)", ylabel="answered requests/s", xscale="log")
+    b.set(xlabel="offered load (x capacity)", ylabel="p99 of answered requests, ms",
+          xscale="log", yscale="log")  # fmt: skip
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("The generator beyond capacity: admission control vs an unbounded queue")
+    fig.tight_layout()
+    fig.savefig(out / "admission.png", dpi=110)
+    print(f"wrote {out / 'admission.md'} and {out / 'admission.png'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repository", type=Path, default=Path("model_repository"))
+    ap.add_argument("--multiples", type=float, nargs="+", default=[0.5, 1, 2, 4, 8])
+    ap.add_argument("--seconds", type=float, default=5.0, help="per measured run")
+    ap.add_argument("--count", type=int, default=8, help="images per generator request")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    rows = overload(args.repository, args.multiples, args.seconds, args.count)
+    cached = cache(args.repository, args.seconds)
+    write(rows, cached, args.out, args.count)
+
+
+if __name__ == "__main__":
+    main()

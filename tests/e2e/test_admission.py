@@ -1,0 +1,122 @@
+"""Compute is scarce: beyond capacity a request is refused at once (Triton's queue policy at a
+pipeline's first step) instead of waiting in an unbounded queue, and what was admitted is
+answered right; a repeated request is answered from Triton's response cache without running
+a step, with the same bytes. Figures (the overload curve, the cache's gain) are in
+benchmarks/admission.py's run, not here."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import urllib.request
+
+import pytest
+
+from maas.build.configs import read_config, write_config
+from maas.clients.client import AsyncClient, Client, Retry
+from maas.clients.errors import Overloaded
+from maas.runtime import names as C
+from maas.serve import ServerConfig, TritonServer
+from maas.server_config import SERVE_CACHE_MB
+
+SCHEMES = ["http", "grpc"]
+
+
+@pytest.fixture(scope="module")
+def small_queue(classifier_repository, tmp_path_factory):
+    """The classifier alone, its first step admitting 2 waiting requests at most."""
+    repo = tmp_path_factory.mktemp("admission") / "repo"
+    shutil.copytree(classifier_repository, repo)
+    path = repo / C.PREPROCESS / "config.pbtxt"
+    config = read_config(path)
+    assert config.dynamic_batching.default_queue_policy.max_queue_size == 64  # the build's
+    config.dynamic_batching.default_queue_policy.max_queue_size = 2
+    write_config(path, config)
+    with TritonServer(repo) as server:
+        yield server
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_beyond_capacity_requests_are_refused_at_once_and_the_admitted_answered_right(
+    small_queue, heldout_png, offline, scheme
+):
+    images = heldout_png[:200]
+
+    async def flood():
+        async with AsyncClient(small_queue.url(scheme), retry=Retry(attempts=1)) as client:
+
+            async def one(i):
+                try:
+                    [answer] = await client.classify([images[i]])
+                    return i, answer
+                except Overloaded as e:
+                    return i, e
+
+            return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(200))), 60)
+
+    outcomes = asyncio.run(flood())
+    refused = [e for _, e in outcomes if isinstance(e, Overloaded)]
+    answered = [(i, a) for i, a in outcomes if not isinstance(a, Overloaded)]
+    assert refused and answered, (len(refused), len(answered))
+    assert all("overloaded, retry later" in str(e) for e in refused)
+    assert {e.status for e in refused} == {"503" if scheme == "http" else "StatusCode.UNAVAILABLE"}
+    for i, answer in answered:  # nothing admitted is lost or answered wrongly
+        assert answer.top.label == offline["labels"][i, 0].decode()
+    with Client(small_queue.url(scheme)) as client:  # and the server serves on
+        assert client.classify(images[:3])[0].top.label == offline["labels"][0, 0].decode()
+
+
+@pytest.fixture(scope="module")
+def cached(repository, tmp_path_factory):
+    """The generator alone, served as `maas serve` serves it: with Triton's response cache."""
+    repo = tmp_path_factory.mktemp("cached") / "repo"
+    for model in (C.GENERATOR, C.GAN_NOISE, C.GAN_GENERATOR, C.GAN_PNG):
+        shutil.copytree(repository / model, repo / model)
+    with TritonServer(repo, ServerConfig(cache_mb=SERVE_CACHE_MB)) as server:
+        yield server
+
+
+def cache_counts(server, model: str) -> tuple[int, int]:
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        stats = client.get_inference_statistics(model).model_stats[0].inference_stats
+    return stats.cache_hit.count, stats.cache_miss.count
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_repeated_request_is_a_cache_hit_with_the_same_bytes(cached, model_counts, scheme):
+    """The generator with one seed twice: the second answer is Triton's cached one (its
+    statistics say so, and no step ran), byte for byte the first."""
+    seed = 4242 if scheme == "http" else 4243
+    with Client(cached.url(scheme)) as client:
+        hits, misses = cache_counts(cached, C.GENERATOR)
+        steps = model_counts(C.GAN_PNG, cached)
+        first = client.generate(7, seed, 3)
+        assert cache_counts(cached, C.GENERATOR) == (hits, misses + 1)
+        ran = model_counts(C.GAN_PNG, cached)
+        assert ran[0] == steps[0] + 1
+        again = client.generate(7, seed, 3)
+        assert cache_counts(cached, C.GENERATOR) == (hits + 1, misses + 1)
+        assert model_counts(C.GAN_PNG, cached) == ran  # answered without running a step
+        assert again == first
+        other = client.generate(7, seed + 10, 3)  # another request is computed
+        assert other != first and cache_counts(cached, C.GENERATOR)[1] == misses + 2
+    url = f"http://127.0.0.1:{cached.ports.metrics}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        metrics = answer.read().decode()
+    assert f'nv_cache_num_hits_per_model{{model="{C.GENERATOR}",version="1"}}' in metrics
+
+
+def test_what_is_cached_and_where_the_queue_is_bounded(repository):
+    """Every ensemble enables the cache, the stream (which keeps state) does not; each
+    pipeline's first step, and no other model, bounds its queue."""
+    from maas.probe import read_configs
+
+    configs = read_configs(repository)
+    entries = {C.PREPROCESS, C.FORECASTER_PREPROCESS, C.FORECASTER_STREAM, C.VAE_PREPROCESS,
+               C.VAE_DECODER, C.VAE_NOISE, C.GAN_NOISE, "colours_preprocess"}  # fmt: skip
+    for name, config in configs.items():
+        assert config.response_cache.enable == (config.platform == "ensemble"), name
+        bound = config.dynamic_batching.default_queue_policy.max_queue_size
+        assert bound == (64 if name in entries else 0), name
