@@ -323,16 +323,19 @@ def ensemble_config(pipeline: Pipeline, opts: ServingOptions) -> mc.ModelConfig:
     )
 
 
-def admit(config: mc.ModelConfig, opts: ServingOptions) -> mc.ModelConfig:
+def admit(config: mc.ModelConfig, step: Step, opts: ServingOptions) -> mc.ModelConfig:
     """A pipeline's first step: its queue bounded (ServingOptions.max_queue_size), so that a
-    request beyond it is refused before any step works on it. An unbatched first step gets
-    Triton's dynamic batcher for this alone (with max_batch_size 0 it batches nothing; without
-    one its queue has no policy). The networks' queues stay unbounded: a policy there cost the
-    generator throughput in our runs (docs/operate.md, admission control), so where a network
-    is the slower part, requests admitted at the front can still queue in front of it."""
+    request beyond it is refused before any step works on it. A step that keeps sequences
+    admits at least one waiting request per sequence it holds (each may send its next step at
+    once). An unbatched first step gets Triton's dynamic batcher for this alone (with
+    max_batch_size 0 it batches nothing; without one its queue has no policy). The networks'
+    queues stay unbounded: a policy there cost the generator throughput in our runs
+    (docs/operate.md, admission control), so where a network is the slower part, requests
+    admitted at the front can still queue in front of it."""
     if opts.max_queue_size:
+        bound = max(opts.max_queue_size, step.sequences.capacity if step.sequences else 0)
         policy = config.dynamic_batching.default_queue_policy
-        policy.max_queue_size = opts.max_queue_size
+        policy.max_queue_size = bound
         policy.timeout_action = mc.ModelQueuePolicy.REJECT
     return config
 

@@ -199,9 +199,10 @@ def _assemble(root, previous, served, opts, build, winners) -> list[int]:
         _write_core(root, previous, opts, build, chosen, data, record)
         for chosen, data, record in winners
     ]
-    for model in {p.entry.model for p in served}:  # admission control, at each first step
-        for path in (root / model / "config.pbtxt", *(root / model / "configs").glob("*")):
-            _write(path, configs.admit(configs.read_config(path), opts))
+    for step in {p.entry.model: p.entry for p in served}.values():  # admission control
+        folder = root / step.model
+        for path in (folder / "config.pbtxt", *(folder / "configs").glob("*")):
+            _write(path, configs.admit(configs.read_config(path), step, opts))
     # Every pipeline's probe request, for a probe that has no maas (deploy/k8s/probe.py).
     _write_bytes(root / PROBES_FILE, (json.dumps(probe_file(root), indent=1) + "\n").encode())
     return versions

@@ -21,6 +21,7 @@ from maas.errors import ServerError
 ADMIN_APIS = ("model-repository", "shared-memory", "trace", "logging")
 CLIENT_APIS = ("inference",)
 ADMIN_HEADER, CLIENT_HEADER = C.ADMIN_HEADER, C.CLIENT_HEADER
+MIN_KEY_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,15 @@ class Keys:
     admin: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     client: str | None = field(default=None, repr=False)
 
+    def __post_init__(self):
+        for name, key in (("admin", self.admin), ("client", self.client)):
+            if key is not None and len(key.encode()) < MIN_KEY_BYTES:
+                raise ServerError(
+                    f"the {name} key is {len(key.encode())} bytes: at least {MIN_KEY_BYTES}, "
+                    "so that it cannot be guessed (e.g. python3 -c 'import secrets; "
+                    "print(secrets.token_urlsafe(24))')"
+                )
+
     @classmethod
     def from_env(cls, admin_file: Path | None = None, client_file: Path | None = None) -> Keys:
         """Keys from files (--admin-key-file/--client-key-file) or MAAS_ADMIN_KEY /
@@ -44,6 +54,9 @@ class Keys:
             value = path.read_text().strip() if path else os.environ.get(env)
             if value is not None and not value:
                 raise ServerError(f"{path or env} is empty: give a key or leave it unset")
+            if value is not None and len(value.encode()) < MIN_KEY_BYTES:
+                raise ServerError(f"{path or env}: a key of {len(value.encode())} bytes; give "
+                                  f"at least {MIN_KEY_BYTES}")  # fmt: skip
             return value
 
         admin = read(admin_file, C.ADMIN_KEY_ENV)

@@ -124,11 +124,7 @@ class Fleet:
                 for s in self.servers
             ],
         }  # fmt: skip
-        # The admin key for `maas rollout` from another shell: readable by this user only.
-        key = self.state_dir / ADMIN_KEY_FILE
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.keys.admin + "\n")
+        write_key(self.state_dir / ADMIN_KEY_FILE, self.keys.admin)
         metrics = [replica["metrics"] for replica in state["replicas"]]
         for name, text in (
             (PROMETHEUS_CONFIG, scrape_config(metrics)),
@@ -187,6 +183,18 @@ class Fleet:
 def read_state(state_dir: Path = STATE_DIR) -> dict | None:
     path = Path(state_dir) / "fleet.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_key(path: Path, key: str) -> None:
+    """The admin key for `maas rollout` from another shell, readable by this user only: in a
+    0700 folder, a file made afresh (a link planted at its name is removed, not followed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # the name itself, never what a link there points to
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
 
 
 def status(state_dir: Path = STATE_DIR) -> dict | None:

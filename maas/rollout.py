@@ -47,9 +47,17 @@ class ReplicaRollout:
 
 
 def _client(address: str):
+    """An HTTP client for a replica: "host:port" or "http://host:port", plain; "https://...",
+    over TLS, verified against the system's CAs (SSL_CERT_FILE names another bundle), so the
+    admin key is never sent in the clear to a URL that said https."""
     import tritonclient.http as httpclient
 
-    return httpclient.InferenceServerClient(address, network_timeout=300, connection_timeout=10)
+    scheme, _, host = address.rpartition("://")
+    if scheme not in ("", "http", "https"):
+        raise RolloutError(f"{address}: a replica's URL is http:// or https://")
+    return httpclient.InferenceServerClient(
+        host, ssl=scheme == "https", network_timeout=300, connection_timeout=10
+    )
 
 
 def loaded_versions(client, model: str, headers=None) -> list[int]:

@@ -99,7 +99,8 @@ def rollout_arguments(p: argparse.ArgumentParser, rollback: bool = False) -> Non
         p.add_argument("--to", type=int, required=True, help="the version to serve")
     p.add_argument(
         "--url", action="append", default=[],
-        help="a replica's HTTP address (repeat); default: the fleet's replicas",
+        help="a replica's HTTP address, http:// or https:// (repeat); default: the fleet's "
+        "replicas",
     )  # fmt: skip
     p.add_argument(
         "--repository", type=Path, default=Path("model_repository"),
@@ -125,7 +126,7 @@ def rollout(args) -> int:
         to = max(done[args.model]["from"])
     else:
         to = args.to
-    addresses = [u.split("://")[-1] for u in args.url]
+    addresses = list(args.url)  # https:// kept: the admin key goes over TLS there
     if not addresses:
         state = fleets.status(args.state_dir)
         if state is None:

@@ -119,4 +119,7 @@ def test_what_is_cached_and_where_the_queue_is_bounded(repository):
     for name, config in configs.items():
         assert config.response_cache.enable == (config.platform == "ensemble"), name
         bound = config.dynamic_batching.default_queue_policy.max_queue_size
-        assert bound == (64 if name in entries else 0), name
+        if name == C.FORECASTER_STREAM:  # one waiting request per sequence it holds
+            assert bound == int(config.parameters[C.MAX_SEQUENCES].string_value) == 4096
+        else:
+            assert bound == (64 if name in entries else 0), name

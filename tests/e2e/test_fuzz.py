@@ -10,14 +10,17 @@ HTTP front end sizes an input's buffer from the stated shape first: a 98-byte bo
 request for over 30 s at 8.5 GB (1 crash and 1 such stall in 4,009 bodies). The last test here
 shows the crash on a bare server, so the day Triton fixes it this file says so.
 
-One exception, Triton's and not ours: tritonserver 2.51's HTTP front end answers a body that
-its own request parser cannot read (not JSON, no "inputs" array, a parameter it cannot find,
-a non-string in a BYTES array) with 500 and a message naming the problem, before any model
-sees it (upstream: server issue #8762, pull request #8773). Those are counted apart; a 500
+The guard fails closed (maas/guard.js): what it cannot read it refuses itself, in the forms
+json_variant draws (literals, keys twice, escapes, a byte order mark, encodings, header
+lengths). One exception, Triton's and not ours: tritonserver 2.51's HTTP front end answers a
+body that the guard read but its own request parser cannot (no "inputs" array, a parameter it
+cannot find, a non-string in a BYTES array) with 500 and a message naming the problem, before
+any model sees it (upstream: server issue #8762, pull request #8773). Those are counted apart; a 500
 with any other message fails."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import io
 import json
@@ -25,6 +28,7 @@ import os
 import re
 import struct
 import urllib.request
+import zlib
 
 import numpy as np
 import pytest
@@ -139,8 +143,53 @@ def _binary_images(images: list[bytes], top_k: int | None = None) -> tuple[bytes
     return head + tail, {"Inference-Header-Content-Length": str(len(head))}
 
 
+BOMB = [26048, 15028854, 3962]  # a shape that aborts a bare tritonserver 2.51
+NOTATIONS = ["NaN", "Infinity", "-Infinity", "1e999", "-0", "1.0", "1e0", "10E-1", "0x1", "01",
+             "+1", ".5", "1e-400"]  # fmt: skip
+ENCODINGS = ["gzip", "deflate", "br", "GZIP", "identity", "gzip, identity"]
+
+
+@st.composite
+def json_variant(draw):
+    """A JSON request written as a careless or hostile client would, in the forms that once
+    passed the guard: a non-JSON literal or another notation for a number, a key given twice
+    (a crashing shape first or last), unicode escapes in keys, a byte order mark, a compressed
+    body or an encoding header, an Inference-Header-Content-Length of any form."""
+    inputs = [{"name": C.IMAGE, "datatype": "FP32", "shape": [1, 1], "data": [1]}]
+    text = json.dumps({"inputs": inputs, **draw(json_request)})
+    headers: dict[str, str] = {}
+    kind = draw(st.sampled_from(["number", "twice", "escape", "bom", "encoding", "length"]))
+    if kind == "number":
+        other = draw(st.sampled_from(NOTATIONS))
+        text = text.replace('"data": [1]', f'"data": [{other}]', 1)
+    elif kind == "twice":
+        shapes = [json.dumps(BOMB), "[1, 1]"]
+        if draw(st.booleans()):
+            shapes.reverse()
+        text = text.replace('"shape": [1, 1]', ", ".join(f'"shape": {s}' for s in shapes), 1)
+    elif kind == "escape":
+        text = text.replace('"shape"', draw(st.sampled_from(['"\\u0073hape"', '"sh\\u0061pe"'])), 1)
+        text = text.replace("[1, 1]", json.dumps(BOMB), 1)
+    body = text.encode()
+    if kind == "bom":
+        body = b"\xef\xbb\xbf" + body.replace(b"[1, 1]", json.dumps(BOMB).encode(), 1)
+    elif kind == "encoding":
+        bomb = body.replace(b"[1, 1]", json.dumps(BOMB).encode(), 1)
+        name = draw(
+            st.sampled_from(["gzip", "deflate", "br", "GZIP", "identity", "gzip, identity"])
+        )
+        compress = {"gzip": gzip.compress, "deflate": zlib.compress}.get(name.lower(), bytes)
+        body, headers = compress(bomb), {"Content-Encoding": name}
+    elif kind == "length":
+        n = len(body)
+        forms = [f"{n}abc", f" {n}", f"{n} ", "-1", "1e3", str(n + 1), "0x10", "", str(n), "0"]
+        headers = {"Inference-Header-Content-Length": draw(st.sampled_from(forms))}
+    return body, headers
+
+
 bodies = st.one_of(
     json_request.map(lambda r: (json.dumps(r).encode(), {})),
+    json_variant(),
     binary_request(),
     st.binary(max_size=256).map(lambda b: (b, {})),
     image_request(),
@@ -216,10 +265,17 @@ def test_the_guard_refuses_what_crashes_a_bare_tritonserver(classifier_repositor
         assert message.startswith(f"input '{C.IMAGE}': shape [26048, 15028854, 3962] is ")
         assert f"more than the {len(SHAPE_BOMB)} bytes" in message
         # Bodies of 1,000,000 bytes or more wait in a file, where the guard reads them too.
+        tensor = {"name": C.IMAGE, "datatype": "FP32", "shape": [26048, 15028854, 3962],
+                  "parameters": {"binary_data_size": 1_200_000}}  # fmt: skip
+        head = json.dumps({"inputs": [tensor]}).encode()
+        headers = {"Inference-Header-Content-Length": str(len(head))}
+        status, answer = post(f"{lb.host}:{lb.http}", head + bytes(1_200_000), headers)
+        assert status == 400 and b"more than the 12" in answer, answer[:300]
+        # A JSON header over the guard's bound is refused before it is parsed.
         padded = json.loads(SHAPE_BOMB)
         padded["id"] = "x" * 1_200_000
         status, answer = post(f"{lb.host}:{lb.http}", json.dumps(padded).encode(), {})
-        assert status == 400 and b"more than the 12" in answer, answer[:300]
+        assert status == 413 and b"send large tensors as binary data" in answer, answer[:300]
         noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
         big = io.BytesIO()
         Image.fromarray(noise).save(big, format="PNG")
