@@ -108,6 +108,12 @@ class TritonServer:
         """What maas.clients takes: http://... or grpc://..."""
         return f"{scheme}://{self.http_url if scheme == 'http' else self.grpc_url}"
 
+    def host_of(self, kind: str) -> str:
+        """Where `kind` (http, grpc, metrics, health) listens: the configured host, but with TLS
+        on (tritonserver has it on gRPC only) every plaintext port stays on loopback, so that
+        nothing TLS was asked to protect is reachable in the clear."""
+        return self.config.host if kind == "grpc" or self.config.tls is None else "127.0.0.1"
+
     def command(self) -> list[str]:
         binary, backends = find_tritonserver()
         cmd = [
@@ -116,7 +122,7 @@ class TritonServer:
             f"--http-port={self.ports.http}",
             f"--grpc-port={self.ports.grpc}",
             f"--metrics-port={self.ports.metrics}",
-            *(f"--{kind}-address={self.config.host}" for kind in ("http", "grpc", "metrics")),
+            *(f"--{kind}-address={self.host_of(kind)}" for kind in ("http", "grpc", "metrics")),
             "--log-verbose=0",
             # Explicit model control, everything loaded at start as before: a model whose
             # stub died can be reloaded through the API (maas.health), and versions rolled.
@@ -180,7 +186,7 @@ class TritonServer:
                 self.watchdog = Watchdog(self, healing.interval).start()
                 if healing.health_port is not None:
                     self._endpoint = HealthEndpoint(
-                        self.watchdog, self.config.host, healing.health_port,
+                        self.watchdog, self.host_of("health"), healing.health_port,
                         stale_after=5 * healing.interval,
                     ).start()  # fmt: skip
         except BaseException:

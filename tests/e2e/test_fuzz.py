@@ -38,6 +38,7 @@ from PIL import Image
 
 from maas.access import Ports
 from maas.balancer import Balancer, Nginx, has_nginx
+from maas.clients.client import Client
 from maas.runtime import names as C
 from maas.serve import TritonServer
 
@@ -290,3 +291,61 @@ def test_the_guard_refuses_what_crashes_a_bare_tritonserver(classifier_repositor
             post(bare.http_url, SHAPE_BOMB, {})
         bare.process.wait(timeout=30)
         assert bare.process.returncode == -6  # SIGABRT
+
+
+# The forms of a crashing body that once passed the guard and aborted the replica behind it
+# (and, resent by nginx, the next one): each is refused with a 4xx that says why, through nginx
+# in front of two replicas; neither replica's process changes, and a good request is answered
+# right after each.
+def raw(text: str) -> bytes:
+    return text.encode()
+
+
+PLAIN = json.dumps({"inputs": [{"name": C.IMAGE, "datatype": "FP32", "shape": BOMB, "data": [1]}]})
+
+
+# name -> (body, headers, status, what the error says)
+BYPASSES = {
+    "nan literal": (raw(PLAIN.replace("[1]}", "[NaN]}")), {}, 400, "not JSON"),
+    "infinity literal": (raw(PLAIN.replace("[1]}", "[Infinity]}")), {}, 400, "not JSON"),
+    "key given twice": (  # Triton reads the first shape, JSON.parse the last
+        raw(PLAIN.replace('"data"', '"shape": [1], "data"')), {}, 400, 'key "shape" is given twice',
+    ),
+    "gzip": (gzip.compress(raw(PLAIN)), {"Content-Encoding": "gzip"}, 415, "uncompressed"),
+    "deflate": (zlib.compress(raw(PLAIN)), {"Content-Encoding": "deflate"}, 415, "uncompressed"),
+    "byte order mark": (b"\xef\xbb\xbf" + raw(PLAIN), {}, 400, "byte order mark"),
+    "header length with trailing characters": (
+        raw(PLAIN), {"Inference-Header-Content-Length": f"{len(PLAIN)}abc"}, 400, "digits only",
+    ),
+    "header length beyond the body": (
+        raw(PLAIN), {"Inference-Header-Content-Length": str(len(PLAIN) + 1)}, 400, "digits only",
+    ),
+    "json over the bound": (
+        raw(json.dumps({"id": "x" * 1_100_000, **json.loads(PLAIN)})), {}, 413, "binary data",
+    ),
+    "not json at all": (b"\x00\x01garbage", {}, 400, "not JSON"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_replicas(classifier_repository):
+    free = Ports.free()
+    lb = Balancer(http=free.http, grpc=free.grpc)
+    one, two = TritonServer(classifier_repository), TritonServer(classifier_repository)
+    with one, two, Nginx([one.ports, two.ports], lb):
+        yield f"{lb.host}:{lb.http}", (one, two)
+
+
+@pytest.mark.parametrize("case", list(BYPASSES))
+def test_each_bypass_is_refused_and_no_replica_dies(two_replicas, heldout_png, case):
+    address, replicas = two_replicas
+    pids = [s.process.pid for s in replicas]
+    body, headers, status, says = BYPASSES[case]
+    got, answer = post(address, body, headers)
+    assert got == status, (got, answer[:300])
+    assert says in json.loads(answer)["error"]
+    for server in replicas:
+        assert server.process.poll() is None
+    assert [s.process.pid for s in replicas] == pids
+    with Client(f"http://{address}") as client:  # a good request, right after
+        assert len(client.classify(heldout_png[:2])) == 2

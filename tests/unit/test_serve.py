@@ -84,3 +84,17 @@ def test_serve_warns_when_tritonservers_http_leaves_loopback():
     assert exposure_warning("127.0.0.1") is None and exposure_warning("localhost") is None
     warning = exposure_warning("0.0.0.0")
     assert "listens on 0.0.0.0" in warning and "maas fleet up" in warning
+
+
+def test_with_tls_nothing_listens_in_plaintext_off_loopback(tmp_path):
+    from maas.access import TLS
+
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).write_text("x")
+    tls = TLS(cert=tmp_path / "cert.pem", key=tmp_path / "key.pem")
+    served = TritonServer(tmp_path, ServerConfig(host="0.0.0.0", tls=tls))
+    plain = TritonServer(tmp_path, ServerConfig(host="0.0.0.0"))
+    assert [served.host_of(k) for k in ("grpc", "http", "metrics", "health")] == [
+        "0.0.0.0", "127.0.0.1", "127.0.0.1", "127.0.0.1",
+    ]  # fmt: skip
+    assert {plain.host_of(k) for k in ("grpc", "http", "metrics", "health")} == {"0.0.0.0"}
