@@ -240,6 +240,12 @@ def write(rows: dict[str, list[dict]], cached: dict[str, dict], out: Path, count
                 f"{r['refused_share']:.0%} | {r['refused_p99_ms']:.1f} | "
                 f"{r.get('refused_server_us', float('nan')):.0f} | {r['late']} |"
             )
+    lines += ["", "Capacity: answered/s of a closed loop of 32. Latencies are the client's, which "
+              "shares the machine's cores with the server: beyond 1x its own CPU (every refusal "
+              "is an exception in Python) and event-loop delays are part of the figures. The "
+              "bound is at each pipeline's first step (the generator's: gan_noise, one "
+              "request per call), so admitted requests still queue at the steps behind it.",
+              ""]  # fmt: skip
     base = cached["no cache"]["per_s"]
     lines += ["", "## Cache: the image classifier, half of the requests repeating 8 images", "",
               "| server | images/s | vs no cache | hits | misses | p50 ms | hit lookup us |",
