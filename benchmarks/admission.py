@@ -264,6 +264,8 @@ def write(rows: dict[str, list[dict]], cached: dict[str, dict], out: Path, count
     b.set(xlabel="offered load (x capacity)", ylabel="p99 of answered requests, ms",
           xscale="log", yscale="log")  # fmt: skip
     for ax in (a, b):
+        ax.set_xticks(xs, [f"{x:g}x" for x in xs])
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("The generator beyond capacity: admission control vs an unbounded queue")
