@@ -73,7 +73,9 @@ def test_the_generated_nginx_config(tmp_path):
     assert "/infer$ {\n      if ($maas_body_in_file) {" in text
     assert "client_body_in_file_only clean;\n      js_content guard.infer;" in text
     assert "location @triton {\n      proxy_pass http://triton_http$request_uri;" in text
-    assert "location / {\n      proxy_pass http://triton_http;" in text
+    # Past the guard only health and metadata (GET); the rest of Triton's API is refused.
+    assert "location / {\n      default_type application/json;\n      return 403" in text
+    assert text.count("limit_except GET { deny all; }\n      proxy_pass http://triton_http;") == 2
     assert "server 127.0.0.1:1 max_fails=1" in text and "server 127.0.0.1:4 max_fails=1" in text
     assert "server 127.0.0.1:2 max_fails=1" in text
     # A sequence's steps go to one replica: upstreams hashed by its ID, for both protocols.

@@ -349,3 +349,32 @@ def test_each_bypass_is_refused_and_no_replica_dies(two_replicas, heldout_png, c
     assert [s.process.pid for s in replicas] == pids
     with Client(f"http://{address}") as client:  # a good request, right after
         assert len(client.classify(heldout_png[:2])) == 2
+
+
+def test_the_front_door_passes_only_what_a_client_needs(two_replicas):
+    """Through the guard: health and metadata answer; model control, the repository,
+    statistics, trace and logging are refused at nginx, whatever the replicas would allow."""
+    address, _ = two_replicas
+    host, port = address.rsplit(":", 1)
+
+    def call(method: str, path: str) -> int:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            conn.request(method, path, body=b"{}" if method == "POST" else None)
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    for path in ("/v2/health/ready", "/v2", f"/v2/models/{C.ENSEMBLE}",
+                 f"/v2/models/{C.ENSEMBLE}/config", f"/v2/models/{C.ENSEMBLE}/ready"):  # fmt: skip
+        assert call("GET", path) == 200, path
+    for method, path in (
+        ("POST", f"/v2/repository/models/{C.CLASSIFIER}/unload"),
+        ("POST", "/v2/repository/index"),
+        ("GET", f"/v2/models/{C.CLASSIFIER}/stats"),
+        ("GET", "/v2/trace/setting"),
+        ("POST", "/v2/logging"),
+        ("POST", "/v2/systemsharedmemory/region/x/register"),
+        ("POST", f"/v2/models/{C.ENSEMBLE}"),
+    ):
+        assert call(method, path) == 403, (method, path)

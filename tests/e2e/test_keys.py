@@ -5,6 +5,7 @@ statistics stay open; the keys never show in what maas prints or in the server's
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import tritonclient.grpc as grpcclient
@@ -17,6 +18,8 @@ from maas.clients.client import Client, Retry
 from maas.clients.errors import NotAuthorized
 from maas.runtime import names as C
 from maas.serve import ServerConfig, TritonServer
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 
 ADMIN, CLIENT = "admin-secret-0123456789", "client-secret-9876543210"
 
@@ -91,3 +94,45 @@ def test_by_default_inference_is_open_and_model_control_closed(server, heldout_p
         assert http.is_model_ready(C.POSTPROCESS)
     finally:
         http.close()
+
+
+def kubernetes_args(key: str) -> list[str]:
+    """deploy/k8s/triton.yaml's restricting arguments, with the key Kubernetes puts in."""
+    import yaml
+
+    docs = yaml.safe_load_all((DEPLOY / "triton.yaml").read_text())
+    [pod] = [d["spec"]["template"]["spec"] for d in docs if d and d["kind"] == "Deployment"]
+    [triton] = [c for c in pod["containers"] if c["name"] == "tritonserver"]
+    restricting = [a for a in triton["args"] if "restricted" in a]
+    assert len(restricting) == 2
+    return [a.replace("$(MAAS_ADMIN_KEY)", key) for a in restricting]
+
+
+def test_the_kubernetes_arguments_close_the_admin_apis(
+    classifier_repository, heldout_png, monkeypatch
+):
+    """The pod's own arguments on the real server (maas's own keys left out): the repository,
+    statistics and logging refuse a caller without the Secret's key, over HTTP and gRPC;
+    inference and health do not."""
+    monkeypatch.setattr(Keys, "args", lambda self: [])
+    config = ServerConfig(extra_args=tuple(kubernetes_args(ADMIN)))
+    with TritonServer(classifier_repository, config) as server:
+        http = httpclient.InferenceServerClient(server.http_url)
+        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        try:
+            assert http.is_server_ready() and grpc.is_server_live()
+            for call in (
+                lambda h: http.get_model_repository_index(headers=h),
+                lambda h: grpc.get_model_repository_index(headers=h and _grpc(h)),
+                lambda h: http.get_inference_statistics(C.CLASSIFIER, headers=h),
+                lambda h: grpc.get_inference_statistics(C.CLASSIFIER, headers=h and _grpc(h)),
+                lambda h: http.update_log_settings({"log_verbose_level": 0}, headers=h),
+            ):
+                with pytest.raises(InferenceServerException, match="admin-key"):
+                    call(None)
+                call({contract.ADMIN_HEADER: ADMIN})
+        finally:
+            http.close()
+            grpc.close()
+        with Client(server.url("grpc")) as client:
+            assert client.is_ready() and client.classify(heldout_png[:1])

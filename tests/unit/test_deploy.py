@@ -74,7 +74,7 @@ def test_the_pieces_fit_together():
     assert any(a.startswith("--model-repository=s3://") for a in triton["args"])
     assert "--model-control-mode=explicit" in triton["args"]
     secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in triton["env"] if "valueFrom" in e}
-    assert secrets == {"maas-s3"}  # credentials only from the Secret, never in the manifest
+    assert secrets == {"maas-s3", "maas-admin"}  # keys only from Secrets, never in the manifest
     # Longer than Triton's own drain, so in-flight requests finish before the pod is killed.
     drain = next(int(a.split("=")[1]) for a in triton["args"] if "exit-timeout-secs" in a)
     assert pod["spec"]["terminationGracePeriodSeconds"] > drain
@@ -124,6 +124,52 @@ def test_every_deployment_runs_the_stock_image_on_the_repository_as_built():
     assert not any(a.startswith("--model-config-name") for a in predictor["triton"]["args"])
     assert _probe_of(predictor["triton"], predictor["volumes"])[-1] == "http://127.0.0.1:8080"
     assert not (DEPLOY / "Dockerfile").exists()  # nothing of ours to build: the stock image
+
+
+ADMIN_APIS = {"model-repository", "shared-memory", "trace", "logging", "statistics"}
+RESTRICTED = r"--(http-restricted-api|grpc-restricted-protocol)=([\w,-]+):[\w-]+=\$\((\w+)\)"
+
+
+def tritonservers() -> dict[str, tuple[list[str], list[dict]]]:
+    """Every tritonserver container in deploy/: where -> (its arguments, its environment)."""
+    pod = _documents("triton.yaml")["Deployment"]["spec"]["template"]["spec"]
+    [c] = [c for c in pod["containers"] if c["name"] == "tritonserver"]
+    [service] = _documents("inferenceservice.yaml").values()
+    triton = service["spec"]["predictor"]["triton"]
+    return {
+        "triton.yaml": (c["args"], c["env"]),
+        "inferenceservice.yaml": (triton["args"], triton["env"]),
+    }
+
+
+def admin_key_args(args: list[str], env: list[dict]) -> dict[str, str]:
+    """flag -> the environment variable its admin key comes from, for each restricting flag
+    that covers every admin API with a key drawn from a Secret."""
+    secrets = {e["name"] for e in env if "secretKeyRef" in e.get("valueFrom", {})}
+    found = {}
+    for arg in args:
+        m = re.fullmatch(
+            r"--(http-restricted-api|grpc-restricted-protocol)=([\w,-]+):[\w-]+=\$\((\w+)\)", arg
+        )
+        if m and set(m.group(2).split(",")) >= ADMIN_APIS and m.group(3) in secrets:
+            found[m.group(1)] = m.group(3)
+    return found
+
+
+@pytest.mark.parametrize("where", ["triton.yaml", "inferenceservice.yaml"])
+def test_every_tritonserver_in_deploy_closes_its_admin_apis_behind_a_secret(where):
+    args, env = tritonservers()[where]
+    assert set(admin_key_args(args, env)) == {"http-restricted-api", "grpc-restricted-protocol"}
+    assert not any("key=" in a and "$(" not in a for a in args)  # no key written in the file
+
+
+def test_the_guard_passes_only_what_a_client_needs(tmp_path):
+    """Past the pod's and the fleet's guard: inference, health, metadata; the admin APIs of a
+    replica are refused at the front door."""
+    conf = pod_config()
+    assert "location / {\n      default_type application/json;\n      return 403" in conf
+    assert conf.count("proxy_pass http://triton_http;") == 2  # health and metadata, GET only
+    assert conf.count("limit_except GET { deny all; }") == 2
 
 
 def test_the_pods_guard_conf_is_the_template_rendered_for_the_pod():
