@@ -199,7 +199,11 @@ def _assemble(root, previous, served, opts, build, winners) -> list[int]:
         _write_core(root, previous, opts, build, chosen, data, record)
         for chosen, data, record in winners
     ]
-    for step in {p.entry.model: p.entry for p in served}.values():  # admission control
+    # Admission control at each pipeline's first step, unless another pipeline runs that model
+    # further in (vae_decoder: vae_decode's first, vae_sample's third), where a refusal would
+    # come after work was spent.
+    inner = {s.model for p in served for s in p.steps[1:]}
+    for step in {p.entry.model: p.entry for p in served if p.entry.model not in inner}.values():
         folder = root / step.model
         for path in (folder / "config.pbtxt", *(folder / "configs").glob("*")):
             _write(path, configs.admit(configs.read_config(path), step, opts))

@@ -67,6 +67,10 @@ function duplicateKey(text) {
     return null;
 }
 
+function isDim(d) {
+    return typeof d === 'number' && Number.isInteger(d) && d >= 0;
+}
+
 function elements(shape) {
     var count = 1;
     for (var i = 0; i < shape.length; i++) {
@@ -142,8 +146,11 @@ function infer(r) {
     var inputs = header.inputs;
     for (var i = 0; i < inputs.length; i++) {
         var input = inputs[i];
-        if (!input || !Array.isArray(input.shape)) {
-            continue;
+        var shape = input && typeof input === 'object' ? input.shape : undefined;
+        if (!Array.isArray(shape) || !shape.every(isDim)) {
+            refuse(r, 'input ' + (input && input.name !== undefined ? "'" + input.name + "'" : i)
+                   + ': its shape must be an array of whole numbers from 0');
+            return;
         }
         if (input.parameters && input.parameters.shared_memory_region !== undefined) {
             continue;

@@ -2,7 +2,8 @@
 
 Pure (no Triton): forecaster_stream keeps one table in its stub. At most `capacity`
 sequences are held; a START when the table is full evicts the least recently used one, so a
-new sequence is admitted at once whatever others abandoned. An evicted sequence's next
+new sequence is admitted at once whatever others abandoned (a START that is also its END, as
+the health probes send, is answered without joining the table). An evicted sequence's next
 request is refused with the reason (START again), as is one silent over `idle_seconds`.
 """
 
@@ -55,6 +56,9 @@ class SequenceTable:
                 "with START on its first request",
                 "no_sequence_id",
             )
+        if start and end:  # a sequence of one request (a probe): answered, nothing kept or evicted
+            self.held.pop(sequence, None)
+            return np.array([value])
         if start:
             self.held.pop(sequence, None)
             self.evicted.pop(sequence, None)

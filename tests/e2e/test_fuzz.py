@@ -372,6 +372,7 @@ def test_the_front_door_passes_only_what_a_client_needs(two_replicas):
         ("POST", f"/v2/repository/models/{C.CLASSIFIER}/unload"),
         ("POST", "/v2/repository/index"),
         ("GET", f"/v2/models/{C.CLASSIFIER}/stats"),
+        ("GET", "/v2/models/stats"),
         ("GET", "/v2/trace/setting"),
         ("POST", "/v2/logging"),
         ("POST", "/v2/systemsharedmemory/region/x/register"),

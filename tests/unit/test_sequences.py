@@ -52,3 +52,13 @@ def test_a_request_without_a_sequence_id_is_refused_naming_it(missing):
     with pytest.raises(SequenceRefused, match="no sequence ID: send sequence_id"):
         table.observe(missing, 1.0, start=True, end=False, now=0)
     assert len(table) == 0
+
+
+def test_a_one_request_sequence_is_answered_without_evicting_anyone():
+    """The health probes send START and END at once: a full table keeps its sequences."""
+    table = SequenceTable(length=3, capacity=2, idle_seconds=60)
+    table.observe("a", 1.0, start=True, end=False, now=0)
+    table.observe("b", 2.0, start=True, end=False, now=1)
+    assert list(table.observe("probe", 5.0, start=True, end=True, now=2)) == [5.0]
+    assert list(table.held) == ["a", "b"] and not table.evicted
+    assert list(table.observe("a", 3.0, start=False, end=False, now=3)) == [1.0, 3.0]
