@@ -10,9 +10,9 @@ exits is started again on its ports, and the time until it serves again is logge
 nginx (the Debian package, run as our child with a generated config) balances HTTP and gRPC
 (`grpc_pass`) over the replicas with passive health checks (maas.balancer, whose guard
 refuses the HTTP requests that would crash a tritonserver): a replica that refuses a
-connection is left out for `fail_timeout` and the request goes to the next one. Inference
-requests are retried there on connection errors only, before any answer came back: every
-stateless pipeline's request is safe to send twice. A stream keeps its
+connection is left out for `fail_timeout` and the request goes to the next one. A request
+goes to another replica only when it could not be sent: one that reached a replica is never
+resent (a body that killed one replica must not reach the next). A stream keeps its
 state in one replica, so its steps stick to that replica by a hash of the sequence ID
 (docs/operate.md, "Streams behind the balancer").
 
