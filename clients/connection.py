@@ -81,6 +81,12 @@ class Retry:
     max_backoff_s: float = 2.0
     jitter: float = 0.5  # 0: the waits exactly; 0.5: each between half and all of its own
 
+    def __post_init__(self):
+        if self.attempts < 1 or self.backoff_s < 0 or self.max_backoff_s < self.backoff_s:
+            raise ValueError(f"{self}: attempts >= 1, 0 <= backoff_s <= max_backoff_s")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"Retry jitter must be within 0..1, got {self.jitter}")
+
     def waits(self):
         wait = self.backoff_s
         for _ in range(self.attempts - 1):

@@ -92,6 +92,10 @@ def test_retries_back_off_with_jitter_and_include_overload():
     assert len({run[0] for run in waits}) > 1  # clients refused together come back apart
     assert list(Retry(jitter=0, backoff_s=0.1, max_backoff_s=0.4).waits())[:3] == [0.1, 0.2, 0.4]
     assert issubclass(Overloaded, RETRYABLE)
+    with pytest.raises(ValueError, match="jitter"):
+        Retry(jitter=1.5)
+    with pytest.raises(ValueError, match="attempts >= 1"):
+        Retry(attempts=0)
 
 
 def test_connection_errors_are_unavailable():
