@@ -47,9 +47,9 @@ class ServingOptions:
     serve_versions: int = 1  # a network's versions Triton loads: the newest N
     # Admission control: requests waiting at a pipeline's first step beyond which Triton
     # refuses a new one at once (gRPC UNAVAILABLE, HTTP 503 "Exceeds maximum queue size"),
-    # before it costs any work; 0: unbounded. One full batch of one-row requests: at capacity
-    # a request then waits about one batch's service time, and beyond capacity the excess is
-    # told to come back instead of waiting in line (docs/operate.md, admission control).
+    # before it costs any work; 0: unbounded. One full batch of one-row requests waiting. On 2
+    # cores this refuses the excess in microseconds but does not yet hold answered throughput
+    # beyond capacity (docs/operate.md, admission control; benchmarks/results/admission.md).
     max_queue_size: int = 64
     # Triton's response cache on every pipeline whose answer depends only on its request (all
     # ensembles; not the stream): a repeated request is answered from the server's cache

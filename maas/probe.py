@@ -129,8 +129,9 @@ SALTS = 100_000  # distinct probe requests before they repeat (deploy/k8s/probe.
 def salted(request: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     """The probe request made distinct by `n`. Triton's response cache keys on the input
     bytes, and an answer from the cache would hide a dead step: encoded images get 8 bytes of
-    `n` after their end (where decoders stop reading), floats move by a millionth of their
-    size per salt, a seed (INT64) becomes `n`; counts and classes (INT32) stay."""
+    `n` after their end (where decoders stop reading), floats move by k millionths of their
+    size plus one (k up to SALTS: at most a tenth), a seed (INT64) becomes k; counts and
+    classes (INT32) stay."""
     k = n % SALTS + 1
     out = {}
     for name, value in request.items():

@@ -52,8 +52,10 @@ def _client(address: str):
     admin key is never sent in the clear to a URL that said https."""
     import tritonclient.http as httpclient
 
-    scheme, _, host = address.rpartition("://")
-    if scheme not in ("", "http", "https"):
+    from maas.clients.connection import parse_url
+
+    scheme, host = parse_url(address)
+    if scheme not in ("http", "https"):
         raise RolloutError(f"{address}: a replica's URL is http:// or https://")
     return httpclient.InferenceServerClient(
         host, ssl=scheme == "https", network_timeout=300, connection_timeout=10

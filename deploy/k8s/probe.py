@@ -32,7 +32,7 @@ SALTS = 100_000  # as maas.probe.salted: distinct requests before they repeat
 def binary(tensor: dict, salt: int) -> bytes:
     """A probe input's values as Triton's binary tensor extension carries them, made distinct
     by `salt` as maas.probe.salted does (a cached answer would hide a dead step): image bytes
-    get 8 bytes after their end, floats move by a millionth of their size, a seed becomes it."""
+    get 8 bytes after their end, floats move by up to a tenth, a seed becomes the salt."""
     k = salt % SALTS + 1
     kind, data = tensor["datatype"], tensor["data"]
     if kind == "BYTES":
