@@ -13,7 +13,7 @@ export MAAS_BACKEND_DIR
 # Exact pins (torch==2.13.0 is the local CPU wheel; anything looser pulls a CUDA build).
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install serve demo test lint clean perf-analyzer bench bench-families tune trace analyze soak
+.PHONY: install serve demo test lint clean perf-analyzer bench bench-families bench-scarce tune trace analyze soak
 
 install: $(VENV)/.installed
 
@@ -66,6 +66,11 @@ soak: install  ## 3 replicas at 70% of capacity for 10 minutes, watched -> bench
 bench-families: install  ## each family served vs in-process -> benchmarks/results/families.*
 	$(BIN)/maas build
 	$(BIN)/python -m maas.benchmarks.families
+
+bench-scarce: install  ## overload, cache, two tenants -> benchmarks/results/{admission,tenants}.*
+	$(BIN)/maas build
+	$(BIN)/python -m maas.benchmarks.admission
+	$(BIN)/python -m maas.benchmarks.tenants
 
 tune: install  ## search serving configs on this machine -> benchmarks/results/tuning.*
 	$(BIN)/maas tune

@@ -99,10 +99,17 @@ def generator_requests(count: int):
     return make
 
 
-async def _one(client, model, inputs, out: Outcomes) -> None:
+def _aio(protocol: str):
+    """tritonclient's asyncio module for `protocol` ("grpc" or "http")."""
+    import importlib
+
+    return importlib.import_module(f"tritonclient.{protocol}.aio")
+
+
+async def _one(client, model, inputs, out: Outcomes, headers: dict | None = None) -> None:
     start = time.perf_counter()
     try:
-        await asyncio.wait_for(client.infer(model, inputs), LATE_S)
+        await asyncio.wait_for(client.infer(model, inputs, headers=headers), LATE_S)
         out.answered.append(time.perf_counter() - start)
     except asyncio.TimeoutError:
         out.late += 1
@@ -113,33 +120,34 @@ async def _one(client, model, inputs, out: Outcomes) -> None:
             out.failed += 1
 
 
-async def open_loop(url: str, model: str, make, rate: float, seconds: float) -> Outcomes:
-    import tritonclient.grpc.aio as grpc
-
+async def open_loop(url: str, model: str, make, rate: float, seconds: float,
+                    protocol: str = "grpc", headers: dict | None = None) -> Outcomes:  # fmt: skip
+    tc = _aio(protocol)
     out = Outcomes(asked=rate)
-    async with grpc.InferenceServerClient(url) as client:
+    async with tc.InferenceServerClient(url) as client:
         tasks, start, n = [], time.perf_counter(), 0
         while (now := time.perf_counter() - start) < seconds:
             due = n / rate
             if due > now:
                 await asyncio.sleep(due - now)
-            tasks.append(asyncio.create_task(_one(client, model, make(grpc, n), out)))
+            inputs = make(tc, n)
+            tasks.append(asyncio.create_task(_one(client, model, inputs, out, headers)))
             n += 1
         await asyncio.gather(*tasks)
         out.seconds = seconds
     return out
 
 
-async def closed_loop(url: str, model: str, make, concurrency: int, seconds: float) -> Outcomes:
-    import tritonclient.grpc.aio as grpc
-
+async def closed_loop(url: str, model: str, make, concurrency: int, seconds: float,
+                      protocol: str = "grpc", headers: dict | None = None) -> Outcomes:  # fmt: skip
+    tc = _aio(protocol)
     out = Outcomes(asked=0)
-    async with grpc.InferenceServerClient(url) as client:
+    async with tc.InferenceServerClient(url) as client:
         start, counter = time.perf_counter(), iter(range(10**9))
 
         async def worker():
             while time.perf_counter() - start < seconds:
-                await _one(client, model, make(grpc, next(counter)), out)
+                await _one(client, model, make(tc, next(counter)), out, headers)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         out.seconds = time.perf_counter() - start
@@ -268,10 +276,16 @@ def write(rows: dict[str, list[dict]], cached: dict[str, dict], out: Path, count
         ax.minorticks_off()
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("The generator beyond capacity: admission control vs an unbounded queue")
+    save(fig, out / "admission", "The generator beyond capacity: admission control vs an "
+         "unbounded queue")  # fmt: skip
+
+
+def save(fig, stem: Path, title: str) -> None:
+    """The figure as stem.png beside its stem.md, titled."""
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out / "admission.png", dpi=110)
-    print(f"wrote {out / 'admission.md'} and {out / 'admission.png'}")
+    fig.savefig(stem.with_suffix(".png"), dpi=110)
+    print(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.png')}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -222,8 +222,8 @@ class Client(_Base):
         self, sequence: int | str, value: float, *, start: bool = False, end: bool = False
     ) -> StreamStep:
         """The next value of stream `sequence` (an ID of the caller's choosing, an integer > 0 or
-        a non-empty string; `start`
-        with the first, `end` with the last): the server keeps the window, answers the
+        a non-empty string: maas.clients.tensors.new_sequence_id draws one nobody guesses;
+        `start` with the first, `end` with the last): the server keeps the window, answers the
         next-step forecast once it holds one (NaN until then)."""
         inputs, flags = observation(sequence, value, start, end)
         return stream_step(self.infer(C.FORECASTER_STREAM, inputs, **flags))

@@ -5,12 +5,15 @@
     ├── ServerUnavailable       nothing answers at that URL (refused, timed out, DNS), or a
     │                           model's Python stub is dead until the server reloads it
     │   └── Overloaded          the server is at capacity and refused the request at once
-    │                           (its admission queue is full: gRPC UNAVAILABLE, HTTP 503)
+    │       │                   (its admission queue is full: gRPC UNAVAILABLE, HTTP 503)
+    │       └── OverQuota       this client key sent more than its rate at the front door
+    │                           (maas.tenants: HTTP 429, gRPC RESOURCE_EXHAUSTED)
     ├── ModelNotReady           the server answers but the model is missing or not loaded
     ├── InvalidInput            the server refused the request: bad image, bad TOP_K, shape,
     │                           datatype, batch too large (gRPC INVALID_ARGUMENT, HTTP 400)
     ├── NotAuthorized           the API needs a key this request did not carry, or the
-    │                           wrong one (Triton's restricted APIs; never retried)
+    │                           wrong one (Triton's restricted APIs, the front door's
+    │                           tenants: HTTP 401/403, gRPC UNAUTHENTICATED; never retried)
     └── InferenceFailed         the server accepted the request and failed on it
 
 Each keeps the server's message and, in `status`, its status code as tritonclient reported it.
@@ -36,6 +39,10 @@ class ServerUnavailable(ClientError):
 
 
 class Overloaded(ServerUnavailable):
+    pass
+
+
+class OverQuota(Overloaded):
     pass
 
 
@@ -72,6 +79,10 @@ def from_triton(error: Exception) -> ClientError:
         # Triton answers a missing or wrong key with HTTP 403 or gRPC UNAVAILABLE; no retry
         # will bring the key.
         return NotAuthorized(message, status)
+    if "UNAUTHENTICATED" in status or status == "401":  # the front door's tenants
+        return NotAuthorized(message, status)
+    if status == "429" or ("RESOURCE_EXHAUSTED" in status and "over quota" in lowered):
+        return OverQuota(f"over quota, retry later: {message}", status)
     if "INVALID_ARGUMENT" in status or status == "400":
         # Triton reports an unknown model as a bad argument over HTTP; say what it means.
         if "unknown model" in lowered or "is not found" in lowered:

@@ -5,6 +5,7 @@ tested without Triton; maas.clients.client sends them.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -56,6 +57,12 @@ class StreamStep:
     lower: float
     upper: float
     held: int  # observations the server holds for this sequence
+
+
+def new_sequence_id() -> int:
+    """A stream's ID nobody else guesses: random, 1 .. 2^53 - 1 (what a JSON number holds
+    exactly; the fleet's guard refuses larger integers in a JSON body)."""
+    return secrets.randbelow(2**53 - 1) + 1
 
 
 def observation(sequence: int | str, value: float, start: bool, end: bool) -> tuple[dict, dict]:

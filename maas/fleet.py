@@ -16,6 +16,9 @@ resent (a body that killed one replica must not reach the next). A stream keeps 
 state in one replica, so its steps stick to that replica by a hash of the sequence ID
 (docs/operate.md, "Streams behind the balancer").
 
+With a tenants file (`--tenants`, maas.tenants), nginx admits only the keys it lists, each at
+its own rate and priority class; the file is read again when it changes (no restart).
+
 The fleet's state (pids and ports) is in STATE_DIR/fleet.json for `status` and `down`, and
 STATE_DIR/prometheus.yml scrapes every replica's /metrics (maas.prometheus).
 """
@@ -23,9 +26,11 @@ STATE_DIR/prometheus.yml scrapes every replica's /metrics (maas.prometheus).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -38,6 +43,7 @@ from maas.processes import running
 from maas.prometheus import scrape_config
 from maas.serve import Healing, ServerConfig, TritonServer
 from maas.server_config import SERVE_CACHE_MB
+from maas.tenants import Tenants
 
 STATE_DIR = Path(C.FLEET_STATE_DIR)
 log = logging.getLogger(__name__)
@@ -61,11 +67,22 @@ class Fleet:
         backend_dir: Path | None = None,
         keys: Keys | None = None,
         server_args: tuple[str, ...] = (),
+        tenants_file: Path | None = None,
     ):
         if replicas < 1:
             raise OptionError("a fleet needs at least one replica")
         self.lb = balancer or Balancer()
         self.keys = keys or Keys()  # one admin key for every replica (maas rollout's)
+        self.tenants_file, self._tenants_seen = tenants_file, None
+        if tenants_file is not None:
+            # nginx checks the tenants' keys; the replicas take only their own, which nginx
+            # sends in place of the tenant's (a random one unless given).
+            if self.keys.client is None:
+                self.keys = Keys(self.keys.admin, secrets.token_urlsafe(24))
+            self._tenants_seen = _stamp(tenants_file)
+            self.lb = dataclasses.replace(
+                self.lb, tenants=Tenants.load(tenants_file), replica_key=self.keys.client
+            )
         self.state_dir = Path(state_dir)
         self.events: list[tuple[float, str]] = []
         self.servers = [
@@ -134,8 +151,30 @@ class Fleet:
             tmp.write_text(text)
             tmp.replace(self.state_dir / name)  # never half-written
 
+    def reload_tenants(self) -> bool:
+        """The tenants file read again if it changed, and nginx reconfigured with it (no
+        restart); a file that does not load is reported and the last good one kept. True if
+        the front door now serves a new one."""
+        if self.tenants_file is None or self.nginx is None:
+            return False
+        stamp = _stamp(self.tenants_file)
+        if stamp == self._tenants_seen:
+            return False
+        self._tenants_seen = stamp
+        try:
+            lb = dataclasses.replace(self.lb, tenants=Tenants.load(self.tenants_file))
+            self.nginx.reconfigure(lb)
+        except (OptionError, ServerError) as e:
+            self._event(f"tenants not reloaded, the last good ones serve: {e}")
+            return False
+        self.lb = lb
+        self._event(f"tenants reloaded: {', '.join(repr(t) for t in lb.tenants.tenants)}")
+        return True
+
     def supervise_once(self) -> list[int]:
-        """Start again every replica whose tritonserver exited; the indexes restarted."""
+        """Start again every replica whose tritonserver exited (the indexes restarted); and
+        reload the tenants file if it changed."""
+        self.reload_tenants()
         restarted = []
         for i, server in enumerate(self.servers):
             proc = server.process
@@ -178,6 +217,15 @@ class Fleet:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _stamp(path: Path) -> tuple | None:
+    """What tells that a file changed: its inode, size and modification time."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def read_state(state_dir: Path = STATE_DIR) -> dict | None:

@@ -15,10 +15,14 @@
 // a byte order mark, a body JSON.parse refuses (NaN and Infinity literals included: Triton's
 // parser reads them), and an object with a key given twice (JSON.parse keeps the last, Triton
 // the first: each would check another request) are each refused with a 4xx that says why.
-// Triton then reads the same document the guard checked.
+// Integers beyond 2^53 and numbers beyond a double's range are refused too: the guard sends
+// Triton the JSON header it parsed, re-serialised, so that both read the same document, and
+// those would not survive the trip.
 //
-// A request of a Triton sequence (parameters.sequence_id, not 0) goes to @triton_sequence,
-// whose upstream hashes $maas_sequence: every step of a sequence reaches the replica that
+// Behind a front door with tenants (maas.tenants), nginx has checked the client key before
+// the guard runs; the guard writes the tenant's priority class into parameters.priority.
+// A request of a Triton sequence (parameters.sequence_id, not 0) goes to the sequence
+// upstream, which hashes $maas_sequence: every step of a sequence reaches the replica that
 // holds its state.
 
 import fs from 'fs';
@@ -32,8 +36,11 @@ function refuse(r, message, status) {
     r.return(status || 400, JSON.stringify({error: message}));
 }
 
-// The first key given twice in one object of a text JSON.parse accepted, else null.
-function duplicateKey(text) {
+// What JSON.parse accepted but would not survive re-serialisation unchanged, else null: a key
+// given twice in one object (JSON.parse keeps the last, Triton the first), an integer beyond
+// 2^53 (a double cannot hold it: 9007199254740993 would reach Triton as ...992) or a number
+// beyond a double's range (it would become null).
+function unsafe(text) {
     var stack = [];  // per open container: its keys (an object) or null (an array)
     var n = text.length;
     for (var i = 0; i < n; i++) {
@@ -51,11 +58,26 @@ function duplicateKey(text) {
             if (keys && text[k] === ':') {
                 var key = JSON.parse(text.slice(i, j + 1));  // escapes decoded: "\u0061" is "a"
                 if (Object.prototype.hasOwnProperty.call(keys, key)) {
-                    return key;
+                    return 'key ' + JSON.stringify(key) + ' is given twice in one object';
                 }
                 keys[key] = true;
             }
             i = j;
+        } else if (c === '-' || (c >= '0' && c <= '9')) {
+            var e = i + 1;
+            while (e < n && '0123456789.eE+-'.indexOf(text[e]) >= 0) {
+                e++;
+            }
+            var number = text.slice(i, e);
+            var value = Number(number);
+            if (!isFinite(value)) {
+                return 'number ' + number + ' is beyond a double\'s range';
+            }
+            if (Math.abs(value) > Number.MAX_SAFE_INTEGER && /^-?[0-9]+$/.test(number)) {
+                return 'integer ' + number + ' is beyond 2^53, which JSON numbers hold exactly: '
+                       + 'send it as binary data (or a sequence ID as a string)';
+            }
+            i = e - 1;
         } else if (c === '{') {
             stack.push({});
         } else if (c === '[') {
@@ -134,9 +156,9 @@ function infer(r) {
         refuse(r, 'the request must be a JSON object');
         return;
     }
-    var twice = duplicateKey(text);
-    if (twice !== null) {
-        refuse(r, 'key ' + JSON.stringify(twice) + ' is given twice in one object');
+    var problem = unsafe(text);
+    if (problem !== null) {
+        refuse(r, problem);
         return;
     }
     if (!Array.isArray(header.inputs)) {
@@ -163,13 +185,51 @@ function infer(r) {
             return;
         }
     }
-    var sequence = header.parameters ? header.parameters.sequence_id : undefined;
-    if (sequence !== undefined && sequence !== null && sequence !== 0 && sequence !== '') {
-        r.variables.maas_sequence = String(sequence);
-        r.internalRedirect('@triton_sequence');
+    var parameters = header.parameters;
+    if (parameters === undefined) {
+        parameters = header.parameters = {};
+    } else if (parameters === null || typeof parameters !== 'object' || Array.isArray(parameters)) {
+        refuse(r, '"parameters" must be an object');
         return;
     }
-    r.internalRedirect('@triton');
+    var priority = r.variables.maas_priority;
+    if (priority) {  // the tenant's class (maas.tenants), whatever the request asked
+        parameters.priority = Number(priority);
+    }
+    var target = '/maas-triton';
+    var sequence = parameters.sequence_id;
+    if (sequence !== undefined && sequence !== null && sequence !== 0 && sequence !== '') {
+        r.variables.maas_sequence = String(sequence);
+        target = '/maas-triton-sequence';
+    }
+    forward(r, target, JSON.stringify(header), body.slice(end), stated !== undefined);
 }
+
+// Triton gets the header the guard checked, re-serialised (one document for both parsers),
+// then the binary tensors as they came; the client gets Triton's answer as it is.
+function forward(r, target, json, binary, binaryExtension) {
+    var sent = Buffer.from(json);
+    r.variables.maas_json_length = binaryExtension ? String(sent.length) : '';
+    var options = {method: 'POST', body: binary.length ? Buffer.concat([sent, binary]) : sent};
+    // The URI as the client sent it (a large body came here through /maas-body-in-file).
+    var uri = r.variables.request_uri;
+    var query = uri.indexOf('?');
+    if (query >= 0) {
+        options.args = uri.slice(query + 1);
+        uri = uri.slice(0, query);
+    }
+    r.subrequest(target + uri, options, function (reply) {
+        for (var i = 0; i < PASSED.length; i++) {
+            var value = reply.headersOut[PASSED[i]];
+            if (value !== undefined) {
+                r.headersOut[PASSED[i]] = value;
+            }
+        }
+        r.return(reply.status, reply.responseBuffer || '');
+    });
+}
+
+// What of Triton's answer headers reach the client (nginx sets the length itself).
+var PASSED = ['Content-Type', 'Content-Encoding', 'Inference-Header-Content-Length'];
 
 export default {infer};

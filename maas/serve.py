@@ -38,6 +38,7 @@ from maas.backends import (
     python_backend_dir,
     server_tensorrt,
 )
+from maas.contract import FORWARD_PATTERN
 from maas.errors import Interrupted, ServerError
 from maas.processes import die_with_parent, stop_group
 from maas.server_config import Healing, ServerConfig
@@ -134,6 +135,9 @@ class TritonServer:
             f"--exit-timeout-secs={self.config.exit_timeout_s}",
             *(() if self.gpu else CPU_ONLY_ARGS),
             *self.keys.args(),
+            # The front door's tenant header reaches the steps as a request parameter (a
+            # stream keeps each tenant's sequences apart: maas.tenants).
+            *(f"--{kind}-header-forward-pattern={FORWARD_PATTERN}" for kind in ("http", "grpc")),
             *(self.config.tls.grpc_args() if self.config.tls else ()),
         ]
         if backends is not None:  # the wheel's: ours to lay out, with any extra backends

@@ -44,6 +44,8 @@ def fleet_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grpc-port", type=int, default=8001, help="nginx's gRPC port")
     p.add_argument("--state-dir", type=Path, default=Path(contract.FLEET_STATE_DIR))
     common.keys(p)
+    p.add_argument("--tenants", type=Path, help="who may call inference, at what rate and "
+                   "priority (JSON, mode 0600: maas.tenants); reread on change")  # fmt: skip
     common.server_tls(p, "nginx's HTTP (HTTPS) and gRPC ports")
 
 
@@ -80,6 +82,7 @@ def fleet(args) -> int:
     group = fleets.Fleet(
         args.repository, args.replicas, served_from=args.served_from, balancer=lb,
         state_dir=args.state_dir, backend_dir=backend_dir_default(), keys=keys,
+        tenants_file=args.tenants,
     )  # fmt: skip
     try:
         group.start()

@@ -41,6 +41,9 @@ READY = "READY"
 # The parameters of a step that keeps sequences (maas.spec.Sequences); MAX_SEQUENCES marks one.
 IDLE_SECONDS = "idle_seconds"
 MAX_SEQUENCES = "max_sequences"
+# Who is asking, as the front door knows it from the client key (maas.tenants): a header it
+# sets, which tritonserver forwards to the steps as a request parameter of the same name.
+TENANT = "maas-tenant"
 
 # The generative families (maas.catalog.vae, maas.catalog.gan).
 VAE_ENCODE = "vae_encode"  # IMAGE -> LATENT: an image compressed to its latent mean

@@ -5,6 +5,11 @@ sequences are held; a START when the table is full evicts the least recently use
 new sequence is admitted at once whatever others abandoned (a START that is also its END, as
 the health probes send, is answered without joining the table). An evicted sequence's next
 request is refused with the reason (START again), as is one silent over `idle_seconds`.
+
+Sequences belong to an owner (the tenant the front door named, maas.tenants; "" without
+one): the same ID from two owners is two sequences, and a START when full evicts the least
+recently used sequence of the owner holding the most, so a client that opens thousands
+evicts its own before anyone else's.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ class SequenceTable:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.length, self.capacity, self.idle = length, capacity, idle_seconds
-        # ID -> [its last observations, last seen]; least recently used first.
+        # (owner, ID) -> [its last observations, last seen]; least recently used first.
         self.held: collections.OrderedDict = collections.OrderedDict()
+        self.owned: collections.Counter = collections.Counter()  # owner -> sequences held
         # IDs evicted, the latest `capacity` of them, so that their next request says why.
         self.evicted: collections.OrderedDict = collections.OrderedDict()
 
@@ -37,18 +43,35 @@ class SequenceTable:
     def sweep(self, now: float) -> None:
         """Free the sequences silent over the idle limit (the least recent come first)."""
         while self.held:
-            sequence, (_, seen) = next(iter(self.held.items()))
+            key, (_, seen) = next(iter(self.held.items()))
             if now - seen <= self.idle:
                 break
-            del self.held[sequence]
+            self._free(key)
 
-    def end(self, sequence: Hashable) -> None:
-        self.held.pop(sequence, None)
+    def _free(self, key: tuple) -> bool:
+        if self.held.pop(key, None) is None:
+            return False
+        self.owned[key[0]] -= 1
+        if not self.owned[key[0]]:
+            del self.owned[key[0]]
+        return True
+
+    def _evict(self) -> None:
+        """The least recently used sequence of the owner holding the most."""
+        heaviest = max(self.owned, key=self.owned.__getitem__)
+        key = next(k for k in self.held if k[0] == heaviest)
+        self._free(key)
+        self.evicted[key] = None
+        if len(self.evicted) > self.capacity:
+            self.evicted.popitem(last=False)
+
+    def end(self, sequence: Hashable, owner: str = "") -> None:
+        self._free((owner, sequence))
 
     def observe(
-        self, sequence: Hashable, value: float, start: bool, end: bool, now: float
+        self, sequence: Hashable, value: float, start: bool, end: bool, now: float, owner: str = ""
     ) -> np.ndarray:
-        """Record `value` in its sequence (begun afresh on START, freed after END); the
+        """Record `value` in `owner`'s sequence (begun afresh on START, freed after END); the
         sequence's values, oldest first, a copy."""
         if sequence in (0, ""):
             raise SequenceRefused(
@@ -56,24 +79,23 @@ class SequenceTable:
                 "with START on its first request",
                 "no_sequence_id",
             )
+        key = (owner, sequence)
         if start and end:  # a sequence of one request (a probe): answered, nothing kept or evicted
-            self.held.pop(sequence, None)
+            self._free(key)
             return np.array([value])
         if start:
-            self.held.pop(sequence, None)
-            self.evicted.pop(sequence, None)
+            self._free(key)
+            self.evicted.pop(key, None)
             if len(self.held) >= self.capacity:
-                old, _ = self.held.popitem(last=False)
-                self.evicted[old] = None
-                if len(self.evicted) > self.capacity:
-                    self.evicted.popitem(last=False)
-            self.held[sequence] = [collections.deque(maxlen=self.length), now]
-        elif sequence not in self.held:
-            if sequence in self.evicted:
+                self._evict()
+            self.held[key] = [collections.deque(maxlen=self.length), now]
+            self.owned[owner] += 1
+        elif key not in self.held:
+            if key in self.evicted:
                 raise SequenceRefused(
                     f"sequence {sequence} was evicted: the stream holds {self.capacity} "
-                    "sequences at most, and it was the least recently used when another "
-                    "started. Send START again",
+                    "sequences at most, and it was the least recently used of the client holding "
+                    "the most when another started. Send START again",
                     "evicted",
                 )
             raise SequenceRefused(
@@ -81,11 +103,11 @@ class SequenceTable:
                 f"{self.idle:g} s): send START again",
                 "no_sequence",
             )
-        state = self.held[sequence]
-        self.held.move_to_end(sequence)
+        state = self.held[key]
+        self.held.move_to_end(key)
         state[0].append(value)
         state[1] = now
         values = np.array(state[0])
         if end:
-            del self.held[sequence]
+            self._free(key)
         return values

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from . import names as C
 from .errors import Refused
 from .metrics import StepMetrics
 
@@ -75,6 +76,12 @@ class StepModel:
         """A request's input as an array, None where it sent none (an optional input)."""
         tensor = self.pb.get_input_tensor_by_name(request, name)
         return None if tensor is None else tensor.as_numpy()
+
+    def tenant(self, request) -> str:
+        """Who sent the request, as the front door named it (its maas-tenant header, which
+        tritonserver forwards as a parameter); "" where no front door names tenants."""
+        tenant = json.loads(request.parameters() or "{}").get(C.TENANT, "")
+        return tenant if isinstance(tenant, str) else ""
 
     def dims(self, name: str) -> list[int]:
         """An input's or output's dims (without the batch axis) as the config declares them."""

@@ -6,11 +6,13 @@ flags on the request, which this step reads from each request; Triton's sequence
 not involved (maas.spec.Sequences says why). The state of a sequence is its last `length`
 observations, in a bounded table (runtime.sequences): START begins it afresh, evicting the
 least recently used sequence when the table is full; END frees it after answering; one
-silent for `idle_seconds` is freed. Until a whole window is held, READY is false and NEXT 0
-(not NaN: strict JSON has none). Every full window of a batch goes to the forecaster's own
-network, the gated and versioned core model named by the parameter `network`, in one call
-through Triton (BLS), with runtime.series scaling as the forecaster ensemble does: one network
-per family, and no ONNX Runtime in this step's Python.
+silent for `idle_seconds` is freed. Each tenant's sequences are its own (the front door names
+the tenant, maas.tenants): another client sending the same ID reaches a sequence of its own.
+Until a whole window is held, READY is false and NEXT 0 (not NaN: strict JSON has none).
+Every full window of a batch goes to the forecaster's own network, the gated and versioned
+core model named by the parameter `network`, in one call through Triton (BLS), with
+runtime.series scaling as the forecaster ensemble does: one network per family, and no ONNX
+Runtime in this step's Python.
 
 A stream's state lives in this stub: a dead stub loses it, and the sequences it held start
 afresh after the watchdog's reload.
@@ -45,18 +47,19 @@ class ForecasterStream(StepModel):
     def _observe(self, request, now: float) -> np.ndarray:
         """Record the request's observation; its sequence's values, a copy."""
         sequence = request.correlation_id()  # an int or a str, as the client sent it
+        owner = self.tenant(request)
         flags = request.flags()
         start = bool(flags & self.pb.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START)
         end = bool(flags & self.pb.TRITONSERVER_REQUEST_FLAG_SEQUENCE_END)
         value = float(self.input(request, C.OBSERVATION).ravel()[0])
         if not np.isfinite(value):
             if end:  # refused, but the sequence still ends here
-                self.sequences.end(sequence)
+                self.sequences.end(sequence, owner)
             raise Refused(
                 f"{C.OBSERVATION}: {value} in sequence {sequence}: only finite numbers",
                 "not_finite",
             )
-        return self.sequences.observe(sequence, value, start, end, now)
+        return self.sequences.observe(sequence, value, start, end, now, owner)
 
     def _scaled_forecasts(self, windows: np.ndarray) -> np.ndarray:
         """The network's scaled forecasts for (N, length, 1) windows, through Triton."""

@@ -166,10 +166,16 @@ def test_every_tritonserver_in_deploy_closes_its_admin_apis_behind_a_secret(wher
 def test_the_guard_passes_only_what_a_client_needs(tmp_path):
     """Past the pod's and the fleet's guard: inference, health, metadata; the admin APIs of a
     replica are refused at the front door."""
+    import re
+
     conf = pod_config()
     assert "location / {\n      default_type application/json;\n      return 403" in conf
-    assert conf.count("proxy_pass http://triton_http;") == 2  # health and metadata, GET only
-    assert conf.count("limit_except GET { deny all; }") == 2
+    proxied = [body for body in re.findall(r"\n    location [^{]+\{(.*?)\n    \}", conf, re.S)
+               if "proxy_pass" in body]  # fmt: skip
+    # Health and metadata, GET only; the guard's two exits, reached only by its subrequests.
+    assert sorted("internal;" in body for body in proxied) == [False, False, True, True]
+    assert all("limit_except GET { deny all; }" in body for body in proxied
+               if "internal;" not in body)  # fmt: skip
 
 
 def test_the_pods_guard_conf_is_the_template_rendered_for_the_pod():
@@ -225,21 +231,24 @@ def test_the_pods_config_renders_wherever_the_checkout_lives(tmp_path):
 
 
 def test_both_nginx_configs_have_what_the_guard_uses(tmp_path):
-    """Each named location guard.js redirects to and each variable it sets is in the fleet's
-    generated config and in the pod's guard.conf (`nginx -t` checks neither)."""
+    """Each location guard.js sends its subrequests to and each variable it sets or reads is
+    in the fleet's generated config and in the pod's guard.conf (`nginx -t` checks neither)."""
     import re
 
     from maas.access import Ports
     from maas.balancer import Balancer, nginx_config
 
     script = GUARD.read_text()
-    locations = set(re.findall(r"internalRedirect\('(@\w+)'\)", script))
+    targets = set(re.findall(r"'(/maas-triton[\w-]*)'", script))
     variables = set(re.findall(r"r\.variables\.(\w+) =", script))
-    assert locations == {"@triton", "@triton_sequence"} and variables == {"maas_sequence"}
+    read = set(re.findall(r"r\.variables\.(maas_\w+);", script))
+    assert targets == {"/maas-triton", "/maas-triton-sequence"}
+    assert variables == {"maas_sequence", "maas_json_length"} and read == {"maas_priority"}
     fleet = nginx_config([Ports(1, 2, 3)], Balancer(), tmp_path, "ngx_http_js_module.so")
     for conf in (fleet, (DEPLOY / "k8s" / "guard.conf").read_text()):
-        assert all(f"location {name} {{" in conf for name in locations)
+        assert all(f"location {target}/ {{\n      internal;" in conf for target in targets)
         assert all(f"js_var ${name};" in conf for name in variables)
+        assert all(f" ${name} {{" in conf for name in read)  # a map defines it
 
 
 CHECKOV = shutil.which("checkov") or next(

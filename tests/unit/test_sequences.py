@@ -41,7 +41,7 @@ def test_silent_sequences_are_freed_and_the_rest_kept():
     table.observe(1, 1.0, start=True, end=False, now=0)
     table.observe(2, 1.0, start=True, end=False, now=5)
     table.sweep(now=12)
-    assert list(table.held) == [2]
+    assert list(table.held) == [("", 2)]  # (owner, ID): no tenant here
     with pytest.raises(SequenceRefused, match="silent over 10 s"):
         table.observe(1, 1.0, start=False, end=False, now=12)
 
@@ -60,5 +60,21 @@ def test_a_one_request_sequence_is_answered_without_evicting_anyone():
     table.observe("a", 1.0, start=True, end=False, now=0)
     table.observe("b", 2.0, start=True, end=False, now=1)
     assert list(table.observe("probe", 5.0, start=True, end=True, now=2)) == [5.0]
-    assert list(table.held) == ["a", "b"] and not table.evicted
+    assert list(table.held) == [("", "a"), ("", "b")] and not table.evicted
     assert list(table.observe("a", 3.0, start=False, end=False, now=3)) == [1.0, 3.0]
+
+
+def test_owners_keep_their_own_sequences_and_the_heaviest_is_evicted_first():
+    """The same ID from two tenants is two sequences; a tenant that fills the table evicts its
+    own least recently used sequence, not another tenant's older one."""
+    table = SequenceTable(length=3, capacity=3, idle_seconds=60)
+    table.observe(7, 1.0, start=True, end=False, now=0, owner="alice")
+    table.observe(7, 9.0, start=True, end=False, now=1, owner="mallory")
+    assert list(table.observe(7, 2.0, start=False, end=False, now=2, owner="alice")) == [1.0, 2.0]
+    with pytest.raises(SequenceRefused, match="sequence 8 holds nothing"):
+        table.observe(8, 0.0, start=False, end=False, now=3, owner="mallory")
+    table.observe(8, 9.0, start=True, end=False, now=4, owner="mallory")
+    table.observe(9, 9.0, start=True, end=False, now=5, owner="mallory")  # full: mallory's 7 goes
+    assert list(table.observe(7, 3.0, start=False, end=True, now=6, owner="alice")) == [1, 2, 3]
+    with pytest.raises(SequenceRefused, match="sequence 7 was evicted"):
+        table.observe(7, 9.0, start=False, end=False, now=7, owner="mallory")
