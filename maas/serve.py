@@ -38,7 +38,7 @@ from maas.backends import (
     python_backend_dir,
     server_tensorrt,
 )
-from maas.contract import FORWARD_PATTERN
+from maas.contract import ADMIN_KEY_ENV, CLIENT_KEY_ENV, FORWARD_PATTERN
 from maas.errors import Interrupted, ServerError
 from maas.processes import die_with_parent, stop_group
 from maas.server_config import Healing, ServerConfig
@@ -217,7 +217,11 @@ class TritonServer:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="maas-triton-")
         # The Python stub takes its interpreter environment from PATH: the stubs' Python first.
+        # maas's own key variables stay here: the server has its keys from its options, and
+        # whatever it is given every Python stub inherits.
         env = self.python.environment({**os.environ, **self.config.env})
+        for name in (ADMIN_KEY_ENV, CLIENT_KEY_ENV):
+            env.pop(name, None)
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
             self.process = subprocess.Popen(

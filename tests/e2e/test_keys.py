@@ -26,12 +26,29 @@ ADMIN, CLIENT = "admin-secret-0123456789", "client-secret-9876543210"
 
 @pytest.fixture(scope="module")
 def locked(classifier_repository, tmp_path_factory):
+    """Keys from files, with maas's key variables also set where the server is started (a
+    user who exported them): neither reaches the server's or its stubs' environment."""
     folder = tmp_path_factory.mktemp("keys")
     (folder / "admin.key").write_text(ADMIN + "\n")
     (folder / "client.key").write_text(CLIENT + "\n")
     keys = Keys.from_env(folder / "admin.key", folder / "client.key")
-    with TritonServer(classifier_repository, ServerConfig(keys=keys)) as server:
-        yield server
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(contract.ADMIN_KEY_ENV, ADMIN)
+        env.setenv(contract.CLIENT_KEY_ENV, CLIENT)
+        with TritonServer(classifier_repository, ServerConfig(keys=keys)) as server:
+            yield server
+
+
+def test_no_key_is_in_the_servers_or_its_stubs_environment(locked):
+    import psutil
+
+    server = psutil.Process(locked.process.pid)
+    processes = [server, *server.children(recursive=True)]
+    assert len(processes) >= 4  # tritonserver and the classifier's Python stubs
+    for process in processes:
+        environ = process.environ()
+        assert not {contract.ADMIN_KEY_ENV, contract.CLIENT_KEY_ENV} & set(environ), process
+        assert not any(ADMIN in v or CLIENT in v for v in environ.values()), process
 
 
 def test_keys_come_from_files_and_never_show(locked, tmp_path):
