@@ -27,7 +27,7 @@ from maas.contract import CLIENT_HEADER, GRPC_HEADER_PREFIX, SEQUENCE_HEADER, TE
 from maas.errors import ServerError
 from maas.processes import die_with_parent
 from maas.processes import stop as stop_process
-from maas.tenants import RETRY_AFTER_S, Tenants
+from maas.tenants import MAP_BUCKET, Tenants
 
 NGINX_INSTALL = "sudo apt-get update && sudo apt-get install -y nginx-light libnginx-mod-http-js"
 GUARD = Path(__file__).with_name("guard.js")
@@ -132,7 +132,7 @@ def render(replicas: list[Ports], lb: Balancer, *, js_module: str, scratch: Path
         client_header=CLIENT_HEADER,
         grpc_client_header=GRPC_HEADER_PREFIX + CLIENT_HEADER,
         tenant_header=TENANT_HEADER,
-        retry_after=RETRY_AFTER_S,
+        map_bucket=MAP_BUCKET,
         http_listen=http_listen or f"{lb.host}:{lb.http}",
         grpc_listen=f"{lb.host}:{lb.grpc}",
     )
@@ -197,6 +197,14 @@ def _worker_user(folder: Path) -> str:
     return f"nobody {grp.getgrgid(nobody.pw_gid).gr_name}"
 
 
+def _write_private(path: Path, text: str) -> None:
+    """A config that may hold keys: mode 0600 from its creation (nginx's master reads it)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 class Nginx:
     """nginx over `replicas` as configured by `lb`, as our child: `start`/`stop` (or `with`),
     `reload` (SIGHUP: new workers with fresh peer state; the old ones finish their requests)."""
@@ -214,7 +222,7 @@ class Nginx:
             (folder / "tmp" / kind).mkdir(parents=True)
         user = _worker_user(folder) if os.geteuid() == 0 else None
         conf = folder / "nginx.conf"
-        conf.write_text(nginx_config(self.replicas, self.lb, folder, js_module, user))
+        _write_private(conf, nginx_config(self.replicas, self.lb, folder, js_module, user))
         check = subprocess.run([binary, "-t", "-c", str(conf), "-p", str(folder)],
                                capture_output=True, text=True)  # fmt: skip
         if check.returncode != 0:
@@ -248,7 +256,7 @@ class Nginx:
         folder = Path(self._tmp.name)
         user = _worker_user(folder) if os.geteuid() == 0 else None
         new = folder / "nginx.conf.new"
-        new.write_text(nginx_config(self.replicas, lb, folder, js_module, user))
+        _write_private(new, nginx_config(self.replicas, lb, folder, js_module, user))
         check = subprocess.run([binary, "-t", "-c", str(new), "-p", str(folder)],
                                capture_output=True, text=True)  # fmt: skip
         if check.returncode != 0:

@@ -220,12 +220,12 @@ class Fleet:
 
 
 def _stamp(path: Path) -> tuple | None:
-    """What tells that a file changed: its inode, size and modification time."""
+    """What tells that a file changed: its inode, size, mode and times (a chmod too)."""
     try:
         st = Path(path).stat()
     except OSError:
         return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
+    return st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns
 
 
 def read_state(state_dir: Path = STATE_DIR) -> dict | None:

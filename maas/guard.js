@@ -192,6 +192,10 @@ function infer(r) {
         refuse(r, '"parameters" must be an object');
         return;
     }
+    if (Object.prototype.hasOwnProperty.call(parameters, 'maas-tenant')) {
+        refuse(r, 'parameters: "maas-tenant" is the front door\'s to say');
+        return;
+    }
     var priority = r.variables.maas_priority;
     if (priority) {  // the tenant's class (maas.tenants), whatever the request asked
         parameters.priority = Number(priority);
@@ -211,14 +215,11 @@ function forward(r, target, json, binary, binaryExtension) {
     var sent = Buffer.from(json);
     r.variables.maas_json_length = binaryExtension ? String(sent.length) : '';
     var options = {method: 'POST', body: binary.length ? Buffer.concat([sent, binary]) : sent};
-    // The URI as the client sent it (a large body came here through /maas-body-in-file).
-    var uri = r.variables.request_uri;
-    var query = uri.indexOf('?');
-    if (query >= 0) {
-        options.args = uri.slice(query + 1);
-        uri = uri.slice(0, query);
+    if (r.variables.args) {
+        options.args = r.variables.args;
     }
-    r.subrequest(target + uri, options, function (reply) {
+    // The infer location's URI (a large body came here through /maas-body-in-file).
+    r.subrequest(target + r.variables.maas_infer_uri, options, function (reply) {
         for (var i = 0; i < PASSED.length; i++) {
             var value = reply.headersOut[PASSED[i]];
             if (value !== undefined) {

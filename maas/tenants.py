@@ -26,6 +26,7 @@ default the lowest). A bulk tenant that must not ask for more gets `"grpc": fals
 from __future__ import annotations
 
 import json
+import math
 import re
 import stat
 from dataclasses import dataclass
@@ -39,9 +40,11 @@ from maas.errors import OptionError
 # get the lowest: a tenant is interactive only when the file says so.
 CLASSES = ("interactive", "bulk")
 LEVELS = len(CLASSES)  # every dynamically batched model's priority_levels (build.configs)
-RETRY_AFTER_S = 1
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # also a part of nginx variable and zone names
+_RESERVED = {"default", "include", "hostnames", "volatile"}  # nginx map's own words
+MAX_KEY_BYTES = 128  # nginx's map hashes its entries in buckets of MAP_BUCKET bytes
+MAP_BUCKET = 256
 _KEY = re.compile(r"[A-Za-z0-9._~+/=-]+")  # base64 and token_urlsafe; safe inside nginx quotes
 
 
@@ -57,6 +60,11 @@ class Tenant:
     @property
     def level(self) -> int:
         return CLASSES.index(self.cls) + 1
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds until the quota admits one more request."""
+        return max(1, math.ceil(1 / self.rate))
 
     @property
     def nginx_rate(self) -> str:
@@ -98,21 +106,25 @@ class Tenants:
         tenants, keys = [], set()
         for name, fields in table.items():
             where = f"{source}: tenant {name!r}"
-            if not _NAME.fullmatch(name):
-                raise OptionError(f"{where}: a name is a-z, 0-9 and _, starting with a letter")
+            if not _NAME.fullmatch(name) or name in _RESERVED:
+                words = ", ".join(sorted(_RESERVED))
+                raise OptionError(f"{where}: a name is a-z, 0-9 and _, starting with a letter, "
+                                  f"and not one of nginx's words ({words})")  # fmt: skip
             if not isinstance(fields, dict):
                 raise OptionError(f"{where}: expected an object of key, rate, burst, class")
             unknown = set(fields) - {"key", "rate", "burst", "class", "grpc"}
             if unknown:
                 raise OptionError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
             key = fields.get("key")
-            if not isinstance(key, str) or len(key.encode()) < MIN_KEY_BYTES:
-                raise OptionError(f"{where}: key must be a string of {MIN_KEY_BYTES} bytes or more")
+            if not isinstance(key, str) or not MIN_KEY_BYTES <= len(key.encode()) <= MAX_KEY_BYTES:
+                raise OptionError(
+                    f"{where}: key must be a string of {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes"
+                )
             if not _KEY.fullmatch(key):
                 raise OptionError(f"{where}: key may hold letters, digits and . _ ~ + / = - only")
-            if key in keys:
-                raise OptionError(f"{where}: its key is another tenant's")
-            keys.add(key)
+            if key.casefold() in keys:  # nginx's map compares keys ignoring case
+                raise OptionError(f"{where}: its key is another tenant's (letter case aside)")
+            keys.add(key.casefold())
             rate, burst = fields.get("rate"), fields.get("burst", 0)
             if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
                 raise OptionError(f"{where}: rate must be a number of requests per second > 0")

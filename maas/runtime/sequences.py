@@ -56,10 +56,13 @@ class SequenceTable:
             del self.owned[key[0]]
         return True
 
-    def _evict(self) -> None:
-        """The least recently used sequence of the owner holding the most."""
-        heaviest = max(self.owned, key=self.owned.__getitem__)
-        key = next(k for k in self.held if k[0] == heaviest)
+    def _evict(self, starting: str) -> None:
+        """The least recently used sequence of the owners holding the most, the one starting
+        counted with its new sequence: a client flooding STARTs evicts its own first, and
+        among equals (clients of one sequence each) the least recently used goes."""
+        counts = {**self.owned, starting: self.owned[starting] + 1}
+        top = max(counts.values())
+        key = next(k for k in self.held if counts[k[0]] == top)
         self._free(key)
         self.evicted[key] = None
         if len(self.evicted) > self.capacity:
@@ -87,7 +90,7 @@ class SequenceTable:
             self._free(key)
             self.evicted.pop(key, None)
             if len(self.held) >= self.capacity:
-                self._evict()
+                self._evict(owner)
             self.held[key] = [collections.deque(maxlen=self.length), now]
             self.owned[owner] += 1
         elif key not in self.held:

@@ -79,7 +79,10 @@ class StepModel:
 
     def tenant(self, request) -> str:
         """Who sent the request, as the front door named it (its maas-tenant header, which
-        tritonserver forwards as a parameter); "" where no front door names tenants."""
+        tritonserver forwards as a parameter); "" where no front door names tenants. Triton
+        writes a request's own parameters first and forwarded headers after, and json keeps
+        the last of a name given twice: the front door's word wins over a client's (whose
+        HTTP body the guard also refuses when it names one)."""
         tenant = json.loads(request.parameters() or "{}").get(C.TENANT, "")
         return tenant if isinstance(tenant, str) else ""
 

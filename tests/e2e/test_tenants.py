@@ -6,6 +6,7 @@ forwards), and a changed file served without a restart."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -17,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from tritonclient.utils import InferenceServerException
 
 from maas.access import Ports
 from maas.balancer import Balancer, Nginx, has_nginx
@@ -29,14 +31,18 @@ from maas.tenants import Tenants
 
 pytestmark = pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 
-KEYS = {name: secrets.token_urlsafe(24) for name in ("app", "batch", "slow_http", "slow_grpc")}
+KEYS = {
+    name: secrets.token_urlsafe(24)
+    for name in ("app", "batch", "web_only", "slow_http", "slow_grpc", "slow_chunked")
+}
 TABLE = {
     "app": {"key": KEYS["app"], "rate": 1000, "burst": 1000, "class": "interactive"},
     "batch": {"key": KEYS["batch"], "rate": 1000, "burst": 1000, "class": "bulk"},
-    # One request per 10 s, and one more at once (burst 1); one tenant per protocol.
+    "web_only": {"key": KEYS["web_only"], "rate": 1000, "class": "bulk", "grpc": False},
+    # One request per 10 s, and one more at once (burst 1); one tenant per way in.
     **{
         slow: {"key": KEYS[slow], "rate": 0.1, "burst": 1, "class": "bulk"}
-        for slow in ("slow_http", "slow_grpc")
+        for slow in ("slow_http", "slow_grpc", "slow_chunked")
     },
 }
 HISTORY = np.sin(np.arange(60) / 5).astype(np.float32)
@@ -84,6 +90,14 @@ def test_a_key_the_front_door_does_not_know_is_refused_before_the_body_is_read(d
         nobody.forecast(HISTORY, horizon=3)
     with Client(lb.url("grpc"), model=C.FORECASTER, key=KEYS["app"]) as app:
         assert len(app.forecast(HISTORY, horizon=3).values) == 3
+    # An HTTP-only tenant over gRPC, its key in either header: refused.
+    with Client(lb.url("grpc"), model=C.FORECASTER, key=KEYS["web_only"]) as web_only:
+        with pytest.raises(NotAuthorized):
+            web_only.forecast(HISTORY, horizon=3)
+        web_only.headers = {"client-key": KEYS["web_only"]}
+        with pytest.raises(NotAuthorized):
+            web_only.forecast(HISTORY, horizon=3)
+    assert post(lb, forecast_body(), {"client-key": KEYS["web_only"]})[0] == 200
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -96,7 +110,7 @@ def test_over_quota_is_refused_with_retry_after_and_other_keys_pass(door, protoc
         statuses = [post(lb, forecast_body(), {"client-key": slow}) for _ in range(3)]
         assert [s for s, _, _ in statuses] == [200, 200, 429], statuses
         _, headers, body = statuses[-1]
-        assert headers.get("Retry-After") == "1" and b"over quota" in body, statuses[-1]
+        assert headers.get("Retry-After") == "10" and b"over quota" in body, statuses[-1]
     else:
         no_retry = Retry(attempts=1)  # to see the refusal itself
         with Client(lb.url("grpc"), model=C.FORECASTER, key=slow, retry=no_retry) as client:
@@ -107,6 +121,47 @@ def test_over_quota_is_refused_with_retry_after_and_other_keys_pass(door, protoc
             assert isinstance(OverQuota("x"), ServerUnavailable)  # the SDK's retry backs off
     status, _, _ = post(lb, forecast_body(), {"client-key": KEYS["app"]})
     assert status == 200
+
+
+def test_a_chunked_body_counts_against_the_quota_too(door):
+    """Bodies of unknown length (and large ones) are read in another location: the quota
+    holds there as well."""
+    lb, _ = door
+
+    def chunked() -> int:
+        conn = http.client.HTTPConnection(lb.host, lb.http, timeout=30)
+        try:
+            body, headers = iter([forecast_body()]), {"client-key": KEYS["slow_chunked"]}
+            conn.request("POST", f"/v2/models/{C.FORECASTER}/infer", body=body, headers=headers,
+                         encode_chunked=True)  # fmt: skip
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    assert [chunked() for _ in range(3)] == [200, 200, 429]
+
+
+def test_streaming_inference_is_not_served_with_tenants(door):
+    """One gRPC stream could carry any number of requests for one count of the quota."""
+    import queue
+
+    import tritonclient.grpc as grpcclient
+
+    lb, _ = door
+    answers: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(f"{lb.host}:{lb.grpc}")
+    try:
+        client.start_stream(lambda result, error: answers.put(error),
+                            headers={"triton-grpc-protocol-client-key": KEYS["app"]})  # fmt: skip
+        history = grpcclient.InferInput(C.HISTORY, [1, len(HISTORY)], "FP32")
+        history.set_data_from_numpy(HISTORY[None])
+        with contextlib.suppress(InferenceServerException):  # the stream ended: see below
+            client.async_stream_infer(C.FORECASTER, [history])
+        error = answers.get(timeout=30)
+        assert error is not None and "not served through this front door" in str(error)
+    finally:
+        client.stop_stream()
+        client.close()
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -138,7 +193,7 @@ class Recorder(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        Recorder.seen.append((dict(self.headers), body))
+        Recorder.seen.append((self.headers, body))  # every value of a header given twice
         answer = b'{"outputs":[]}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -154,7 +209,8 @@ def test_the_guard_forwards_what_it_checked_with_the_tenant_and_its_priority():
     """What reaches a replica: the JSON header re-serialised with the tenant's priority
     (whatever the client asked), its length in Inference-Header-Content-Length, the binary
     tensors byte for byte, the tenant in maas-tenant (the client's own is dropped), and the
-    replicas' key in place of the tenant's."""
+    replicas' key in place of the tenant's. A body naming its own maas-tenant parameter is
+    refused."""
     replica = socketserver.TCPServer(("127.0.0.1", 0), Recorder)
     threading.Thread(target=replica.serve_forever, daemon=True).start()
     replica_key = secrets.token_urlsafe(24)
@@ -171,7 +227,7 @@ def test_the_guard_forwards_what_it_checked_with_the_tenant_and_its_priority():
             for tenant, level in (("app", 1), ("batch", 2)):
                 Recorder.seen.clear()
                 status, _, _ = post(lb, header + binary, {
-                    "client-key": KEYS[tenant], "maas-tenant": "app",
+                    "client-key": KEYS[tenant], "maas-tenant": "mallory",
                     "Inference-Header-Content-Length": str(len(header)),
                     "Content-Type": "application/octet-stream",
                 }, model="m")  # fmt: skip
@@ -182,8 +238,11 @@ def test_the_guard_forwards_what_it_checked_with_the_tenant_and_its_priority():
                 assert sent["parameters"] == {"priority": level, "note": "caf\u00e9 \\u00e9"}
                 assert sent["inputs"] == json.loads(header)["inputs"]
                 assert body[length:] == binary
-                assert headers["maas-tenant"] == tenant
-                assert headers["client-key"] == replica_key
+                assert headers.get_all("maas-tenant") == [tenant]  # not the client's "mallory"
+                assert headers.get_all("client-key") == [replica_key]
+            spoof = json.dumps({"inputs": [], "parameters": {"maas-tenant": "app"}}).encode()
+            status, _, answer = post(lb, spoof, {"client-key": KEYS["batch"]}, model="m")
+            assert status == 400 and b"maas-tenant" in answer
     finally:
         replica.shutdown()
         replica.server_close()

@@ -192,7 +192,8 @@ def test_the_guards_nginx_config_is_one_nginx_accepts(tmp_path):
     binary, module = require_nginx()
     conf = pod_config(js_module=module, scratch=tmp_path, guard_dir=GUARD.parent)
     infer = "location ~ ^/v2/models/[^/]+(/versions/[^/]+)?/infer$ {"
-    assert f"{infer}\n      if ($maas_body_in_file) {{" in conf
+    assert f"{infer}\n      set $maas_infer_uri $uri;  # what the guard" in conf
+    assert "whichever location reads the body\n      if ($maas_body_in_file) {" in conf
     assert "client_body_in_file_only clean;\n      js_content guard.infer;" in conf
     _nginx_accepts(binary, conf, tmp_path)
 

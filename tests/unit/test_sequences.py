@@ -78,3 +78,14 @@ def test_owners_keep_their_own_sequences_and_the_heaviest_is_evicted_first():
     assert list(table.observe(7, 3.0, start=False, end=True, now=6, owner="alice")) == [1, 2, 3]
     with pytest.raises(SequenceRefused, match="sequence 7 was evicted"):
         table.observe(7, 9.0, start=False, end=False, now=7, owner="mallory")
+
+
+def test_among_equals_the_least_recently_used_goes_and_the_starter_counts_its_new_one():
+    table = SequenceTable(length=3, capacity=2, idle_seconds=60)
+    table.observe("a", 1.0, start=True, end=False, now=0, owner="alice")
+    table.observe("m1", 1.0, start=True, end=False, now=1, owner="mallory")
+    table.observe("m2", 1.0, start=True, end=False, now=2, owner="mallory")  # evicts m1, not a
+    assert list(table.held) == [("alice", "a"), ("mallory", "m2")]
+    # Owners of one sequence each (a client naming a new owner per sequence): plain LRU.
+    table.observe("x", 1.0, start=True, end=False, now=3, owner="x")
+    assert list(table.held) == [("mallory", "m2"), ("x", "x")]

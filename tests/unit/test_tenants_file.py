@@ -54,7 +54,13 @@ def test_a_good_file_loads_with_its_defaults_and_levels(tmp_path):
         (table(**{"class": "vip"}), "class must be one of interactive, bulk"),
         (table(grpc="yes"), "grpc"),
         (table(quota=3), "unknown field"),
-        ({"tenants": {"web": {"key": "short", "rate": 1}}}, "16 bytes"),
+        ({"tenants": {"web": {"key": "short", "rate": 1}}}, "16 to 128 bytes"),
+        ({"tenants": {"web": {"key": "k" * 129, "rate": 1}}}, "16 to 128 bytes"),
+        ({"tenants": {"default": {"key": KEY, "rate": 1}}}, "nginx's words"),
+        (
+            {"tenants": {"a": {"key": KEY, "rate": 1}, "b": {"key": KEY.upper(), "rate": 1}}},
+            "letter case",
+        ),
         ({"tenants": {"web": {"key": "k" * 20 + '"; }', "rate": 1}}}, "letters, digits"),
         ({"tenants": {"Web Site": {"key": KEY, "rate": 1}}}, "a name is"),
         ({"tenants": {"a": {"key": KEY, "rate": 1}, "b": {"key": KEY, "rate": 1}}}, "another"),
@@ -86,10 +92,12 @@ def test_the_config_admits_each_key_on_its_protocols_with_its_own_zone():
     }})  # fmt: skip
     conf = render([Ports(1, 2, 3)], Balancer(tenants=tenants, replica_key="r" * 24),
                   js_module="ngx_http_js_module.so", scratch=Path("/tmp/x"))  # fmt: skip
-    assert f'"{KEY}|" web;' in conf and f'"|{KEY}" web;' in conf  # HTTP's header, gRPC's
-    assert f'"{"n" * 24}|" nightly;' in conf and f'"|{"n" * 24}"' not in conf  # HTTP only
+    # Each protocol's own header ($http2: empty on HTTP/1.1, h2c or h2 on gRPC's server).
+    assert f'"k|{KEY}|" web;' in conf and f'"kh2c||{KEY}" web;' in conf
+    assert f'"k|{"n" * 24}|" nightly;' in conf and f'||{"n" * 24}"' not in conf  # HTTP only
+    assert "web 1;" in conf and "nightly 2;" in conf  # their retry-after, seconds
     assert "zone=maas_web:1m rate=5r/s;" in conf and "zone=maas_nightly:1m rate=30r/m;" in conf
     assert "limit_req zone=maas_web burst=2 nodelay;" in conf
-    assert "limit_req zone=maas_nightly nodelay;" in conf
+    assert conf.count("limit_req zone=maas_nightly nodelay;") == 3  # infer, large bodies, gRPC
     assert conf.count('proxy_set_header client-key "' + "r" * 24) == 3  # server + 2 guard exits
     assert conf.count("maas-tenant $maas_tenant") == 4  # HTTP server, the exits, gRPC
