@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ap.add_argument(f"--{name}", type=Path, default=Path("artifacts") / name)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--window", type=float, default=1.0, help="seconds per measurement window")
+    ap.add_argument("--max-windows", type=int, default=10,
+                    help="windows a measurement may take to be stable")  # fmt: skip
     ap.add_argument("--stream-sequences", type=int, default=64,
                     help="forecaster_stream: sequences at once (0: skip)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -231,7 +233,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for c in args.concurrency:
                 target = Target(url, model=case.pipeline, payload=True, label=case.family)
                 r = run_load(target, case.requests, concurrency=c, stats_url=url,
-                             warmup_s=args.window, window_s=args.window)  # fmt: skip
+                             warmup_s=args.window, window_s=args.window,
+                             max_windows=args.max_windows)  # fmt: skip
                 print(f"{case.family} c={c}: {r.images_per_s:.0f} req/s, p50 {r.p50_ms:.2f} ms, "
                       f"p99 {r.p99_ms:.2f} ms, errors {r.errors}", flush=True)  # fmt: skip
                 rows.append(_row(case.family, r, baseline[case.family]))

@@ -130,8 +130,9 @@ class Outcome:
 
 
 def measure(
-    source: Path, trial: Trial, images, concurrency, batch, budget, seconds, low: int = 1
-) -> Outcome:
+    source: Path, trial: Trial, images, concurrency, batch, budget, seconds, low: int = 1,
+    warmup_s: float = 1.0, max_windows: int = 6,
+) -> Outcome:  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="maas-tune-") as tmp:
         repo = write_trial(source, Path(tmp) / "repo", trial)
         with TritonServer(repo) as server:
@@ -141,9 +142,9 @@ def measure(
                     Target(url, batch=batch),
                     images,
                     concurrency=c,
-                    warmup_s=1.0,
+                    warmup_s=warmup_s,
                     window_s=seconds,
-                    max_windows=6,
+                    max_windows=max_windows,
                     stats_url=None,
                 )
                 for c in (low, *concurrency)
@@ -250,6 +251,9 @@ def main(argv: list[str] | None = None) -> Outcome | None:
     ap.add_argument("--low-concurrency", type=int, default=1, help="where p50 is compared")
     ap.add_argument("--tie", type=float, default=0.15, help="throughput within this is a tie")
     ap.add_argument("--window", type=float, default=1.0)
+    ap.add_argument("--warmup", type=float, default=1.0, help="seconds before each measurement")
+    ap.add_argument("--max-windows", type=int, default=6,
+                    help="windows a measurement may take to be stable")  # fmt: skip
     ap.add_argument("--space", type=json.loads, help='JSON, e.g. {"queue_delay_us": [0, 500]}')
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--apply", type=Path, help="write the chosen configs into this repository")
@@ -271,6 +275,8 @@ def main(argv: list[str] | None = None) -> Outcome | None:
             args.p99_budget,
             args.window,
             args.low_concurrency,
+            args.warmup,
+            args.max_windows,
         )
 
     started = time.monotonic()

@@ -17,6 +17,7 @@ def test_tune_tiny_space_writes_loadable_configs(repository, checkpoint_path, tm
     best = main([
         "--repository", str(repository), "--checkpoint", str(checkpoint_path),
         "--concurrency", "4", "--window", "0.5", "--confirm", "1", "--p99-budget", "10000",
+        "--warmup", "0.2", "--max-windows", "1",  # what is checked is the search, not its figures
         "--space", json.dumps({"postprocess_instances": [2], "max_batch_size": [16]}),
         "--out", str(tmp_path / "results"), "--apply", str(applied),
     ])  # fmt: skip
