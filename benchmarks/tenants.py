@@ -152,10 +152,10 @@ def write(rows: dict, out: Path, share: float, flood: int, count: int) -> None:
                      f"{r['bulk_refused']} |")  # fmt: skip
     lines += ["", "Target (issue 24): the interactive tenant's p99 under the flood at most 1.5x "
               "its p99 alone. Priorities: the guard writes the tenant's class into the "
-              "request (parameters.priority); every dynamically batched model has two "
-              "levels, and the bulk tenant's requests queue at the lower one (and are "
-              "bounded there: its refusals above). Figures are the client's, on the "
-              "server's machine.", ""]  # fmt: skip
+              "request (parameters.priority); every batched model and every first step has "
+              "two levels, and the bulk tenant's requests queue at the lower one (and are "
+              "bounded there: its refusals above); gan_png's queue is first come, first "
+              "served. Figures are the client's, on the server's machine.", ""]  # fmt: skip
     (out / "tenants.md").write_text("\n".join(lines))
     (out / "tenants.json").write_text(json.dumps(rows, indent=2) + "\n")
     labels = ["alone", "flooded, priorities", "flooded, no priorities"]

@@ -128,8 +128,8 @@ def _batching(opts: ServingOptions) -> mc.ModelDynamicBatching:
 # so a tenant the front door marks interactive is not queued behind a bulk tenant's flood. The
 # ensembles hand their request's priority to every step. A request naming no level (or one
 # out of range) gets the lowest. Batched models and first steps only: on gan_png (unbatched,
-# the generator's last step) priority levels cut the generator's throughput from ~500 to
-# 90-400 requests/s in 11 runs of 12 (docs/operate.md); its queue stays first come, first served.
+# the generator's last step) priority levels cut the generator's throughput from 435-556 to
+# 91-209 requests/s in 11 runs of 12 (docs/operate.md); its queue stays first come, first served.
 _PRIORITIES = {"priority_levels": PRIORITY_LEVELS, "default_priority_level": PRIORITY_LEVELS}
 
 
