@@ -243,6 +243,11 @@ class Nginx:
             time.sleep(0.1)
         return self
 
+    @property
+    def config_path(self) -> Path | None:
+        """nginx.conf of the running nginx (mode 0600: it may hold tenants' keys)."""
+        return Path(self._tmp.name) / "nginx.conf" if self._tmp is not None else None
+
     def reload(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGHUP)

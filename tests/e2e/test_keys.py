@@ -5,6 +5,9 @@ statistics stay open; the keys never show in what maas prints or in the server's
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,35 @@ def test_the_kubernetes_arguments_close_the_admin_apis(
             grpc.close()
         with Client(server.url("grpc")) as client:
             assert client.is_ready() and client.classify(heldout_png[:1])
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root and runuser"
+)
+def test_what_another_local_user_can_read(locked, tmp_path):
+    """As `nobody`: the tenants' keys (the front door's) are nowhere to be read, not on a
+    command line and not in nginx's config; tritonserver's own keys are on its command line
+    (Triton 2.51 takes them nowhere else: docs/security.md says so). When that assertion
+    fails, Triton takes them another way: move them off the command line."""
+    from maas.access import Ports
+    from maas.balancer import Balancer, Nginx, has_nginx
+    from maas.tenants import Tenants
+
+    def as_nobody(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["runuser", "-u", "nobody", "--", *args],
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+
+    tenant_key = "tenant-secret-" + "t" * 16
+    processes = as_nobody("ps", "-eww", "-o", "args").stdout  # -ww: whole command lines
+    assert ADMIN in processes and CLIENT in processes  # the known limit, pinned
+    assert as_nobody("cat", f"/proc/{locked.process.pid}/environ").returncode != 0
+    if not has_nginx():
+        return
+    ports = Ports.free()
+    tenants = Tenants.parse({"tenants": {"web": {"key": tenant_key, "rate": 10}}})
+    lb = Balancer(http=ports.http, grpc=ports.grpc, tenants=tenants, replica_key=CLIENT)
+    with Nginx([locked.ports], lb) as nginx:
+        conf = nginx.config_path
+        assert tenant_key in conf.read_text()
+        assert as_nobody("cat", str(conf)).returncode != 0
+        assert tenant_key not in as_nobody("ps", "-eww", "-o", "args").stdout
