@@ -23,7 +23,7 @@ from maas.access import TLS, Ports
 from maas.balancer import Balancer, has_nginx, nginx_config
 from maas.cli import main as cli
 from maas.clients.client import Client, Retry
-from maas.clients.errors import InvalidInput
+from maas.clients.errors import InvalidInput, NotAuthorized
 from maas.fleet import PROMETHEUS_CONFIG, Fleet, status
 from maas.processes import stubs
 from maas.prometheus import Prometheus, find_prometheus, scrape, scrape_config
@@ -318,16 +318,25 @@ def test_a_stub_killed_inside_a_replica_under_load(fleet, heldout_png, retries):
         assert failed == 0, failed
 
 
-def test_the_cli_brings_a_fleet_up_reports_it_and_takes_it_down(classifier_repository, tmp_path):
+def test_the_cli_brings_a_fleet_up_reports_it_and_takes_it_down(
+    classifier_repository, heldout_png, tmp_path
+):
+    """With a tenants file: the front door admits its key alone, and the replica behind takes
+    only its own (which no client was given)."""
     import subprocess
     import sys
 
     state = tmp_path / "state"
     ports = Ports.free()
+    key = "tenant-key-" + "k" * 16
+    tenants = tmp_path / "tenants.json"
+    tenants.write_text(json.dumps({"tenants": {"web": {"key": key, "rate": 100, "burst": 100}}}))
+    tenants.chmod(0o600)
     up = subprocess.Popen(
         [sys.executable, "-m", "maas.cli", "fleet", "up", "--replicas", "1", "--no-build",
          "--repository", str(classifier_repository), "--state-dir", str(state),
-         "--http-port", str(ports.http), "--grpc-port", str(ports.grpc)],
+         "--http-port", str(ports.http), "--grpc-port", str(ports.grpc),
+         "--tenants", str(tenants)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -338,6 +347,17 @@ def test_the_cli_brings_a_fleet_up_reports_it_and_takes_it_down(classifier_repos
             time.sleep(0.5)
         assert current["supervisor"] == up.pid and len(current["replicas"]) == 1
         assert (state / "admin.key").stat().st_mode & 0o077 == 0  # this user's only
+        for url, given, admitted in (
+            (f"http://127.0.0.1:{ports.http}", key, True),
+            (f"http://127.0.0.1:{ports.http}", "x" * 24, False),
+            (f"http://{current['replicas'][0]['http']}", key, False),  # not the replica's key
+        ):
+            with Client(url, key=given, retry=Retry(attempts=1)) as client:
+                if admitted:
+                    assert client.classify(heldout_png[:1])[0].predictions
+                else:
+                    with pytest.raises(NotAuthorized):
+                        client.classify(heldout_png[:1])
         assert cli(["fleet", "status", "--state-dir", str(state)]) == 0
         assert cli(["fleet", "up", "--no-build", "--state-dir", str(state)]) == 1  # one at a time
         assert cli(["fleet", "down", "--state-dir", str(state)]) == 0
