@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from maas.access import TLS, Ports
 from maas.balancer import Balancer, has_nginx
 from maas.clients.client import TLS as ClientTLS
 from maas.clients.client import AsyncClient, Client, Retry
-from maas.clients.errors import ClientError
+from maas.clients.errors import ClientError, NotAuthorized
 from maas.errors import ServerError
 from maas.fleet import Fleet
 from maas.serve import ServerConfig, TritonServer
@@ -138,17 +139,28 @@ def test_grpc_over_tls_refuses_the_wrong_clients(tls_server, certs, heldout_png)
 def test_the_balancer_speaks_https_and_grpc_over_tls(
     classifier_repository, certs, heldout_png, offline, tmp_path
 ):
-    """Mutual TLS at nginx (its config from maas.fleet); the replica behind it on loopback."""
+    """Mutual TLS at nginx (its config from maas.fleet); the replica behind it on loopback.
+    With tenants: the key is what admits, over HTTPS and gRPC over TLS alike."""
     ports = Ports.free()
     tls = TLS(certs["server"], certs["server.key"], certs["ca"])
     lb = Balancer(http=ports.http, grpc=ports.grpc, tls=tls)
     client_tls = ClientTLS(certs["ca"], certs["client"], certs["client.key"])
-    with Fleet(classifier_repository, 1, balancer=lb, state_dir=tmp_path) as fleet:
+    key = "tls-tenant-" + "k" * 16
+    tenants = tmp_path / "tenants.json"
+    tenants.write_text(json.dumps({"tenants": {"web": {"key": key, "rate": 100, "burst": 100}}}))
+    tenants.chmod(0o600)
+    with Fleet(classifier_repository, 1, balancer=lb, state_dir=tmp_path,
+               tenants_file=tenants) as fleet:  # fmt: skip
         assert fleet.url("http").startswith("https://")
         for url in (fleet.url("http"), fleet.url("grpc")):
-            with Client(url, tls=client_tls) as client:
+            with Client(url, tls=client_tls, key=key) as client:
                 got = client.classify(heldout_png[:2], top_k=1)
             np.testing.assert_array_equal([c.top.class_id for c in got], offline["ids"][:2, 0])
+            with (
+                Client(url, tls=client_tls, retry=ONCE) as client,
+                pytest.raises(NotAuthorized),
+            ):
+                client.classify(heldout_png[:1])
             # Without a client certificate, nginx answers nothing the client can use.
             with (
                 Client(url, tls=ClientTLS(certs["ca"]), retry=ONCE, timeout_s=10) as client,
