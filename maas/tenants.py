@@ -63,8 +63,13 @@ class Tenant:
 
     @property
     def retry_after(self) -> int:
-        """Seconds until the quota admits one more request."""
-        return max(1, math.ceil(1 / self.rate))
+        """Seconds until the quota admits one more request, at the rate nginx enforces: it
+        keeps whole requests per second or per minute (nginx_rate), and a per-minute rate
+        as thousandths of a request per millisecond, rounded down (1r/m: one per 62.5 s)."""
+        if float(self.rate).is_integer():
+            return max(1, math.ceil(1 / self.rate))
+        per_ms = max(1, round(self.rate * 60)) * 1000 // 60  # nginx's ctx->rate
+        return math.ceil(1000 / per_ms)
 
     @property
     def nginx_rate(self) -> str:

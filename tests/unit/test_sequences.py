@@ -86,6 +86,7 @@ def test_among_equals_the_least_recently_used_goes_and_the_starter_counts_its_ne
     table.observe("m1", 1.0, start=True, end=False, now=1, owner="mallory")
     table.observe("m2", 1.0, start=True, end=False, now=2, owner="mallory")  # evicts m1, not a
     assert list(table.held) == [("alice", "a"), ("mallory", "m2")]
+    table.observe("a", 2.0, start=False, end=False, now=3, owner="alice")  # m2 is now the LRU
     # Owners of one sequence each (a client naming a new owner per sequence): plain LRU.
-    table.observe("x", 1.0, start=True, end=False, now=3, owner="x")
-    assert list(table.held) == [("mallory", "m2"), ("x", "x")]
+    table.observe("x", 1.0, start=True, end=False, now=4, owner="x")
+    assert list(table.held) == [("alice", "a"), ("x", "x")]

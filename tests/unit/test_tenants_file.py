@@ -95,7 +95,9 @@ def test_the_config_admits_each_key_on_its_protocols_with_its_own_zone():
     # Each protocol's own header ($http2: empty on HTTP/1.1, h2c or h2 on gRPC's server).
     assert f'"k|{KEY}|" web;' in conf and f'"kh2c||{KEY}" web;' in conf
     assert f'"k|{"n" * 24}|" nightly;' in conf and f'||{"n" * 24}"' not in conf  # HTTP only
-    assert "web 1;" in conf and "nightly 2;" in conf  # their retry-after, seconds
+    # Retry-After at the rate nginx enforces: 30r/m is 500 thousandths a millisecond, 2 s.
+    assert "$maas_retry_after {\n    default 1;\n    web 1;\n    nightly 2;\n  }" in conf
+    assert 'if ($http2 = "") {' in conf  # HTTP/1 on the gRPC port: refused
     assert "zone=maas_web:1m rate=5r/s;" in conf and "zone=maas_nightly:1m rate=30r/m;" in conf
     assert "limit_req zone=maas_web burst=2 nodelay;" in conf
     assert conf.count("limit_req zone=maas_nightly nodelay;") == 3  # infer, large bodies, gRPC
