@@ -213,21 +213,20 @@ class Nginx:
         self.replicas, self.lb = replicas, lb
         self.process: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self._user: str | None = None  # its workers' user, when nginx starts as root
 
     def start(self) -> Nginx:
-        binary, js_module = require_nginx()
+        binary, _ = require_nginx()  # before anything is made: the message names the install
         self._tmp = tempfile.TemporaryDirectory(prefix="maas-nginx-")
         folder = Path(self._tmp.name)
         for kind in TEMP_KINDS:
             (folder / "tmp" / kind).mkdir(parents=True)
-        user = _worker_user(folder) if os.geteuid() == 0 else None
+        self._user = _worker_user(folder) if os.geteuid() == 0 else None
         conf = folder / "nginx.conf"
-        _write_private(conf, nginx_config(self.replicas, self.lb, folder, js_module, user))
-        check = subprocess.run([binary, "-t", "-c", str(conf), "-p", str(folder)],
-                               capture_output=True, text=True)  # fmt: skip
-        if check.returncode != 0:
+        refused = self._write_checked(conf, self.lb)
+        if refused:
             self.stop()
-            raise ServerError(f"nginx refused its generated config:\n{check.stderr}")
+            raise ServerError(f"nginx refused its generated config:\n{refused}")
         self.process = subprocess.Popen(
             [binary, "-c", str(conf), "-p", str(folder)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
@@ -252,22 +251,27 @@ class Nginx:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGHUP)
 
+    def _write_checked(self, path: Path, lb: Balancer) -> str:
+        """`lb`'s config written at `path` (0600) and put to `nginx -t`: what nginx said
+        against it, "" if nothing."""
+        binary, js_module = require_nginx()
+        folder = path.parent
+        _write_private(path, nginx_config(self.replicas, lb, folder, js_module, self._user))
+        check = subprocess.run([binary, "-t", "-c", str(path), "-p", str(folder)],
+                               capture_output=True, text=True)  # fmt: skip
+        return check.stderr if check.returncode != 0 else ""
+
     def reconfigure(self, lb: Balancer) -> None:
         """Serve as `lb` says from now on (new tenants, say) without a restart: the config
         rewritten, checked by nginx, then reloaded (SIGHUP: connections and requests in flight
         are kept). A config nginx refuses leaves the running one as it was."""
-        binary, js_module = require_nginx()
         assert self._tmp is not None, "reconfigure a started nginx"
-        folder = Path(self._tmp.name)
-        user = _worker_user(folder) if os.geteuid() == 0 else None
-        new = folder / "nginx.conf.new"
-        _write_private(new, nginx_config(self.replicas, lb, folder, js_module, user))
-        check = subprocess.run([binary, "-t", "-c", str(new), "-p", str(folder)],
-                               capture_output=True, text=True)  # fmt: skip
-        if check.returncode != 0:
+        new = Path(self._tmp.name) / "nginx.conf.new"
+        refused = self._write_checked(new, lb)
+        if refused:
             new.unlink()
-            raise ServerError(f"nginx refused the new config (the old one serves):\n{check.stderr}")
-        new.replace(folder / "nginx.conf")
+            raise ServerError(f"nginx refused the new config (the old one serves):\n{refused}")
+        new.replace(new.with_name("nginx.conf"))
         self.lb = lb
         self.reload()
 

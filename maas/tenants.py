@@ -8,8 +8,7 @@
                          "grpc": true},            false: HTTP only (see below)
                  "nightly": {...}}}
 
-    tenants = Tenants.load(Path("tenants.json"))
-    tenants.level("web")                     # 1: Triton's priority level of its requests
+    tenants = Tenants.load(Path("tenants.json"))    # maas.balancer renders it into nginx.conf
 
 The fleet's nginx checks the key before it reads a byte of the body (an unknown or missing key:
 401), counts each tenant's inference requests in its own zone (nginx's limit_req; over quota:
@@ -145,6 +144,3 @@ class Tenants:
                 raise OptionError(f"{where}: grpc must be true or false")
             tenants.append(Tenant(name, key, float(rate), burst, kind, grpc))
         return cls(tuple(tenants))
-
-    def level(self, name: str) -> int:
-        return next(t.level for t in self.tenants if t.name == name)

@@ -33,7 +33,6 @@ class SequenceTable:
         self.length, self.capacity, self.idle = length, capacity, idle_seconds
         # (owner, ID) -> [its last observations, last seen]; least recently used first.
         self.held: collections.OrderedDict = collections.OrderedDict()
-        self.owned: collections.Counter = collections.Counter()  # owner -> sequences held
         # IDs evicted, the latest `capacity` of them, so that their next request says why.
         self.evicted: collections.OrderedDict = collections.OrderedDict()
 
@@ -46,30 +45,23 @@ class SequenceTable:
             key, (_, seen) = next(iter(self.held.items()))
             if now - seen <= self.idle:
                 break
-            self._free(key)
-
-    def _free(self, key: tuple) -> bool:
-        if self.held.pop(key, None) is None:
-            return False
-        self.owned[key[0]] -= 1
-        if not self.owned[key[0]]:
-            del self.owned[key[0]]
-        return True
+            del self.held[key]
 
     def _evict(self, starting: str) -> None:
         """The least recently used sequence of the owners holding the most, the one starting
         counted with its new sequence: a client flooding STARTs evicts its own first, and
         among equals (clients of one sequence each) the least recently used goes."""
-        counts = {**self.owned, starting: self.owned[starting] + 1}
+        counts = collections.Counter(owner for owner, _ in self.held)  # only when full
+        counts[starting] += 1
         top = max(counts.values())
         key = next(k for k in self.held if counts[k[0]] == top)
-        self._free(key)
+        del self.held[key]
         self.evicted[key] = None
         if len(self.evicted) > self.capacity:
             self.evicted.popitem(last=False)
 
     def end(self, sequence: Hashable, owner: str = "") -> None:
-        self._free((owner, sequence))
+        self.held.pop((owner, sequence), None)
 
     def observe(
         self, sequence: Hashable, value: float, start: bool, end: bool, now: float, owner: str = ""
@@ -84,15 +76,14 @@ class SequenceTable:
             )
         key = (owner, sequence)
         if start and end:  # a sequence of one request (a probe): answered, nothing kept or evicted
-            self._free(key)
+            self.held.pop(key, None)
             return np.array([value])
         if start:
-            self._free(key)
+            self.held.pop(key, None)
             self.evicted.pop(key, None)
             if len(self.held) >= self.capacity:
                 self._evict(owner)
             self.held[key] = [collections.deque(maxlen=self.length), now]
-            self.owned[owner] += 1
         elif key not in self.held:
             if key in self.evicted:
                 raise SequenceRefused(
@@ -112,5 +103,5 @@ class SequenceTable:
         state[1] = now
         values = np.array(state[0])
         if end:
-            self._free(key)
+            del self.held[key]
         return values
