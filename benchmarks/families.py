@@ -17,10 +17,11 @@ the work each observation costs). The image classifier's fuller comparison is be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import onnxruntime as ort
 from maas.benchmarks.load import Target, run_load
 from maas.benchmarks.measured import Result
 from maas.runtime import names as C
-from maas.serve import TritonServer
+from maas.serve import ServerConfig, TritonServer
 
 Request = dict[str, np.ndarray]
 
@@ -221,14 +222,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     help="windows a measurement may take to be stable")  # fmt: skip
     ap.add_argument("--stream-sequences", type=int, default=64,
                     help="forecaster_stream: sequences at once (0: skip)")  # fmt: skip
+    ap.add_argument("--url", help="grpc://host:port of a server already serving --repository "
+                    "(default: one started here, on free ports)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args(argv)
 
     cases = [CASES[f][1](getattr(args, CASES[f][0])) for f in args.families]
     baseline = {c.family: inprocess(c, seconds=2 * args.window) for c in cases}
     rows = []
-    with TritonServer(args.repository) as server:
-        url = f"grpc://{server.grpc_url}"
+    with serving(args) as url:
         for case in cases:
             for c in args.concurrency:
                 target = Target(url, model=case.pipeline, payload=True, label=case.family)
@@ -242,6 +244,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(_stream_row(args, url, baseline["forecaster"]))
     write(rows, args.out)
     return rows
+
+
+@contextlib.contextmanager
+def serving(args) -> Iterator[str]:
+    """The gRPC URL to measure: --url's, or a server's started here and killed after (nothing
+    is in flight once measured)."""
+    if args.url:
+        yield args.url
+        return
+    with TritonServer(args.repository, ServerConfig(drain=False)) as server:
+        yield f"grpc://{server.grpc_url}"
 
 
 def _stream_row(args, url: str, base: dict) -> dict:

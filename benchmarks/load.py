@@ -161,7 +161,9 @@ def _top_k(logits: np.ndarray, spec) -> None:
     postprocess(logits, 3, [str(i) for i in range(spec["classes"])])
 
 
-def _worker(target, images, concurrency, rate, stop, counter, out, spec, deadline):
+def _worker(target, images, concurrency, rate, stop, counter, out, spec, deadline, started):
+    with started.get_lock():  # spawned and imported: the coordinator's warm-up starts now
+        started.value += 1
     out.put(_drive(target, images, concurrency, rate, stop, counter, spec, deadline))
 
 
@@ -246,7 +248,7 @@ def run_load(
         raise ValueError("give exactly one of concurrency or rate")
     processes = max(1, min(processes, concurrency or processes))
     ctx = mp.get_context("spawn")  # no inherited gRPC state: a clean client per process
-    stop, counter, out = ctx.Event(), ctx.Value("q", 0), ctx.Queue()
+    stop, counter, out, started = ctx.Event(), ctx.Value("q", 0), ctx.Queue(), ctx.Value("i", 0)
     # Time.monotonic is system-wide on Linux: one deadline for every process.
     deadline = time.monotonic() + warmup_s + 0.5 * processes + (max_windows + 2) * window_s + 30
     procs = []
@@ -255,13 +257,15 @@ def run_load(
         share_r = rate / processes if rate else None
         procs.append(ctx.Process(
             target=_worker,
-            args=(target, images, share_c, share_r, stop, counter, out, spec, deadline),
+            args=(target, images, share_c, share_r, stop, counter, out, spec, deadline, started),
             daemon=True,
         ))  # fmt: skip
     for proc in procs:
         proc.start()
     try:
-        time.sleep(warmup_s + 0.5 * processes)  # spawn + imports, then warm-up
+        while started.value < processes and all(p.is_alive() for p in procs):
+            time.sleep(0.01)  # spawn + imports: a second or so (a dead one is reported below)
+        time.sleep(warmup_s)
         marks, counts, snaps, cpus = [], [], [], []
 
         def mark() -> None:

@@ -41,7 +41,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from maas.benchmarks.load import Target, load_images, run_load
 from maas.build.configs import ServingOptions, read_config, write_config
 from maas.runtime import names as C
-from maas.serve import TritonServer
+from maas.serve import ServerConfig, TritonServer
 
 COMPOSING = (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS)
 
@@ -135,7 +135,7 @@ def measure(
 ) -> Outcome:  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="maas-tune-") as tmp:
         repo = write_trial(source, Path(tmp) / "repo", trial)
-        with TritonServer(repo) as server:
+        with TritonServer(repo, ServerConfig(drain=False)) as server:  # measured: nothing in flight
             url = f"grpc://{server.grpc_url}"
             results = {
                 c: run_load(

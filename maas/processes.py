@@ -3,6 +3,7 @@ how they are tied to their launcher, stopped, found and counted. On psutil, not 
 
     proc = subprocess.Popen(cmd, preexec_fn=die_with_parent, start_new_session=True)
     stop(proc)                                  # SIGTERM, SIGKILL if it hangs; its exit code
+    kill_group(proc, "prefix_")                 # SIGKILL now; its /dev/shm/prefix_* files gone
     stubs(proc.pid)                             # {"preprocess": [pid], ...}
 """
 
@@ -40,6 +41,26 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    return proc.returncode
+
+
+def kill_group(proc: subprocess.Popen, shared_memory: str = "") -> int:
+    """SIGKILL to a child's process group at once, then the files under /dev/shm whose names
+    start with `shared_memory` that it or its children had mapped (what a clean exit would
+    have removed). Its exit code."""
+    mapped = set()
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        parent = psutil.Process(proc.pid)
+        for p in (parent, *parent.children(recursive=True)):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                mapped |= {m.path for m in p.memory_maps()}
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # its own group: start_new_session=True
+    proc.wait()
+    prefix = f"/dev/shm/{shared_memory}"
+    for path in mapped:
+        if shared_memory and path.startswith(prefix):
+            Path(path).unlink(missing_ok=True)
     return proc.returncode
 
 

@@ -40,11 +40,14 @@ from maas.backends import (
 )
 from maas.contract import ADMIN_KEY_ENV, CLIENT_KEY_ENV, FORWARD_PATTERN
 from maas.errors import Interrupted, ServerError
-from maas.processes import die_with_parent, stop_group
+from maas.processes import die_with_parent, kill_group, stop_group
 from maas.server_config import Healing, ServerConfig
 
 __all__ = ["Healing", "ServerConfig", "TritonServer"]  # the launcher and what it takes
 log = logging.getLogger(__name__)
+# Each Python stub's region (a file under /dev/shm), which Triton removes on a clean stop only.
+PYTHON_BACKEND_SHM = "triton_python_backend_shm_region_"
+LOAD_THREADS_MIN = 4  # Triton's default
 
 
 class TritonServer:
@@ -133,6 +136,7 @@ class TritonServer:
                 else ()
             ),
             f"--exit-timeout-secs={self.config.exit_timeout_s}",
+            f"--model-load-thread-count={self.load_threads()}",
             *(() if self.gpu else CPU_ONLY_ARGS),
             *self.keys.args(),
             # The front door's tenant header reaches the steps as a request parameter (a
@@ -159,6 +163,11 @@ class TritonServer:
         if self.config_name:
             cmd.append(f"--model-config-name={self.config_name}")
         return [*cmd, *self.config.extra_args]
+
+    def load_threads(self) -> int:
+        """Models loaded at once: all of them. Loading waits on each stub's start and warm-up
+        rather than on the CPU; 28 models took 8 s with Triton's 4 threads, 3.6 s with 32."""
+        return max(LOAD_THREADS_MIN, len(list(self.repository.glob("*/config.pbtxt"))))
 
     def start(self) -> TritonServer:
         return self.launch().ready()
@@ -290,7 +299,7 @@ class TritonServer:
                         f"tritonserver not ready after {self.config.start_timeout:.0f} s:\n"
                         f"{self.error_lines()}"
                     )
-                time.sleep(0.25)
+                time.sleep(0.05)
             self._probe(client)
         finally:
             client.close()
@@ -305,7 +314,8 @@ class TritonServer:
                 raise ServerError(f"tritonserver is up but {error}\n{self.error_lines()}")
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (Triton drains in-flight requests), SIGKILL if it hangs; returns its code."""
+        """SIGTERM (Triton drains in-flight requests), SIGKILL if it hangs; returns its code.
+        With `drain` off (ServerConfig), SIGKILL at once."""
         self._stopping = True
         if self._endpoint is not None:
             self._endpoint.stop()
@@ -316,7 +326,10 @@ class TritonServer:
         proc, self.process = self.process, None
         code = None
         if proc is not None:
-            code = stop_group(proc, timeout)
+            if self.config.drain:
+                code = stop_group(proc, timeout)
+            else:
+                code = kill_group(proc, PYTHON_BACKEND_SHM)
             if self._reader is not None:
                 self._reader.join(timeout=5)
         if self._tmp is not None:

@@ -50,6 +50,11 @@ class ServerConfig:
     # model whose stub died never finishes unloading, so Triton would wait all of it (its
     # default: 30 s) and exit with "failed to stop server".
     exit_timeout_s: int = 5
+    # False: `stop` kills the server at once (SIGKILL to its group, then the Python backend's
+    # shared memory removed) instead of SIGTERM, for a server with nothing in flight (a test's,
+    # a benchmark trial's). Triton's own unload takes 3-4 s: its stubs exit ~1 s each, one
+    # instance after another, and it looks again once a second.
+    drain: bool = True
     # Triton's local response cache for the pipelines whose configs enable it (every ensemble:
     # ServingOptions.response_cache), in MB; 0: none, and those configs load without one.
     # None by default, so that a benchmark measures the steps; `maas serve` and the fleet

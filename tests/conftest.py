@@ -204,25 +204,38 @@ def offline(onnx_path, checkpoint, heldout_png):
 
 
 @pytest.fixture(scope="session")
-def server(repository):
-    from maas.serve import TritonServer
+def triton():
+    """TritonServer for a test's own server, stopped at once when the test is done with it
+    (`drain` off: nothing is in flight by then) instead of in Triton's 3-4 s unload. Draining
+    is tested where it is the point (test_self_healing.py, test_launcher.py, test_fleet.py)."""
+    import dataclasses
 
-    with TritonServer(repository) as srv:
+    from maas.serve import ServerConfig, TritonServer
+
+    def make(repository: Path, config: ServerConfig | None = None) -> TritonServer:
+        return TritonServer(repository, dataclasses.replace(config or ServerConfig(), drain=False))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def server(repository, triton):
+    with triton(repository) as srv:
         yield srv
 
 
 @pytest.fixture(scope="session")
-def native_server(repository):
+def native_server(repository, triton):
     """The same repository with the core models on Triton's onnxruntime backend, where the
     machine has one for this tritonserver ($MAAS_BACKEND_DIR: .ci/run and the Makefile set it
     from the shared tools); else the tests that use it are skipped."""
     from maas.backends import backend_dir_default
-    from maas.serve import ServerConfig, TritonServer
+    from maas.serve import ServerConfig
 
     folder = backend_dir_default()
     if folder is None:
         pytest.skip("no onnxruntime backend for this tritonserver (set MAAS_BACKEND_DIR)")
-    with TritonServer(repository, ServerConfig(backend_dir=folder)) as srv:
+    with triton(repository, ServerConfig(backend_dir=folder)) as srv:
         assert srv.config_name is None  # config.pbtxt as written: the native backend
         yield srv
 

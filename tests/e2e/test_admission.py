@@ -16,14 +16,14 @@ from maas.build.configs import read_config, write_config
 from maas.clients.client import AsyncClient, Client, Retry
 from maas.clients.errors import Overloaded
 from maas.runtime import names as C
-from maas.serve import ServerConfig, TritonServer
+from maas.serve import ServerConfig
 from maas.server_config import SERVE_CACHE_MB
 
 SCHEMES = ["http", "grpc"]
 
 
 @pytest.fixture(scope="module")
-def small_queue(classifier_repository, tmp_path_factory):
+def small_queue(classifier_repository, tmp_path_factory, triton):
     """The classifier alone, its first step admitting 2 waiting requests at most."""
     repo = tmp_path_factory.mktemp("admission") / "repo"
     shutil.copytree(classifier_repository, repo)
@@ -32,7 +32,7 @@ def small_queue(classifier_repository, tmp_path_factory):
     assert config.dynamic_batching.default_queue_policy.max_queue_size == 64  # the build's
     config.dynamic_batching.default_queue_policy.max_queue_size = 2
     write_config(path, config)
-    with TritonServer(repo) as server:
+    with triton(repo) as server:
         yield server
 
 
@@ -67,12 +67,12 @@ def test_beyond_capacity_requests_are_refused_at_once_and_the_admitted_answered_
 
 
 @pytest.fixture(scope="module")
-def cached(repository, tmp_path_factory):
+def cached(repository, tmp_path_factory, triton):
     """The generator alone, served as `maas serve` serves it: with Triton's response cache."""
     repo = tmp_path_factory.mktemp("cached") / "repo"
     for model in (C.GENERATOR, C.GAN_NOISE, C.GAN_GENERATOR, C.GAN_PNG):
         shutil.copytree(repository / model, repo / model)
-    with TritonServer(repo, ServerConfig(cache_mb=SERVE_CACHE_MB)) as server:
+    with triton(repo, ServerConfig(cache_mb=SERVE_CACHE_MB)) as server:
         yield server
 
 

@@ -28,7 +28,7 @@ from maas.build.configs import numpy_dtype, read_config
 from maas.build.release import CONTAINER_PYTHON, TRITON_ONNXRUNTIME
 from maas.clients.client import Client
 from maas.runtime import names as C
-from maas.serve import ServerConfig, TritonServer
+from maas.serve import ServerConfig
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def container_python() -> Path:
 
 
 @pytest.fixture(scope="module")
-def deployed(repository, container_python, tmp_path_factory):
+def deployed(repository, container_python, tmp_path_factory, triton):
     """The session's repository, copied elsewhere, served as a stock container serves it."""
     backends = backend_dir_default()
     if backends is None:
@@ -53,7 +53,7 @@ def deployed(repository, container_python, tmp_path_factory):
         )
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     copy = shutil.copytree(repository, elsewhere / "model_repository")
-    server = TritonServer(copy, ServerConfig(
+    server = triton(copy, ServerConfig(
         backend_dir=backends, python=container_python, model_control="none", cwd=elsewhere,
     ))  # fmt: skip
     with server:

@@ -21,7 +21,6 @@ from maas.clients.client import AsyncClient, Client
 from maas.clients.errors import InvalidInput
 from maas.runtime import names as C
 from maas.runtime.series import forecast, scale_window
-from maas.serve import TritonServer
 from maas.training.rnn import load_co2, split
 
 MAAS = str(Path(sys.executable).with_name("maas"))
@@ -224,7 +223,9 @@ def test_stream_bad_input(server, scheme):
         assert client.is_ready()
 
 
-def test_idle_and_evicted_sequences_are_told_to_start_again(repository, tmp_path, test_windows):
+def test_idle_and_evicted_sequences_are_told_to_start_again(
+    repository, tmp_path, test_windows, triton
+):
     """The stream alone, holding 3 sequences at most with a 1 s idle limit, over both
     protocols: a sequence silent past the limit is freed, a fourth START evicts the least
     recently used, each told to START again, and START begins a fresh window at once."""
@@ -237,33 +238,34 @@ def test_idle_and_evicted_sequences_are_told_to_start_again(repository, tmp_path
     config.parameters[C.MAX_SEQUENCES].string_value = "3"
     write_config(path, config)
     values = test_windows.x[0]
-    with TritonServer(repo) as server:
-        for scheme in ("http", "grpc"):
+    with triton(repo) as server:
+        # IDs of each protocol's own; the first wait frees what the one before left held.
+        for first, scheme in ((9, "http"), (19, "grpc")):
+            a, b, c, d = (f"{scheme}-{name}" for name in "abcd")
             with Client(server.url(scheme), model=C.FORECASTER_STREAM) as client:
                 for i, value in enumerate(values[:5]):
-                    assert client.observe(9, value, start=i == 0).held == i + 1
+                    assert client.observe(first, value, start=i == 0).held == i + 1
                 time.sleep(2.5)
-                with pytest.raises(InvalidInput, match=r"sequence 9 holds nothing.*START"):
-                    client.observe(9, 1.0)
-                for sequence in ("a", "b", "c"):
+                with pytest.raises(InvalidInput, match=rf"sequence {first} holds nothing.*START"):
+                    client.observe(first, 1.0)
+                for sequence in (a, b, c):
                     client.observe(sequence, values[0], start=True)
-                assert client.observe("a", values[1]).held == 2  # "b" is now the least recent
-                assert client.observe("d", values[0], start=True).held == 1  # admitted at once
-                with pytest.raises(InvalidInput, match=r"sequence b was evicted.*START again"):
-                    client.observe("b", values[1])
-                assert [client.observe(s, values[2]).held for s in ("a", "c", "d")] == [3, 2, 2]
-                assert client.observe("b", 1.0, start=True).held == 1
-                time.sleep(1.5)  # the next protocol starts with nothing held
+                assert client.observe(a, values[1]).held == 2  # b is now the least recent
+                assert client.observe(d, values[0], start=True).held == 1  # admitted at once
+                with pytest.raises(InvalidInput, match=rf"sequence {b} was evicted.*START again"):
+                    client.observe(b, values[1])
+                assert [client.observe(s, values[2]).held for s in (a, c, d)] == [3, 2, 2]
+                assert client.observe(b, 1.0, start=True).held == 1
 
 
 @pytest.fixture(scope="module")
-def stream_server(repository, tmp_path_factory):
+def stream_server(repository, tmp_path_factory, triton):
     """The stream and its network alone, on a server of their own: the string IDs below once
     took a whole tritonserver down."""
     repo = tmp_path_factory.mktemp("stream") / "repo"
     for model in (C.FORECASTER_STREAM, C.FORECASTER_RNN):
         shutil.copytree(repository / model, repo / model)
-    with TritonServer(repo) as server:
+    with triton(repo) as server:
         yield server
 
 

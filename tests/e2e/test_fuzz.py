@@ -40,7 +40,6 @@ from maas.access import Ports
 from maas.balancer import Balancer, Nginx, has_nginx
 from maas.clients.client import Client
 from maas.runtime import names as C
-from maas.serve import TritonServer
 
 pytestmark = pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 
@@ -256,10 +255,10 @@ SHAPE_BOMB = json.dumps(
 ).encode()  # fmt: skip
 
 
-def test_the_guard_refuses_what_crashes_a_bare_tritonserver(classifier_repository):
+def test_the_guard_refuses_what_crashes_a_bare_tritonserver(classifier_repository, triton):
     free = Ports.free()
     lb = Balancer(http=free.http, grpc=free.grpc)
-    with TritonServer(classifier_repository) as bare, Nginx([bare.ports], lb):
+    with triton(classifier_repository) as bare, Nginx([bare.ports], lb):
         status, answer = post(f"{lb.host}:{lb.http}", SHAPE_BOMB, {})
         assert status == 400, answer
         message = json.loads(answer)["error"]
@@ -328,10 +327,10 @@ BYPASSES = {
 
 
 @pytest.fixture(scope="module")
-def two_replicas(classifier_repository):
+def two_replicas(classifier_repository, triton):
     free = Ports.free()
     lb = Balancer(http=free.http, grpc=free.grpc)
-    one, two = TritonServer(classifier_repository), TritonServer(classifier_repository)
+    one, two = triton(classifier_repository), triton(classifier_repository)
     with one, two, Nginx([one.ports, two.ports], lb):
         yield f"{lb.host}:{lb.http}", (one, two)
 

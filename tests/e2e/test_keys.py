@@ -20,7 +20,7 @@ from maas.access import Keys
 from maas.clients.client import Client, Retry
 from maas.clients.errors import NotAuthorized
 from maas.runtime import names as C
-from maas.serve import ServerConfig, TritonServer
+from maas.serve import ServerConfig
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 
@@ -28,7 +28,7 @@ ADMIN, CLIENT = "admin-secret-0123456789", "client-secret-9876543210"
 
 
 @pytest.fixture(scope="module")
-def locked(classifier_repository, tmp_path_factory):
+def locked(classifier_repository, tmp_path_factory, triton):
     """Keys from files, with maas's key variables also set where the server is started (a
     user who exported them): neither reaches the server's or its stubs' environment."""
     folder = tmp_path_factory.mktemp("keys")
@@ -38,7 +38,7 @@ def locked(classifier_repository, tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv(contract.ADMIN_KEY_ENV, ADMIN)
         env.setenv(contract.CLIENT_KEY_ENV, CLIENT)
-        with TritonServer(classifier_repository, ServerConfig(keys=keys)) as server:
+        with triton(classifier_repository, ServerConfig(keys=keys)) as server:
             yield server
 
 
@@ -129,14 +129,14 @@ def kubernetes_args(key: str) -> list[str]:
 
 
 def test_the_kubernetes_arguments_close_the_admin_apis(
-    classifier_repository, heldout_png, monkeypatch
+    classifier_repository, heldout_png, monkeypatch, triton
 ):
     """The pod's own arguments on the real server (maas's own keys left out): the repository,
     statistics and logging refuse a caller without the Secret's key, over HTTP and gRPC;
     inference and health do not."""
     monkeypatch.setattr(Keys, "args", lambda self: [])
     config = ServerConfig(extra_args=tuple(kubernetes_args(ADMIN)))
-    with TritonServer(classifier_repository, config) as server:
+    with triton(classifier_repository, config) as server:
         http = httpclient.InferenceServerClient(server.http_url)
         grpc = grpcclient.InferenceServerClient(server.grpc_url)
         try:

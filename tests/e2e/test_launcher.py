@@ -20,10 +20,10 @@ from maas.backends import has_gpu
 from maas.balancer import has_nginx
 from maas.build.configs import check, read_config, to_pbtxt
 from maas.errors import ServerError
-from maas.processes import children, gone
+from maas.processes import children, gone, in_group, stubs
 from maas.prometheus import find_prometheus
 from maas.runtime import names as C
-from maas.serve import ServerConfig, TritonServer
+from maas.serve import PYTHON_BACKEND_SHM, ServerConfig, TritonServer
 
 
 def broken_copy(repository: Path, tmp_path: Path, model: str, override: str) -> Path:
@@ -150,6 +150,20 @@ def test_signal_during_startup_leaves_no_server(classifier_repository, signum):
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_a_server_stopped_without_draining_leaves_nothing_behind(classifier_repository, triton):
+    """`drain` off (the tests' and benchmark trials' servers): killed at once, and the shared
+    memory of its Python stubs, which Triton removes only on a clean stop, removed too."""
+    import psutil
+
+    server = triton(classifier_repository).start()
+    group = server.process.pid
+    regions = {m.path for m in psutil.Process(group).memory_maps() if PYTHON_BACKEND_SHM in m.path}
+    assert len(regions) == sum(len(pids) for pids in stubs(group).values()) > 0
+    server.stop()
+    assert in_group(group) == []
+    assert [r for r in regions if Path(r).exists()] == []
 
 
 def test_killed_launcher_takes_its_server_down(classifier_repository):

@@ -26,7 +26,6 @@ from maas.clients.client import Client
 from maas.clients.errors import InvalidInput
 from maas.runtime.classify import scores
 from maas.runtime.images import Preprocessing, load_images
-from maas.serve import TritonServer
 
 FAST = BuildOptions(variant="onnx", speed_seconds=0.05)
 
@@ -151,13 +150,13 @@ def own_models(tmp_path_factory, checkpoint, digits) -> dict[str, tuple[Path, np
 
 
 @pytest.fixture(scope="module")
-def own_server(tmp_path_factory, own_models, checkpoint):
+def own_server(tmp_path_factory, own_models, checkpoint, triton):
     labels = tmp_path_factory.mktemp("labels") / "digits.txt"
     labels.write_text("".join(f"{name}\n" for name in checkpoint.class_names))
     target = tmp_path_factory.mktemp("own") / "model_repository"
     for name, (path, _) in own_models.items():
         build_own_onnx(path, labels, target, name, build=FAST)  # no layout or output flags
-    with TritonServer(target) as server:
+    with triton(target) as server:
         yield server
 
 

@@ -17,13 +17,18 @@ from maas.runtime import names as C
 PERF_ANALYZER = find_perf_analyzer()
 
 
+@pytest.fixture(scope="module")
+def inputs(checkpoint_path, tmp_path_factory):
+    """perf_analyzer's --input-data files: the ensemble's and the classifier's."""
+    out = tmp_path_factory.mktemp("inputs")
+    return main(["--checkpoint", str(checkpoint_path), "--out", str(out), "--images", "16"])
+
+
 @pytest.mark.skipif(PERF_ANALYZER is None, reason="perf_analyzer is not installed here")
 @pytest.mark.parametrize("model", [C.ENSEMBLE, C.CLASSIFIER])
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_perf_analyzer_sweep(server, checkpoint_path, tmp_path, model, protocol):
-    ensemble, classifier = main(
-        ["--checkpoint", str(checkpoint_path), "--out", str(tmp_path), "--images", "16"]
-    )
+def test_perf_analyzer_sweep(server, inputs, model, protocol):
+    ensemble, classifier = inputs
     url = server.http_url if protocol == "http" else server.grpc_url
     rows = sweep_perf_analyzer(
         PERF_ANALYZER,
@@ -32,7 +37,7 @@ def test_perf_analyzer_sweep(server, checkpoint_path, tmp_path, model, protocol)
         ensemble if model == C.ENSEMBLE else classifier,
         "1:4:3",
         protocol,
-        window_ms=800,
+        window_ms=400,
         timeout_s=180,
         # What is checked is that it drives the server without an error, not how steady this
         # shared machine is: at 50% one run out of many found no stable window in 4 tries.

@@ -11,7 +11,7 @@ from maas.cli import main as cli
 from maas.clients.client import Client
 from maas.publish import INDEX, S3Location, local_tree, publish, s3_client
 from maas.runtime import names as C
-from maas.serve import ServerConfig, TritonServer
+from maas.serve import ServerConfig
 
 PIPELINE = (C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS, C.ENSEMBLE)
 
@@ -22,7 +22,7 @@ def _objects(client, where: S3Location) -> dict[str, int]:
 
 
 def test_publish_then_serve_from_s3(
-    s3, classifier_repository, tmp_path, heldout_png, offline, capsys
+    s3, classifier_repository, tmp_path, heldout_png, offline, capsys, triton
 ):
     local = tmp_path / "repo"  # a copy: this test changes it
     shutil.copytree(classifier_repository, local)
@@ -61,10 +61,10 @@ def test_publish_then_serve_from_s3(
     # tritonserver reads the published copy from S3 and answers as offline ONNX Runtime does.
     url = where.triton_url(s3["AWS_ENDPOINT_URL"])
     assert url.startswith("s3://127.0.0.1:")
-    with TritonServer(local, ServerConfig(served_from=url, env=s3)) as server:
+    with triton(local, ServerConfig(served_from=url, env=s3)) as server:
         assert f"--model-repository={url}" in server.process.args
-        with Client(server.url("grpc")) as triton:
-            got = triton.classify(heldout_png[:16], top_k=3)
+        with Client(server.url("grpc")) as served:
+            got = served.classify(heldout_png[:16], top_k=3)
     ids = np.array([[p.class_id for p in c.predictions] for c in got])
     np.testing.assert_array_equal(ids[:, 0], offline["ids"][:16, 0])
 

@@ -13,17 +13,16 @@ from maas.access import Ports
 from maas.balancer import Balancer, Nginx, has_nginx
 from maas.clients.client import Client
 from maas.runtime import names as C
-from maas.serve import TritonServer
 
 pytestmark = pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 SEQUENCES, STEPS = 16, 5  # 16: all on one of two replicas by chance once in 2**15 runs
 
 
 @pytest.fixture(scope="module")
-def stream_replicas(repository, tmp_path_factory):
+def stream_replicas(repository, tmp_path_factory, triton):
     repo = tmp_path_factory.mktemp("streams") / "model_repository"
     shutil.copytree(repository / C.FORECASTER_STREAM, repo / C.FORECASTER_STREAM)
-    with TritonServer(repo) as one, TritonServer(repo) as two:
+    with triton(repo) as one, triton(repo) as two:
         yield [one, two]
 
 

@@ -20,7 +20,6 @@ from maas import prometheus
 from maas.build import shipped
 from maas.build.configs import ServingOptions, core_python_config, python_config, write_config
 from maas.runtime import metrics as M
-from maas.serve import TritonServer
 from maas.spec import Step, Tensor
 
 FRAGILE, LOOKUP = "fragile", "lookup"
@@ -42,7 +41,7 @@ def lookup_onnx(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def fragile_server(tmp_path_factory):
+def fragile_server(tmp_path_factory, triton):
     """`fragile` (a Python step on the shipped StepModel) and `lookup` (a core model on the
     shipped Python-backend core, maas.runtime.onnx_core), each with a 200 ms queue delay so
     that requests sent at once share batches."""
@@ -60,7 +59,7 @@ def fragile_server(tmp_path_factory):
     (version / "manifest.json").write_text(json.dumps({"model_file": "model.onnx"}))
     core = Step(LOOKUP, "core", (Tensor("IDS", "INT64", (1,)),), (y,))
     write_config(root / LOOKUP / "config.pbtxt", core_python_config(core, opts, [1]))
-    with TritonServer(root) as server:
+    with triton(root) as server:
         yield server
 
 

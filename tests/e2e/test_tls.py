@@ -25,7 +25,7 @@ from maas.clients.client import AsyncClient, Client, Retry
 from maas.clients.errors import ClientError, NotAuthorized
 from maas.errors import ServerError
 from maas.fleet import Fleet
-from maas.serve import ServerConfig, TritonServer
+from maas.serve import ServerConfig
 
 ONCE = Retry(attempts=1)  # a refused handshake is not worth a retry here
 
@@ -93,10 +93,10 @@ def test_missing_certificate_files_are_named(tmp_path):
 
 
 @pytest.fixture(scope="module", params=["server-certificate", "mutual"])
-def tls_server(request, classifier_repository, certs):
+def tls_server(request, classifier_repository, certs, triton):
     mutual = request.param == "mutual"
     tls = TLS(certs["server"], certs["server.key"], certs["ca"] if mutual else None)
-    with TritonServer(classifier_repository, ServerConfig(tls=tls)) as server:
+    with triton(classifier_repository, ServerConfig(tls=tls)) as server:
         yield server, mutual
 
 

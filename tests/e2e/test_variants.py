@@ -15,17 +15,16 @@ from maas.clients.client import Client
 from maas.runtime import names as C
 from maas.runtime.classify import postprocess
 from maas.runtime.images import preprocess
-from maas.serve import TritonServer
 
 
 @pytest.fixture(scope="module")
-def two_variant_server(tmp_path_factory, checkpoint_path, onnx_path):
+def two_variant_server(tmp_path_factory, checkpoint_path, onnx_path, triton):
     repo = tmp_path_factory.mktemp("variants") / "repo"
     opts = configs.ServingOptions(serve_versions=2)
     for name in ("onnx", "ort-int8"):
         build = BuildOptions(name, speed_seconds=0.05, calibration_images=128)
         build_repository(checkpoint_path, onnx_path, repo, opts, build)
-    with TritonServer(repo) as server:
+    with triton(repo) as server:
         yield server, repo
 
 

@@ -62,10 +62,12 @@ def test_the_wheel_builds_your_onnx_and_a_family_and_serves_them(installed, own_
     repo = tmp_path / "model_repository"
     onnx_path, labels = own_onnx
     run(maas, "build", "image_classifier", "--onnx", onnx_path, "--labels", labels,
-        "--name", "colours", "--repository", repo, "--variant", "onnx", cwd=tmp_path)  # fmt: skip
-    run(maas, "train", "forecaster", "--epochs", "3", cwd=tmp_path)  # -> tmp_path/artifacts
+        "--name", "colours", "--repository", repo, "--variant", "onnx", "--speed-seconds", "0.1",
+        cwd=tmp_path)  # fmt: skip
+    run(maas, "train", "forecaster", "--epochs", "3", "--no-plot", cwd=tmp_path)  # -> ./artifacts
     run(maas, "export", "forecaster", cwd=tmp_path)
-    run(maas, "build", "forecaster", "--repository", repo, "--variant", "onnx", cwd=tmp_path)
+    run(maas, "build", "forecaster", "--repository", repo, "--variant", "onnx",
+        "--speed-seconds", "0.1", cwd=tmp_path)  # fmt: skip
     assert (tmp_path / "artifacts" / "forecaster" / "checkpoint.pt").is_file()
 
     ports = Ports.free()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from maas import catalog
-from maas.benchmarks.tune import SPACE, Outcome, Trial, apply, choose, search
+from maas.benchmarks.tune import SPACE, Outcome, Trial, apply, choose, confirm, search
 from maas.build import configs
 
 
@@ -67,6 +67,29 @@ def test_choose_prefers_low_latency_among_throughput_ties():
     # A latency edge within the noise does not buy 12% less throughput.
     lucky = Outcome(Trial(100, 0, 64, 1, 1, 1), {16: 900.0}, {16: 20.0}, 0, True, 2.5)
     assert choose([delayed, prompt, lucky]) is prompt
+
+
+def test_confirm_measures_the_default_and_the_best_again_and_averages():
+    """A lucky first window does not crown a trial: the default and the best `top` are measured
+    again, their throughputs averaged and their worst p99 kept, and only they are chosen from."""
+    default = Outcome(Trial(0, 0, 64, 1, 1, 1), {4: 1000.0}, {4: 10.0}, 0, True, 2.0)
+    lucky = Outcome(Trial(0, 0, 64, 1, 1, 2), {4: 1300.0}, {4: 10.0}, 0, True, 2.0)
+    steady = Outcome(Trial(0, 0, 64, 1, 2, 1), {4: 1200.0}, {4: 10.0}, 0, True, 2.0)
+    slow = Outcome(Trial(500, 0, 64, 1, 1, 1), {4: 800.0}, {4: 10.0}, 0, True, 2.0)
+    again = {default.trial: 1000.0, lucky.trial: 900.0, steady.trial: 1200.0}
+    measured = []
+
+    def evaluate(t: Trial) -> Outcome:
+        measured.append(t)
+        p99 = 30.0 if t == steady.trial else 10.0
+        return Outcome(t, {4: again[t]}, {4: p99}, 0, True, 2.0)
+
+    confirmed = confirm([default, lucky, steady, slow], evaluate, top=2, log=lambda _: None)
+    assert measured == [default.trial, lucky.trial, steady.trial]  # not the slow one
+    by_trial = {o.trial: o for o in confirmed}
+    assert by_trial[lucky.trial].images_per_s[4] == 1100.0  # (1300 + 900) / 2
+    assert by_trial[steady.trial].p99_ms[4] == 30.0  # the worse of its two runs
+    assert choose(confirmed, tie=0).trial == steady.trial
 
 
 def test_shipped_defaults_are_the_tuned_configuration():
