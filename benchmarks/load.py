@@ -162,16 +162,15 @@ def _top_k(logits: np.ndarray, spec) -> None:
 
 
 def _worker(target, images, concurrency, rate, stop, counter, out, spec, deadline, started):
-    with started.get_lock():  # spawned and imported: the coordinator's warm-up starts now
-        started.value += 1
-    out.put(_drive(target, images, concurrency, rate, stop, counter, spec, deadline))
+    out.put(_drive(target, images, concurrency, rate, stop, counter, spec, deadline, started))
 
 
-def _drive(target, images, concurrency, rate, stop, counter, spec, deadline):
+def _drive(target, images, concurrency, rate, stop, counter, spec, deadline, started=None):
     """Threads with blocking clients, not asyncio: at concurrency 1 an asyncio gRPC client
     added 0.3-0.4 ms a request over perf_analyzer's on the empty-step floor, threads 0.1."""
     records: list[tuple[float, float, bool]] = []  # (end, latency s, ok); list.append is atomic
     local = threading.local()
+    first = threading.Event()  # set once this process had its first answer (under counter's lock)
     senders: list = []
     cpu0, wall0 = time.process_time(), time.monotonic()
 
@@ -193,6 +192,10 @@ def _drive(target, images, concurrency, rate, stop, counter, spec, deadline):
         records.append((end, end - start, ok))
         with counter.get_lock():
             counter.value += 1
+            if started is not None and not first.is_set():
+                first.set()  # this process has imported, connected and been answered
+                with started.get_lock():
+                    started.value += 1
 
     def running() -> bool:
         # The deadline bounds the load even if the coordinator dies without setting `stop`.
@@ -229,6 +232,18 @@ def _drive(target, images, concurrency, rate, stop, counter, spec, deadline):
 # ---------------------------------------------------------------- the coordinator
 
 
+def _await_clients(procs, started, deadline: float) -> None:
+    """Until every client process has been answered once (spawn, imports and its connection:
+    a second or so), so that the warm-up and the windows see the whole load."""
+    while started.value < len(procs):
+        dead = [p.exitcode for p in procs if not p.is_alive()]
+        if dead:
+            raise RuntimeError(f"a load client exited with code {dead[0]} before its first answer")
+        if time.monotonic() > deadline:
+            raise RuntimeError("the load clients had no answer before their deadline")
+        time.sleep(0.01)
+
+
 def run_load(
     target: Target,
     images: list[bytes],
@@ -263,8 +278,7 @@ def run_load(
     for proc in procs:
         proc.start()
     try:
-        while started.value < processes and all(p.is_alive() for p in procs):
-            time.sleep(0.01)  # spawn + imports: a second or so (a dead one is reported below)
+        _await_clients(procs, started, deadline)
         time.sleep(warmup_s)
         marks, counts, snaps, cpus = [], [], [], []
 
@@ -293,7 +307,8 @@ def run_load(
                 break
     finally:
         stop.set()
-        results = [out.get(timeout=120) for _ in procs]
+        # What each client that did not die measured (a dead one put nothing).
+        results = [out.get(timeout=120) for p in procs if p.is_alive() or p.exitcode == 0]
         for proc in procs:
             proc.join(timeout=30)
 

@@ -3,7 +3,7 @@ how they are tied to their launcher, stopped, found and counted. On psutil, not 
 
     proc = subprocess.Popen(cmd, preexec_fn=die_with_parent, start_new_session=True)
     stop(proc)                                  # SIGTERM, SIGKILL if it hangs; its exit code
-    kill_group(proc, "prefix_")                 # SIGKILL now; its /dev/shm/prefix_* files gone
+    kill_group(proc)                            # SIGKILL to its group now; its exit code
     stubs(proc.pid)                             # {"preprocess": [pid], ...}
 """
 
@@ -44,24 +44,24 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.
     return proc.returncode
 
 
-def kill_group(proc: subprocess.Popen, shared_memory: str = "") -> int:
-    """SIGKILL to a child's process group at once, then the files under /dev/shm whose names
-    start with `shared_memory` that it or its children had mapped (what a clean exit would
-    have removed). Its exit code."""
-    mapped = set()
-    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-        parent = psutil.Process(proc.pid)
-        for p in (parent, *parent.children(recursive=True)):
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                mapped |= {m.path for m in p.memory_maps()}
+def kill_group(proc: subprocess.Popen) -> int:
+    """SIGKILL to a child's process group at once (its own: start_new_session=True); its exit
+    code."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # its own group: start_new_session=True
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    prefix = f"/dev/shm/{shared_memory}"
-    for path in mapped:
-        if shared_memory and path.startswith(prefix):
-            Path(path).unlink(missing_ok=True)
     return proc.returncode
+
+
+def remove_shared_memory(prefix: str) -> list[str]:
+    """Unlink the files under /dev/shm named `prefix`...: what a process that no longer runs
+    left there (a Python stub's region outlives a tritonserver that did not stop cleanly)."""
+    removed = []
+    for path in Path("/dev/shm").glob(f"{prefix}*"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path.name)
+    return removed
 
 
 def stop_group(proc: subprocess.Popen, timeout: float) -> int:

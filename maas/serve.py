@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import tempfile
@@ -40,14 +41,12 @@ from maas.backends import (
 )
 from maas.contract import ADMIN_KEY_ENV, CLIENT_KEY_ENV, FORWARD_PATTERN
 from maas.errors import Interrupted, ServerError
-from maas.processes import die_with_parent, kill_group, stop_group
+from maas.processes import die_with_parent, kill_group, remove_shared_memory, stop_group
 from maas.server_config import Healing, ServerConfig
 
 __all__ = ["Healing", "ServerConfig", "TritonServer"]  # the launcher and what it takes
 log = logging.getLogger(__name__)
-# Each Python stub's region (a file under /dev/shm), which Triton removes on a clean stop only.
-PYTHON_BACKEND_SHM = "triton_python_backend_shm_region_"
-LOAD_THREADS_MIN = 4  # Triton's default
+LOAD_THREADS = (4, 32)  # models loaded at once: at least Triton's default, at most the manifests'
 
 
 class TritonServer:
@@ -74,6 +73,10 @@ class TritonServer:
         self._restarting = threading.Event()
         self._stopping = False
         self._crashes: collections.deque[float] = collections.deque()  # when it died, unasked
+        # Each Python stub's region, a file under /dev/shm, is named with this: Triton removes
+        # them on a clean stop only, and maas removes what a server that did not stop cleanly
+        # (or was killed: `drain` off) left behind, whichever server it was, restarts too.
+        self.shm_prefix = f"maas_{secrets.token_hex(6)}_"
 
     @property
     def ports(self) -> Ports:
@@ -137,6 +140,7 @@ class TritonServer:
             ),
             f"--exit-timeout-secs={self.config.exit_timeout_s}",
             f"--model-load-thread-count={self.load_threads()}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *(() if self.gpu else CPU_ONLY_ARGS),
             *self.keys.args(),
             # The front door's tenant header reaches the steps as a request parameter (a
@@ -167,7 +171,8 @@ class TritonServer:
     def load_threads(self) -> int:
         """Models loaded at once: all of them. Loading waits on each stub's start and warm-up
         rather than on the CPU; 28 models took 8 s with Triton's 4 threads, 3.6 s with 32."""
-        return max(LOAD_THREADS_MIN, len(list(self.repository.glob("*/config.pbtxt"))))
+        low, high = LOAD_THREADS
+        return min(high, max(low, len(list(self.repository.glob("*/config.pbtxt")))))
 
     def start(self) -> TritonServer:
         return self.launch().ready()
@@ -215,6 +220,7 @@ class TritonServer:
             proc, self.process = self.process, None
             if proc is not None:
                 stop_group(proc, timeout=30.0)
+                remove_shared_memory(self.shm_prefix)  # what the one that died left
             if self._tmp is not None:  # a fresh backends folder for the new process
                 self._tmp.cleanup()
                 self._tmp = None
@@ -326,10 +332,8 @@ class TritonServer:
         proc, self.process = self.process, None
         code = None
         if proc is not None:
-            if self.config.drain:
-                code = stop_group(proc, timeout)
-            else:
-                code = kill_group(proc, PYTHON_BACKEND_SHM)
+            code = stop_group(proc, timeout) if self.config.drain else kill_group(proc)
+            remove_shared_memory(self.shm_prefix)
             if self._reader is not None:
                 self._reader.join(timeout=5)
         if self._tmp is not None:

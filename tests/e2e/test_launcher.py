@@ -23,7 +23,7 @@ from maas.errors import ServerError
 from maas.processes import children, gone, in_group, stubs
 from maas.prometheus import find_prometheus
 from maas.runtime import names as C
-from maas.serve import PYTHON_BACKEND_SHM, ServerConfig, TritonServer
+from maas.serve import ServerConfig, TritonServer
 
 
 def broken_copy(repository: Path, tmp_path: Path, model: str, override: str) -> Path:
@@ -154,16 +154,16 @@ def test_signal_during_startup_leaves_no_server(classifier_repository, signum):
 
 def test_a_server_stopped_without_draining_leaves_nothing_behind(classifier_repository, triton):
     """`drain` off (the tests' and benchmark trials' servers): killed at once, and the shared
-    memory of its Python stubs, which Triton removes only on a clean stop, removed too."""
-    import psutil
-
-    server = triton(classifier_repository).start()
-    group = server.process.pid
-    regions = {m.path for m in psutil.Process(group).memory_maps() if PYTHON_BACKEND_SHM in m.path}
-    assert len(regions) == sum(len(pids) for pids in stubs(group).values()) > 0
-    server.stop()
-    assert in_group(group) == []
-    assert [r for r in regions if Path(r).exists()] == []
+    memory of its Python stubs (named with the server's own prefix), which Triton removes only
+    on a clean stop, removed too."""
+    with triton(classifier_repository) as server:
+        group, args = server.process.pid, server.process.args
+        assert f"--backend-config=python,shm-region-prefix-name={server.shm_prefix}" in args
+        assert "--exit-timeout-secs=5" in args  # what a draining stop gives Triton
+        regions = sorted(Path("/dev/shm").glob(f"{server.shm_prefix}*"))
+        assert len(regions) == sum(len(pids) for pids in stubs(group).values()) > 0
+    assert gone(group, timeout=5)
+    assert [r for r in regions if r.exists()] == [] and in_group(group) == []
 
 
 def test_killed_launcher_takes_its_server_down(classifier_repository):

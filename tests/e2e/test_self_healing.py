@@ -97,14 +97,20 @@ def test_a_dead_stub_is_detected_and_reloaded_under_load(healing, heldout_png, k
         after = [ok for t, ok in outcomes["plain"] if t >= killed]
         return bool(after) and after[-1]
 
-    # Recovered: health green again and the plain client served, then two watchdog rounds of
-    # load with no failure (a failure starts them again; 15 s at most). Meanwhile health must
-    # stay green and the watchdog quiet: no relapse, no second reload, no needless restart.
-    red = green = recovered = None
-    relapsed = []
-    while time.monotonic() - killed < 15 and (
-        recovered is None or time.monotonic() < recovered + 2 * INTERVAL
-    ):
+    # Recovered: health green again and the plain client served, then load with no failure
+    # until two watchdog checks have finished since (a failure starts them again; 15 s at
+    # most). Meanwhile health must stay green and the watchdog quiet: no relapse, no second
+    # reload, no needless restart.
+    red = green = recovered = recovered_at = None
+    relapsed, seen_checks = [], []
+
+    def checks_since(when: float) -> int:  # the watchdog's checks finished after `when`
+        last = server.watchdog.health().checked_at
+        if last > when and last != seen_checks[-1]:
+            seen_checks.append(last)
+        return sum(t > when for t in seen_checks)
+
+    while time.monotonic() - killed < 15 and (recovered is None or checks_since(recovered_at) < 2):
         code = health_code(health_url)
         if red is None and code == 503:
             red = time.monotonic() - killed
@@ -114,6 +120,7 @@ def test_a_dead_stub_is_detected_and_reloaded_under_load(healing, heldout_png, k
             recovered = None
         if recovered is None and green is not None and served_again():
             recovered, recovered_at = time.monotonic(), time.time()  # events are wall-clock
+            seen_checks = [server.watchdog.health().checked_at]
         elif recovered is not None and code != 200:
             relapsed.append(code)
         time.sleep(0.05)

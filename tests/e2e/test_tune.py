@@ -38,9 +38,9 @@ def test_tune_tiny_space_writes_loadable_configs(repository, checkpoint_path, tm
         if path.relative_to(repository).parts[0] not in tuned:
             assert (applied / path.relative_to(repository)).read_bytes() == path.read_bytes()
     # What --apply wrote is what the chosen trial served (each trial's server loaded, warmed up
-    # and answered its configs): the same bytes.
+    # and answered its configs, the alternates under configs/ too): the same bytes.
     served = write_trial(repository, tmp_path / "served", best.trial)
-    for model in tuned:
-        assert (served / model / "config.pbtxt").read_bytes() == (
-            applied / model / "config.pbtxt"
-        ).read_bytes()
+    written = [*served.glob("*/config.pbtxt"), *served.glob("*/configs/*.pbtxt")]
+    assert {p.parent.name for p in written} >= set(tuned)
+    for path in written:
+        assert path.read_bytes() == (applied / path.relative_to(served)).read_bytes(), path

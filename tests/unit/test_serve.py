@@ -98,3 +98,14 @@ def test_with_tls_nothing_listens_in_plaintext_off_loopback(tmp_path):
         "0.0.0.0", "127.0.0.1", "127.0.0.1", "127.0.0.1",
     ]  # fmt: skip
     assert {plain.host_of(k) for k in ("grpc", "http", "metrics", "health")} == {"0.0.0.0"}
+
+
+def test_every_model_loads_at_once_and_each_server_names_its_own_shared_memory(tmp_path):
+    """4 to 32 models loaded at once (Triton's default is 4); one shared-memory prefix a
+    server, what maas removes after a server that did not stop cleanly."""
+    for i in range(40):
+        (tmp_path / f"m{i}").mkdir()
+        (tmp_path / f"m{i}" / "config.pbtxt").write_text("")
+    many, one = TritonServer(tmp_path), TritonServer(tmp_path / "m0")
+    assert many.load_threads() == 32 and one.load_threads() == 4
+    assert many.shm_prefix != one.shm_prefix and many.shm_prefix.startswith("maas_")

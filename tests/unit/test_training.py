@@ -59,7 +59,7 @@ def test_training_repeats_bit_for_bit_in_separate_processes(tmp_path):
     for i in range(2):
         out = tmp_path / f"{i}.pt"
         subprocess.run(
-            [maas, "train", "--epochs", "1", "--out", str(out), "--no-plot"],
+            [maas, "train", "--epochs", "2", "--out", str(out), "--no-plot"],
             check=True,
             capture_output=True,
             timeout=300,

@@ -92,6 +92,46 @@ def test_confirm_measures_the_default_and_the_best_again_and_averages():
     assert choose(confirmed, tie=0).trial == steady.trial
 
 
+def test_main_lists_each_trial_once_and_chooses_among_the_confirmed(tmp_path, monkeypatch):
+    """`maas tune`'s own loop with the measurement stood in: after the confirmation round,
+    tuning.csv holds each trial once (its merged figures where it was measured again), and
+    the winner is a confirmed trial, not the one a lucky first window favoured."""
+    from maas.benchmarks import tune
+    from maas.runtime.images import Preprocessing
+
+    opts = configs.ServingOptions()
+    pipeline = catalog.image_classifier(Preprocessing(32, 32), [str(i) for i in range(10)])
+    repo = tmp_path / "repo"
+    for config in (
+        *(
+            configs.python_config(step, opts)
+            for step in pipeline.steps
+            if step is not pipeline.core
+        ),
+        configs.core_config(pipeline.core, opts, [1]),
+    ):
+        configs.write_config(repo / config.name / "config.pbtxt", config)
+    runs: dict[Trial, int] = {}
+
+    def measure(source, trial, *args, **kwargs) -> Outcome:
+        runs[trial] = runs.get(trial, 0) + 1
+        lucky = trial.postprocess_instances == 2 and runs[trial] == 1  # then 500
+        ips = 1300.0 if lucky else 500.0 if trial.postprocess_instances == 2 else 1000.0
+        return Outcome(trial, {4: ips}, {4: 10.0}, 0, True, 2.0)
+
+    monkeypatch.setattr(tune, "measure", measure)
+    monkeypatch.setattr(tune, "load_images", lambda checkpoint: [])
+    space = {"postprocess_instances": [1, 2], "max_batch_size": [16]}
+    best = tune.main(["--repository", str(repo), "--concurrency", "4", "--confirm", "2",
+                      "--space", json.dumps(space), "--out", str(tmp_path / "out")])  # fmt: skip
+    rows = (tmp_path / "out" / "tuning.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(runs) == 3  # default, postprocess 2, max batch 16: once each
+    assert sum(runs.values()) == 6  # each measured twice: the default and the two best again
+    assert best.trial.postprocess_instances != 2  # (1300 + 500) / 2 loses to 1000
+    summary = json.loads((tmp_path / "out" / "tuning.json").read_text())
+    assert summary["trials"] == 3 and summary["chosen"]["config"] == dataclasses.asdict(best.trial)
+
+
 def test_shipped_defaults_are_the_tuned_configuration():
     """The repository `maas build` writes by default is what `maas tune` chose on this machine
     kind; tuning.json says what it was measured on."""
