@@ -5,11 +5,10 @@ tests' servers.
         ...  # server.ports.http is ready and every pipeline has answered a probe request
     TritonServer(repo, ServerConfig(ports=Ports(), healing=Healing())).run()   # maas serve
 
-The server's command line is derived from its ServerConfig. Which binary and which backends
-(the nvidia-pytriton wheel's Python backend with the stub for the stubs' Python, Triton's
-onnxruntime backend from --backend-dir or MAAS_BACKEND_DIR) is maas.backends'; a core model's
-config.pbtxt runs on Triton's onnxruntime backend, as in every Triton container, and on a
-server without it each core model's configs/python.pbtxt is served instead.
+Its command line comes from its ServerConfig; the binary and backends from maas.backends (the
+wheel's Python backend with the stubs' Python's stub, Triton's onnxruntime backend from
+--backend-dir or MAAS_BACKEND_DIR). A core model's config.pbtxt runs on that onnxruntime
+backend, as in every Triton container; without it, its configs/python.pbtxt is served.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from pathlib import Path
 from maas.access import Keys, Ports
 from maas.backends import (
     CPU_ONLY_ARGS,
-    CPU_ONLY_NOISE,
     StubPython,
     backends_in,
     config_name,
@@ -43,6 +41,7 @@ from maas.contract import ADMIN_KEY_ENV, CLIENT_KEY_ENV, FORWARD_PATTERN
 from maas.errors import Interrupted, ServerError
 from maas.processes import die_with_parent, kill_group, remove_shared_memory, stop_group
 from maas.server_config import Healing, ServerConfig
+from maas.server_log import ServerLog
 
 __all__ = ["Healing", "ServerConfig", "TritonServer"]  # the launcher and what it takes
 log = logging.getLogger(__name__)
@@ -63,8 +62,8 @@ class TritonServer:
         self.python = StubPython.of(config.python)
         self.config_name: str | None = None  # set by command(): PYTHON_CONFIG or None
         self.process: subprocess.Popen | None = None
-        self.log: collections.deque[str] = collections.deque(maxlen=2000)
         self.gpu = has_gpu()
+        self.log = ServerLog(self.gpu, config.echo)
         self.watchdog = None
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._reader: threading.Thread | None = None
@@ -73,9 +72,8 @@ class TritonServer:
         self._restarting = threading.Event()
         self._stopping = False
         self._crashes: collections.deque[float] = collections.deque()  # when it died, unasked
-        # Each Python stub's region, a file under /dev/shm, is named with this: Triton removes
-        # them on a clean stop only, and maas removes what a server that did not stop cleanly
-        # (or was killed: `drain` off) left behind, whichever server it was, restarts too.
+        # Names each Python stub's region under /dev/shm: Triton removes them on a clean stop
+        # only; maas, what a server that did not stop cleanly (or was killed) left behind.
         self.shm_prefix = f"maas_{secrets.token_hex(6)}_"
 
     @property
@@ -253,32 +251,12 @@ class TritonServer:
             )
         except OSError as e:
             raise ServerError(f"cannot start tritonserver: {e}") from None
-        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader = threading.Thread(
+            target=self.log.read, args=(self.process.stdout,), daemon=True
+        )
         self._reader.start()
         if wait:
             self._wait_ready()
-
-    def _read_log(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        hidden = False
-        for line in self.process.stdout:
-            self.log.append(line.rstrip("\n"))
-            if not self.config.echo:
-                continue
-            if not self.gpu and CPU_ONLY_NOISE.search(line):
-                if not hidden:
-                    print("[maas] no GPU here: Triton's CUDA start-up messages are expected "
-                          "on a CPU-only machine and are not shown", flush=True)  # fmt: skip
-                    hidden = True
-                continue
-            print(line, end="", flush=True)
-
-    def error_lines(self) -> str:
-        """Triton's error lines (E...), or the log's tail when there are none; without a GPU,
-        not the CUDA messages every CPU-only start prints."""
-        lines = [ln for ln in self.log if self.gpu or not CPU_ONLY_NOISE.search(ln)]
-        errors = [ln for ln in lines if ln[:1] == "E" or "error" in ln.lower()]
-        return "\n".join(errors or lines[-30:])
 
     def _wait_ready(self) -> None:
         import tritonclient.http as httpclient
@@ -293,7 +271,7 @@ class TritonServer:
                     self._reader.join(timeout=5)
                     raise ServerError(
                         f"tritonserver exited with code {self.process.returncode}:\n"
-                        f"{self.error_lines()}"
+                        f"{self.log.errors()}"
                     )
                 try:
                     if client.is_server_ready():
@@ -303,7 +281,7 @@ class TritonServer:
                 if time.monotonic() > deadline:
                     raise ServerError(
                         f"tritonserver not ready after {self.config.start_timeout:.0f} s:\n"
-                        f"{self.error_lines()}"
+                        f"{self.log.errors()}"
                     )
                 time.sleep(0.05)
             self._probe(client)
@@ -317,11 +295,10 @@ class TritonServer:
 
         for error in Probes.of(self.repository, self.keys.headers).run(client).values():
             if error is not None:
-                raise ServerError(f"tritonserver is up but {error}\n{self.error_lines()}")
+                raise ServerError(f"tritonserver is up but {error}\n{self.log.errors()}")
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (Triton drains in-flight requests), SIGKILL if it hangs; returns its code.
-        With `drain` off (ServerConfig), SIGKILL at once."""
+        """SIGTERM (Triton drains), SIGKILL if it hangs (`drain` off: at once); its exit code."""
         self._stopping = True
         if self._endpoint is not None:
             self._endpoint.stop()

@@ -37,7 +37,7 @@ def test_perf_analyzer_sweep(server, inputs, model, protocol):
         ensemble if model == C.ENSEMBLE else classifier,
         "1:4:3",
         protocol,
-        window_ms=400,
+        window_ms=800,
         timeout_s=180,
         # What is checked is that it drives the server without an error, not how steady this
         # shared machine is: at 50% one run out of many found no stable window in 4 tries.

@@ -300,7 +300,7 @@ def _eventually(check, seconds: float = 5.0) -> bool:
 
 
 def _overtaken(
-    lb: Balancer, keys: dict[str, str], bulk: int = 32, count: int = 64
+    lb: Balancer, keys: dict[str, str], bulk: int = 48, count: int = 64
 ) -> tuple[int, int]:
     """`bulk` generator requests from the bulk tenant at once, then one from the interactive
     tenant once they queue: how many of the bulk requests still unanswered when it was sent
@@ -338,7 +338,10 @@ def test_an_interactive_tenant_overtakes_a_bulk_flood_and_without_priorities_it_
         ports = Ports.free()
         lb = Balancer(http=ports.http, grpc=ports.grpc, tenants=Tenants.parse({"tenants": table}))
         with Nginx([server.ports], lb):
-            seen[label] = _overtaken(lb, KEYS)
+            for _ in range(3):  # a flood that the server cleared within 0.3 s shows nothing
+                seen[label] = _overtaken(lb, KEYS)
+                if seen[label][1] >= 8:
+                    break
     print(f"bulk requests the interactive one overtook: {seen}")
     (overtook, waiting), (overtook_in_one_class, waiting_in_one_class) = seen.values()
     assert waiting >= 8 and waiting_in_one_class >= 8, seen  # a flood was queued both times

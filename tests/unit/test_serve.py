@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import sys
-from types import SimpleNamespace
 
 from maas.backends import STUB, python_backend_dir
 from maas.serve import ServerConfig, TritonServer
@@ -50,14 +49,12 @@ def test_backend_dir_tolerates_a_stub_already_in_the_wheel(tmp_path):
 
 
 def replay(server: TritonServer, text: str) -> None:
-    server.process = SimpleNamespace(stdout=io.StringIO(text))
-    server._read_log()
-    server.process = None
+    server.log.read(io.StringIO(text))
 
 
 def test_cpu_only_start_hides_cuda_noise_and_keeps_real_errors(tmp_path, capsys):
     server = TritonServer(tmp_path, ServerConfig(echo=True))
-    server.gpu = False
+    server.gpu = server.log.gpu = False
     replay(server, CPU_START)
     shown = capsys.readouterr().out.splitlines()
     assert [ln for ln in shown if ln.startswith("[maas]")] == [
@@ -66,16 +63,16 @@ def test_cpu_only_start_hides_cuda_noise_and_keeps_real_errors(tmp_path, capsys)
     ]
     assert [ln[:1] for ln in shown if not ln.startswith("[maas]")] == ["I", "E"]
     assert "labels unreadable" in shown[-1]
-    assert server.error_lines().splitlines() == [CPU_START.splitlines()[-1]]
+    assert server.log.errors().splitlines() == [CPU_START.splitlines()[-1]]
     assert len(server.log) == 5  # all kept for whoever reads the log
 
 
 def test_with_a_gpu_nothing_is_hidden(tmp_path, capsys):
     server = TritonServer(tmp_path, ServerConfig(echo=True))
-    server.gpu = True
+    server.gpu = server.log.gpu = True
     replay(server, CPU_START)
     assert capsys.readouterr().out == CPU_START
-    assert "CudaDriverHelper" in server.error_lines()
+    assert "CudaDriverHelper" in server.log.errors()
 
 
 def test_serve_warns_when_tritonservers_http_leaves_loopback():
