@@ -80,8 +80,7 @@ class ServingOptions:
 PYTHON_CONFIG = "python"  # configs/python.pbtxt: a core model's Python-backend alternate
 ORT_TRT_CACHE = "/tmp/maas-ort-trt-cache"  # ONNX Runtime's TensorRT engine cache, per model
 
-# Triton's ModelConfig data types for the datatype names of maas.spec.DTYPES (the one table):
-# TYPE_ and the name, but for BYTES, which a config calls TYPE_STRING.
+# Triton's data type per name of maas.spec.DTYPES (the one table); a config calls BYTES STRING.
 DATA_TYPES = {
     name: mc.DataType.Value("TYPE_STRING" if name == "BYTES" else f"TYPE_{name}") for name in DTYPES
 }
@@ -185,9 +184,8 @@ def python_config(
         parameters=_params(**parameters),
         model_warmup=_warmups(step, max(max_batch, 1)),
     )
-    if not step.batched:
-        return config
-    config.dynamic_batching.CopyFrom(_batching(opts))
+    if step.batched:
+        config.dynamic_batching.CopyFrom(_batching(opts))
     return config
 
 
@@ -339,11 +337,10 @@ def admit(config: mc.ModelConfig, step: Step, opts: ServingOptions) -> mc.ModelC
     request beyond it is refused before any step works on it. A step that keeps sequences
     admits at least one waiting request per sequence it holds (each may send its next step at
     once). An unbatched first step gets Triton's dynamic batcher for this alone (with
-    max_batch_size 0 it batches nothing; without one its queue has no policy). The bound
-    holds at each priority level. The networks'
-    queues stay unbounded: a policy there cost the generator throughput in our runs
-    (docs/operate.md, admission control), so where a network is the slower part, requests
-    admitted at the front can still queue in front of it."""
+    max_batch_size 0 it batches nothing; without one its queue has no policy). The bound holds
+    at each priority level. The networks' queues stay unbounded: a policy there cost the
+    generator throughput in our runs (docs/operate.md, admission control), so where a network
+    is the slower part, requests admitted at the front can still queue in front of it."""
     if opts.max_queue_size:
         bound = max(opts.max_queue_size, step.sequences.capacity if step.sequences else 0)
         config.dynamic_batching.MergeFrom(mc.ModelDynamicBatching(**_PRIORITIES))

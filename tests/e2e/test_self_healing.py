@@ -157,10 +157,14 @@ def test_a_stream_is_reloaded_and_starts_afresh(healing):
         for i in range(3):
             step = client.observe(77, 330.0 + i, start=i == 0)
         assert step.held == 3
+        [dead] = stubs(server.process.pid)[C.FORECASTER_STREAM]
         killed = kill_stub(server, C.FORECASTER_STREAM)
-        while time.monotonic() - killed < 10 and (
-            health_code(health_url) != 200 or C.FORECASTER_STREAM not in stubs(server.process.pid)
-        ):
+
+        def reloaded() -> bool:  # a new stub, not the killed one before the census saw it die
+            alive = stubs(server.process.pid).get(C.FORECASTER_STREAM, [])
+            return health_code(health_url) == 200 and bool(alive) and dead not in alive
+
+        while time.monotonic() - killed < 10 and not reloaded():
             time.sleep(0.1)
         time.sleep(INTERVAL)
         assert health_code(health_url) == 200

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from maas.build.configs import read_config
 from maas.build.gate import Verdict
 from maas.build.repository import BuildOptions, build_repository
 from maas.build.tensorrt import INSTALL_HINT, Profile
+from maas.cli import main as cli
 from maas.errors import BuildError, GateError, TensorRTUnavailable
 from maas.runtime import names as C
 from maas.runtime.images import layout
@@ -47,18 +46,15 @@ def test_auto_picks_cpu_variants_and_trt_says_what_to_install():
 
 
 @pytest.mark.skipif(tensorrt_buildable(), reason="this machine can build TensorRT engines")
-def test_cli_trt_variant_fails_in_one_line(checkpoint_path, onnx_path, tmp_path):
-    maas = str(Path(sys.executable).with_name("maas"))
+def test_cli_trt_variant_fails_in_one_line(checkpoint_path, onnx_path, tmp_path, capsys):
     flags = ["--variant", "trt-fp16", "--checkpoint", str(checkpoint_path),
              "--onnx", str(onnx_path), "--repository", str(tmp_path / "repo")]  # fmt: skip
-    run = subprocess.run(
-        [maas, "build", "image_classifier", *flags], capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode == 1
-    assert run.stderr.strip().splitlines() == [f"maas build: cannot build trt-fp16: {INSTALL_HINT}"]
+    assert cli(["build", "image_classifier", *flags]) == 1
+    said = capsys.readouterr().err
+    assert said.strip().splitlines() == [f"maas build: cannot build trt-fp16: {INSTALL_HINT}"]
     # Without a family, a variant is refused before anything is built.
-    run = subprocess.run([maas, "build", *flags], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 1 and "apply to one family: name it" in run.stderr
+    assert cli(["build", *flags]) == 1
+    assert "apply to one family: name it" in capsys.readouterr().err
     assert not (tmp_path / "repo").exists()
 
 

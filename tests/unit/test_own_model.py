@@ -4,8 +4,6 @@ written; the served copy computes what the source model computes on the same ima
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from maas.build.own_model import (
     served_copy,
 )
 from maas.build.repository import BuildOptions
+from maas.cli import main as cli
 from maas.runtime import names as C
 from maas.runtime.images import layout
 
@@ -219,14 +218,12 @@ def test_built_under_its_own_name_beside_ours(repository):
     ]  # fmt: skip
 
 
-def test_cli_refuses_our_names_and_a_missing_file(tmp_path, own_onnx):
-    maas = str(Path(sys.executable).with_name("maas"))
+def test_cli_refuses_our_names_and_a_missing_file(tmp_path, own_onnx, capsys):
     onnx_path, labels = own_onnx
-    base = [maas, "build", "image_classifier", "--repository", str(tmp_path / "repo")]
+    base = ["build", "image_classifier", "--repository", str(tmp_path / "repo")]
     mine = ["--onnx", str(onnx_path), "--labels", str(labels), "--name", "forecaster"]
-    run = subprocess.run([*base, *mine], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 1 and "--name 'forecaster'" in run.stderr
-    run = subprocess.run([*base, "--onnx", str(tmp_path / "none.onnx"), "--labels", str(labels)],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert run.returncode == 1 and "no file at" in run.stderr
+    assert cli([*base, *mine]) == 1
+    assert "--name 'forecaster'" in capsys.readouterr().err
+    assert cli([*base, "--onnx", str(tmp_path / "none.onnx"), "--labels", str(labels)]) == 1
+    assert "no file at" in capsys.readouterr().err
     assert not (tmp_path / "repo").exists()

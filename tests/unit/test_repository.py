@@ -1,8 +1,9 @@
 """The built repository: every config parses with Triton's ModelConfig schema and is wired
-consistently; the build is atomic."""
+consistently; the build is atomic; kept TensorRT plans are served only where they load."""
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas import catalog
+from maas.backends import plan_problems
 from maas.build import configs, shipped
-from maas.build.configs import read_config
-from maas.build.repository import BuildOptions, build_repository
+from maas.build.configs import read_config, write_config
+from maas.build.repository import BuildOptions, build_repository, plan_fits
+from maas.build.tensorrt import Profile
 from maas.errors import ConfigError
 from maas.runtime import names as C
 from maas.runtime.images import decode
@@ -206,3 +209,34 @@ def test_failed_build_leaves_repository_untouched(tmp_path, checkpoint_path, onn
     after = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]  # no staging folder left
+
+
+# Kept TensorRT plans and the server's TensorRT ----------------------------------------
+
+
+def test_kept_plans_serve_only_where_they_fit():
+    profile = {"min_batch": 1, "opt_batch": 16, "max_batch": 64}
+    entry = {"cc_model_filenames": {"8.9": "model_sm89.plan"}, "tensorrt": {"profile": profile}}
+    assert plan_fits(entry, "8.9", Profile(1, 16, 64))
+    assert not plan_fits(entry, "9.0", Profile(1, 16, 64))  # built on another GPU
+    assert not plan_fits(entry, "8.9", Profile(1, 16, 128))  # profile max too small
+
+
+def test_serve_refuses_plans_it_cannot_load(tmp_path):
+    folder = tmp_path / "m"
+    config = mc.ModelConfig(name="m", platform="tensorrt_plan", max_batch_size=8)
+    config.version_policy.specific.versions.append(1)
+    write_config(folder / "config.pbtxt", config)
+    (folder / "1").mkdir()
+    built = {"libraries": {"tensorrt": "10.7.0.23"}}  # the wheel's version: a 4th number
+    (folder / "1" / "manifest.json").write_text(json.dumps(built))
+    [no_backend] = plan_problems(tmp_path, False, None)
+    assert "no tensorrt backend" in no_backend
+    for other_release in ("10.5.0", "10.7.1"):  # a plan is only good on its own X.Y.Z
+        [other] = plan_problems(tmp_path, True, other_release)
+        assert (
+            f"built with TensorRT 10.7.0.23, this tritonserver loads TensorRT {other_release}"
+            in other
+        )
+    assert plan_problems(tmp_path, True, "10.7.0") == []  # libnvinfer's name: X.Y.Z only
+    assert plan_problems(tmp_path, True, None) == []  # unknown: Triton will say
