@@ -15,6 +15,19 @@ from maas.runtime.png import encode_png
 TESTS = Path(__file__).parent
 
 
+def eventually(check, seconds: float = 10.0) -> bool:
+    """Whether `check()` turns true within `seconds` (an nginx reload takes effect within
+    moments, not at once)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         tier = Path(item.fspath).relative_to(TESTS).parts[0]

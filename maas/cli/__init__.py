@@ -17,6 +17,7 @@ FAMILY is image_classifier (the default), forecaster, vae or gan (see maas.famil
     maas tune [--p99-budget MS] [--apply DIR]    search serving configs on this machine
     maas publish s3://BUCKET/PREFIX [--dry-run]  the built repository to S3 (changes only)
     maas fleet up|status|down [--replicas N]     replicas behind nginx (see maas.fleet)
+    maas pod-guard [--tenants F] --out FILE      the Kubernetes pod's guard config (nginx)
     maas rollout MODEL --to N | maas rollback MODEL   a version change, replica by replica
 
 Each command lives beside its arguments in the module of its concern (stages, serving, calls,
@@ -52,6 +53,7 @@ COMMANDS = {
     "tune": ("operations", "search serving configs on this machine (see maas tune -h)"),
     "publish": ("operations", "the built repository to S3-compatible storage"),
     "fleet": ("operations", "replicas behind nginx: up, status, down"),
+    "pod-guard": ("operations", "the Kubernetes pod's guard config; with tenants: a Secret"),
     "rollout": ("operations", "serve another version of a model, replica by replica"),
     "rollback": ("operations", "back to the version served before the last rollout"),
 }  # fmt: skip

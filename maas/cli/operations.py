@@ -1,4 +1,4 @@
-"""maas publish, fleet, rollout, rollback, tune: operating served repositories."""
+"""maas publish, fleet, pod-guard, rollout, rollback, tune: operating served repositories."""
 
 from __future__ import annotations
 
@@ -96,6 +96,35 @@ def fleet(args) -> int:
     return 0
 
 
+def pod_guard_arguments(p: argparse.ArgumentParser) -> None:
+    tenants = "who may call inference, at what rate and priority (JSON, mode 0600: maas.tenants)"
+    p.add_argument("--tenants", type=Path, help=f"{tenants}; none: deploy/k8s/guard.conf's")
+    p.add_argument("--out", type=Path, required=True, help="the nginx.conf to write (mode 0600)")
+
+
+def pod_guard(args) -> int:
+    """The Kubernetes pod's guard config (deploy/k8s/triton.yaml): with tenants it holds their
+    keys, so it goes into the maas-guard-conf Secret; the guard reloads when it changes."""
+    import os
+    import tempfile
+
+    from maas.balancer import pod_config
+    from maas.tenants import Tenants
+
+    text = pod_config(Tenants.load(args.tenants) if args.tenants else None)
+    # Private from its creation (mkstemp: 0600) and whole or absent (renamed into place).
+    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, args.out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(f"maas pod-guard: wrote {args.out}")
+    return 0
+
+
 def rollout_arguments(p: argparse.ArgumentParser, rollback: bool = False) -> None:
     p.add_argument("model", help="the served model to move (a core model, e.g. classifier)")
     if not rollback:
@@ -154,6 +183,7 @@ def tune(argv: list[str]) -> int:
 COMMANDS = {
     "publish": (publish_arguments, publish),
     "fleet": (fleet_arguments, fleet),
+    "pod-guard": (pod_guard_arguments, pod_guard),
     "rollout": (rollout_arguments, rollout),
     "rollback": (lambda p: rollout_arguments(p, rollback=True), rollout),
 }

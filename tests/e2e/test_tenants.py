@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from conftest import eventually
 from tritonclient.utils import InferenceServerException
 
 from maas.access import Ports
@@ -263,9 +264,9 @@ def test_a_changed_tenants_file_is_served_without_a_restart(server, tmp_path):
         assert post(lb, forecast_body(), {"client-key": KEYS["batch"]})[0] == 401
         path.write_text(json.dumps({"tenants": {"batch": TABLE["batch"]}}))
         assert fleet.reload_tenants()
-        assert _eventually(lambda: post(lb, forecast_body(), {"client-key": KEYS["batch"]})[0]
+        assert eventually(lambda: post(lb, forecast_body(), {"client-key": KEYS["batch"]})[0]
                            == 200)  # fmt: skip
-        assert _eventually(lambda: post(lb, forecast_body(), {"client-key": KEYS["app"]})[0]
+        assert eventually(lambda: post(lb, forecast_body(), {"client-key": KEYS["app"]})[0]
                            == 401)  # fmt: skip
         path.chmod(0o644)  # a chmod alone is a change: refused, others could read the keys
         assert not fleet.reload_tenants()
@@ -276,7 +277,7 @@ def test_a_changed_tenants_file_is_served_without_a_restart(server, tmp_path):
         assert not fleet.reload_tenants()
         assert "not reloaded" in fleet.events[-1][1]
         # Within moments of the reload just before (one CI run got 401 at once; cause unknown).
-        assert _eventually(lambda: post(lb, forecast_body(), {"client-key": KEYS["batch"]})[0]
+        assert eventually(lambda: post(lb, forecast_body(), {"client-key": KEYS["batch"]})[0]
                            == 200)  # fmt: skip
         assert nginx.process.pid == pid
         fleet.nginx = None
@@ -287,18 +288,6 @@ def dataclass_replace_ports(lb: Balancer) -> Balancer:
 
     ports = Ports.free()
     return dataclasses.replace(lb, http=ports.http, grpc=ports.grpc)
-
-
-def _eventually(check, seconds: float = 5.0) -> bool:
-    """nginx's new workers take over within moments of the reload."""
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _overtaken(

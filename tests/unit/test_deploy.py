@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from maas.balancer import GUARD, has_nginx, pod_config, require_nginx
+from maas.contract import FORWARD_PATTERN
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 KUBERNETES = "1.31.0"  # a release still supported by the clouds' managed Kubernetes
@@ -56,19 +57,30 @@ def test_the_pieces_fit_together():
     triton, guard = containers["tritonserver"], containers["guard"]
     ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
     assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
-    # The Service's HTTP port is the guard's; gRPC and metrics are tritonserver's own.
+    # The Service's HTTP and gRPC ports are the guard's; metrics are tritonserver's own.
     service = {p["name"]: p["targetPort"] for p in docs["Service"]["spec"]["ports"]}
-    assert service == {"http": "http-guarded", "grpc": "grpc", "metrics": "metrics"}
-    assert guard["ports"] == [{"name": "http-guarded", "containerPort": 8080}]
+    assert service == {"http": "http-guarded", "grpc": "grpc-guarded", "metrics": "metrics"}
+    guarded = {p["name"]: p["containerPort"] for p in guard["ports"]}
+    assert guarded == {"http-guarded": 8080, "grpc-guarded": 8081}
     [rule, _] = docs["NetworkPolicy"]["spec"]["ingress"]
-    assert {p["port"] for p in rule["ports"]} == {8080, 8001}
+    assert {p["port"] for p in rule["ports"]} == {8080, 8081}  # not tritonserver's own
     mounts = {m["name"]: m["mountPath"] for m in guard["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    assert volumes["guard"]["configMap"]["name"] == "maas-guard"
-    assert guard["command"] == ["nginx", "-c", f"{mounts['guard']}/nginx.conf"]
+    sources = volumes["guard"]["projected"]["sources"]
+    assert sources == [
+        {"configMap": {"name": "maas-guard"}},  # guard.js
+        {"secret": {"name": "maas-guard-conf"}},
+    ]  # nginx.conf: tenants' keys
+    assert guard["command"] == ["/bin/sh", "-c"]
+    assert f"conf={mounts['guard']}/nginx.conf\n" in guard["args"][0]  # run in test_pod_guard.py
     conf = (DEPLOY / "k8s" / "guard.conf").read_text()
     assert f"js_path {mounts['guard']};" in conf and "listen 8080;" in conf
-    assert f"server 127.0.0.1:{ports['http']} " in conf  # tritonserver in the same pod
+    assert "listen 8081 http2;" in conf
+    for port in ("http", "grpc"):  # tritonserver in the same pod
+        assert f"server 127.0.0.1:{ports[port]} " in conf
+    # The tenant the guard names reaches the steps (a stream's sequences are the tenant's own).
+    for kind in ("http", "grpc"):
+        assert f"--{kind}-header-forward-pattern={FORWARD_PATTERN}" in triton["args"]
     assert triton["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert triton["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     assert any(a.startswith("--model-repository=s3://") for a in triton["args"])
@@ -196,6 +208,34 @@ def test_the_guards_nginx_config_is_one_nginx_accepts(tmp_path):
     assert "whichever location reads the body\n      if ($maas_body_in_file) {" in conf
     assert "client_body_in_file_only clean;\n      js_content guard.infer;" in conf
     _nginx_accepts(binary, conf, tmp_path)
+
+
+def test_pod_guard_renders_tenants_into_a_private_conf_nginx_accepts(tmp_path, capsys):
+    """`maas pod-guard --tenants`: the pod's config with the tenants' keys, quotas and
+    priorities, mode 0600 (it goes into a Secret); a tenants file that is wrong writes
+    nothing. Its run, reload included, is tests/e2e/test_pod_guard.py."""
+    from maas.cli import main as cli
+    from maas.tenants import Tenants
+
+    key = "k" * 24
+    tenants = tmp_path / "tenants.json"
+    tenants.touch(0o600)
+    tenants.write_text(json.dumps({"tenants": {"web": {"key": key, "rate": 5, "burst": 2}}}))
+    out = tmp_path / "guard.conf"
+    assert cli(["pod-guard", "--tenants", str(tenants), "--out", str(out)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+    conf = out.read_text()
+    assert conf == pod_config(Tenants.load(tenants)) and conf != pod_config()
+    assert f'"k|{key}|" web;' in conf and "rate=5r/s" in conf and "return 401;" in conf
+    tenants.chmod(0o644)  # a keys file others can read: refused, nothing written
+    assert cli(["pod-guard", "--tenants", str(tenants), "--out", str(tmp_path / "x")]) == 1
+    assert "make it private" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    if has_nginx():
+        binary, module = require_nginx()
+        tenants.chmod(0o600)
+        here = pod_config(Tenants.load(tenants), js_module=module, scratch=tmp_path,
+                          guard_dir=GUARD.parent)  # fmt: skip
+        _nginx_accepts(binary, here, tmp_path)
 
 
 def _nginx_accepts(binary: str, conf: str, prefix: Path) -> None:
