@@ -93,7 +93,7 @@ POD = {  # the pod's guard (deploy/k8s/triton.yaml): tritonserver's ports in the
     "grpc_listen": "8081",
     "triton_http": 8000,
     "triton_grpc": 8001,
-    "user": None,  # the image's own: nginx-unprivileged runs as its nginx user
+    "user": None,  # none: the pod runs it as its securityContext's user (UID 1000)
 }
 
 

@@ -111,12 +111,16 @@ def pod_guard(args) -> int:
     from maas.balancer import pod_config
     from maas.tenants import Tenants
 
+    if not args.out.parent.is_dir():
+        raise OptionError(f"--out {args.out}: no folder {args.out.parent}")
     text = pod_config(Tenants.load(args.tenants) if args.tenants else None)
     # Private from its creation (mkstemp: 0600) and whole or absent (renamed into place).
     fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, args.out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import time
@@ -29,7 +28,8 @@ from maas.clients.errors import NotAuthorized
 pytestmark = pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 
 MANIFEST = Path(__file__).parents[2] / "deploy" / "k8s" / "triton.yaml"
-POD_CONF = "/etc/nginx/maas/nginx.conf"
+POD_GUARD = "/etc/nginx/maas"  # the guard's folder in the pod
+POD_CONF = f"{POD_GUARD}/nginx.conf"
 
 
 def guard_container() -> dict:
@@ -77,15 +77,31 @@ def pod(server, tmp_path, monkeypatch):
     conf = folder / "nginx.conf"
     guard = guard_container()
     script = guard["args"][0].replace(POD_CONF, str(conf))
+    script = script.replace(f"{POD_GUARD}/{GUARD.name}", str(GUARD))
+    assert POD_GUARD not in script
     env = {e["name"]: e["value"] for e in guard["env"]}
-    env["MAAS_GUARD_RELOAD_S"] = "0.2"  # the manifest's 10 s, shorter for the test
+    started: list[subprocess.Popen] = []
 
-    def start() -> subprocess.Popen:
+    def start(interval: str) -> subprocess.Popen:
+        """The script, looking at its files every `interval` s (the manifest's: 10); what it
+        and nginx say goes to said.log."""
         path = f"{Path(binary).parent}:{os.environ['PATH']}"
-        return subprocess.Popen([*guard["command"], script], env={**env, "PATH": path},
-                                start_new_session=True)  # fmt: skip
+        with open(tmp_path / "said.log", "ab") as said:
+            started.append(subprocess.Popen(
+                [*guard["command"], script], stdout=said, stderr=said, start_new_session=True,
+                env={**env, "MAAS_GUARD_RELOAD_S": interval, "PATH": path},
+            ))  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not (folder / "tmp" / "nginx.pid").is_file():
+            assert started[-1].poll() is None and time.monotonic() < deadline, "no nginx"
+            time.sleep(0.05)
+        return started[-1]
 
     yield conf, ports, start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def test_the_pods_guard_admits_its_tenants_and_reloads_a_changed_secret(pod, heldout_png, tmp_path):
@@ -95,37 +111,36 @@ def test_the_pods_guard_admits_its_tenants_and_reloads_a_changed_secret(pod, hel
     tenants = write_tenants(tmp_path / "tenants.json", keys)
     assert cli(["pod-guard", "--tenants", str(tenants), "--out", str(conf)]) == 0
     assert conf.stat().st_mode & 0o777 == 0o600  # it holds keys
-    guard = start()
-    try:
-        deadline = time.monotonic() + 10
-        while not (conf.parent / "tmp" / "nginx.pid").is_file():
-            assert guard.poll() is None and time.monotonic() < deadline, "nginx did not start"
-            time.sleep(0.05)
-        master = (conf.parent / "tmp" / "nginx.pid").read_text()
-        png = heldout_png[0]
-        for url in (http, grpc):
-            assert eventually(lambda url=url: admitted(url, keys["app"], png))
-            assert not admitted(url, "x" * 24, png)  # a key the file does not hold
+    guard = start("0.2")
+    pid = conf.parent / "tmp" / "nginx.pid"
+    master = pid.read_text()
+    png = heldout_png[0]
+    for url in (http, grpc):
+        assert eventually(lambda url=url: admitted(url, keys["app"], png))
+        assert not admitted(url, "x" * 24, png)  # a key the file does not hold
 
-        # The Secret changes (kubectl edits it; Kubernetes swaps the file): a new tenant.
-        keys["web"] = secrets.token_urlsafe(24)
-        assert cli(["pod-guard", "--tenants", str(write_tenants(tenants, keys)),
-                    "--out", str(conf)]) == 0  # fmt: skip
-        for url in (http, grpc):
-            assert eventually(lambda url=url: admitted(url, keys["web"], png)), url
-        assert (conf.parent / "tmp" / "nginx.pid").read_text() == master  # reloaded, not restarted
+    # The Secret changes (kubectl applies it; Kubernetes swaps the file): a new tenant.
+    keys["web"] = secrets.token_urlsafe(24)
+    assert cli(["pod-guard", "--tenants", str(write_tenants(tenants, keys)),
+                "--out", str(conf)]) == 0  # fmt: skip
+    for url in (http, grpc):
+        assert eventually(lambda url=url: admitted(url, keys["web"], png)), url
+    assert pid.read_text() == master  # reloaded, not restarted
 
-        # A conf nginx refuses is not loaded: the last good one keeps serving.
-        shutil.copy(conf, tmp_path / "good.conf")
-        conf.write_text(conf.read_text().replace("worker_processes 1;", "worker_processes x;"))
-        time.sleep(1.0)  # five of the script's looks
-        assert guard.poll() is None and admitted(http, keys["web"], png)
-        assert (conf.parent / "tmp" / "nginx.pid").read_text() == master
+    # A conf nginx refuses is not loaded, and the script says so: the last good one serves.
+    good = conf.read_text()
+    conf.write_text(good.replace("worker_processes 1;", "worker_processes x;"))
+    said = tmp_path / "said.log"
+    assert eventually(lambda: "maas guard: nginx -t refused" in said.read_text()), said.read_text()
+    assert guard.poll() is None and admitted(http, keys["web"], png)
+    assert pid.read_text() == master
 
-        guard.send_signal(signal.SIGTERM)  # what the kubelet sends the container
-        assert guard.wait(timeout=30) == 0
-        assert not (conf.parent / "tmp" / "nginx.pid").exists()  # nginx stopped, not orphaned
-    finally:
-        if guard.poll() is None:
-            os.killpg(guard.pid, signal.SIGKILL)
-            guard.wait()
+    guard.send_signal(signal.SIGTERM)  # what the kubelet sends the container
+    assert guard.wait(timeout=30) == 0
+    assert not pid.exists()  # nginx stopped, not orphaned
+
+    # SIGTERM does not wait out the script's look interval (the kubelet's grace period is 40 s).
+    conf.write_text(good)
+    guard = start("60")
+    guard.send_signal(signal.SIGTERM)
+    assert guard.wait(timeout=15) == 0 and not pid.exists()

@@ -66,11 +66,13 @@ def test_the_pieces_fit_together():
     assert {p["port"] for p in rule["ports"]} == {8080, 8081}  # not tritonserver's own
     mounts = {m["name"]: m["mountPath"] for m in guard["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    sources = volumes["guard"]["projected"]["sources"]
-    assert sources == [
-        {"configMap": {"name": "maas-guard"}},  # guard.js
-        {"secret": {"name": "maas-guard-conf"}},
-    ]  # nginx.conf: tenants' keys
+    guard_files = volumes["guard"]["projected"]
+    assert guard_files["defaultMode"] == 0o440
+    assert guard_files["sources"] == [
+        {"configMap": {"name": "maas-guard", "items": [{"key": "guard.js", "path": "guard.js"}]}},
+        {"secret": {"name": "maas-guard-conf",  # nginx.conf: the tenants' keys
+                    "items": [{"key": "nginx.conf", "path": "nginx.conf"}]}},
+    ]  # fmt: skip
     assert guard["command"] == ["/bin/sh", "-c"]
     assert f"conf={mounts['guard']}/nginx.conf\n" in guard["args"][0]  # run in test_pod_guard.py
     conf = (DEPLOY / "k8s" / "guard.conf").read_text()
@@ -230,6 +232,8 @@ def test_pod_guard_renders_tenants_into_a_private_conf_nginx_accepts(tmp_path, c
     tenants.chmod(0o644)  # a keys file others can read: refused, nothing written
     assert cli(["pod-guard", "--tenants", str(tenants), "--out", str(tmp_path / "x")]) == 1
     assert "make it private" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert cli(["pod-guard", "--out", str(tmp_path / "none" / "guard.conf")]) == 1
+    assert f"no folder {tmp_path / 'none'}" in capsys.readouterr().err
     if has_nginx():
         binary, module = require_nginx()
         tenants.chmod(0o600)
