@@ -165,7 +165,7 @@ def _worker(target, images, concurrency, rate, stop, counter, out, spec, deadlin
     out.put(_drive(target, images, concurrency, rate, stop, counter, spec, deadline, started))
 
 
-def _drive(target, images, concurrency, rate, stop, counter, spec, deadline, started=None):
+def _drive(target, images, concurrency, rate, stop, counter, spec, deadline, started):
     """Threads with blocking clients, not asyncio: at concurrency 1 an asyncio gRPC client
     added 0.3-0.4 ms a request over perf_analyzer's on the empty-step floor, threads 0.1."""
     records: list[tuple[float, float, bool]] = []  # (end, latency s, ok); list.append is atomic
@@ -192,7 +192,7 @@ def _drive(target, images, concurrency, rate, stop, counter, spec, deadline, sta
         records.append((end, end - start, ok))
         with counter.get_lock():
             counter.value += 1
-            if started is not None and not first.is_set():
+            if not first.is_set():
                 first.set()  # this process has imported, connected and been answered
                 with started.get_lock():
                     started.value += 1

@@ -28,8 +28,8 @@ import numpy as np
 
 from maas.build.gate import Batch, Run
 from maas.errors import TensorRTError, TensorRTUnavailable
+from maas.files import atomic_write
 from maas.spec import Step
-from maas.training.checkpoint import atomic_write
 
 INSTALL_HINT = (
     "TensorRT is not installed: pip install 'maas[tensorrt]' on a Linux machine with an NVIDIA "

@@ -53,15 +53,11 @@ def kill_group(proc: subprocess.Popen) -> int:
     return proc.returncode
 
 
-def remove_shared_memory(prefix: str) -> list[str]:
+def remove_shared_memory(prefix: str) -> None:
     """Unlink the files under /dev/shm named `prefix`...: what a process that no longer runs
     left there (a Python stub's region outlives a tritonserver that did not stop cleanly)."""
-    removed = []
     for path in Path("/dev/shm").glob(f"{prefix}*"):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed.append(path.name)
-    return removed
+        path.unlink(missing_ok=True)
 
 
 def stop_group(proc: subprocess.Popen, timeout: float) -> int:

@@ -6,14 +6,13 @@ flows through the pipeline without flags repeated by hand.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from maas.files import atomic_write
 from maas.runtime.images import Preprocessing
 from maas.training.model import SmallCNN
 
@@ -65,17 +64,3 @@ class Checkpoint(Saved):
         from maas.training.data import load_dataset
 
         return load_dataset(self.dataset.get("data_dir"), seed=self.dataset.get("seed", 0))
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -23,8 +23,9 @@ import onnxruntime as ort
 import torch
 
 from maas.errors import ExportError
+from maas.files import atomic_write
 from maas.runtime.images import layout
-from maas.training.checkpoint import Checkpoint, atomic_write
+from maas.training.checkpoint import Checkpoint
 from maas.training.model import Normalized
 
 INPUT_NAME = "PIXELS"  # the names the Triton configs use for the classifier's tensors

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from maas.files import atomic_write
 from maas.runtime.images import normalize
 from maas.training.augment import Augmentation
-from maas.training.checkpoint import Checkpoint, atomic_write
+from maas.training.checkpoint import Checkpoint
 from maas.training.data import Dataset, load_dataset
 from maas.training.model import SmallCNN
 

@@ -105,26 +105,14 @@ def pod_guard_arguments(p: argparse.ArgumentParser) -> None:
 def pod_guard(args) -> int:
     """The Kubernetes pod's guard config (deploy/k8s/triton.yaml): with tenants it holds their
     keys, so it goes into the maas-guard-conf Secret; the guard reloads when it changes."""
-    import os
-    import tempfile
-
     from maas.balancer import pod_config
+    from maas.files import atomic_write
     from maas.tenants import Tenants
 
     if not args.out.parent.is_dir():
         raise OptionError(f"--out {args.out}: no folder {args.out.parent}")
     text = pod_config(Tenants.load(args.tenants) if args.tenants else None)
-    # Private from its creation (mkstemp: 0600) and whole or absent (renamed into place).
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, args.out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(args.out, lambda f: f.write(text.encode()))  # 0600 from its creation: keys
     print(f"maas pod-guard: wrote {args.out}")
     return 0
 
