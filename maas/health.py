@@ -262,6 +262,11 @@ class HealthEndpoint:
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
+    @property
+    def port(self) -> int:
+        """The port it listens on: the one asked for, or the OS's choice when asked for 0."""
+        return self.httpd.server_address[1]
+
     def start(self) -> HealthEndpoint:
         self._thread.start()
         return self

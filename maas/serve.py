@@ -68,7 +68,7 @@ class TritonServer:
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._reader: threading.Thread | None = None
         self._signal: int | None = None  # SIGINT/SIGTERM received while `run` is in charge
-        self._endpoint = None
+        self.health_endpoint = None
         self._restarting = threading.Event()
         self._stopping = False
         self._crashes: collections.deque[float] = collections.deque()  # when it died, unasked
@@ -201,7 +201,7 @@ class TritonServer:
 
                 self.watchdog = Watchdog(self, healing.interval).start()
                 if healing.health_port is not None:
-                    self._endpoint = HealthEndpoint(
+                    self.health_endpoint = HealthEndpoint(
                         self.watchdog, self.host_of("health"), healing.health_port,
                         stale_after=5 * healing.interval,
                     ).start()  # fmt: skip
@@ -300,9 +300,9 @@ class TritonServer:
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (Triton drains), SIGKILL if it hangs (`drain` off: at once); its exit code."""
         self._stopping = True
-        if self._endpoint is not None:
-            self._endpoint.stop()
-            self._endpoint = None
+        if self.health_endpoint is not None:
+            self.health_endpoint.stop()
+            self.health_endpoint = None
         if self.watchdog is not None:
             self.watchdog.stop()
             self.watchdog = None

@@ -16,7 +16,8 @@ SERVE_CACHE_MB = 64  # `maas serve --cache-mb`, the fleet's replicas, deploy/k8s
 class Healing:
     """The watchdog (maas.health): every `interval` seconds, a request through every pipeline
     and a count of every step's processes; what died is reloaded. With a `health_port`, GET
-    /health there for load balancers and probes."""
+    /health there for load balancers and probes (0: a port the OS picks when it binds,
+    `TritonServer.health_endpoint.port`)."""
 
     interval: float = 2.0
     health_port: int | None = None

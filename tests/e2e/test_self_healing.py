@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maas.access import Ports
 from maas.clients.client import Client, Retry
 from maas.errors import ServerError
 from maas.health import CENSUS_S
@@ -40,16 +39,13 @@ VICTIMS = {
 }
 
 
-def free_port() -> int:
-    return Ports.free().http
-
-
 @pytest.fixture(scope="module")
 def healing(repository, triton):
-    port = free_port()
-    healing = Healing(interval=INTERVAL, health_port=port)
+    # Port 0: bound when the server is ready. A port picked free before the start could be
+    # taken meanwhile by one of the start's own connections (one CI run: EADDRINUSE).
+    healing = Healing(interval=INTERVAL, health_port=0)
     with triton(repository, ServerConfig(healing=healing)) as server:
-        yield server, f"http://127.0.0.1:{port}/health"
+        yield server, f"http://127.0.0.1:{server.health_endpoint.port}/health"
 
 
 def health_code(url: str) -> int:
