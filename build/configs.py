@@ -17,6 +17,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from maas.errors import ConfigError
+from maas.files import atomic_write
 from maas.runtime.images import DEFAULT_MAX_PIXELS
 from maas.spec import DTYPES, Pipeline, Step, Tensor, Warmup
 from maas.tenants import LEVELS as PRIORITY_LEVELS
@@ -97,13 +98,8 @@ FORMATS = {"": mc.ModelInput.FORMAT_NONE, "NCHW": mc.ModelInput.FORMAT_NCHW,
 
 
 def _input(t: Tensor) -> mc.ModelInput:
-    return mc.ModelInput(
-        name=t.name,
-        data_type=DATA_TYPES[t.dtype],
-        dims=list(t.dims),
-        optional=t.optional,
-        format=FORMATS[t.format],
-    )
+    return mc.ModelInput(name=t.name, data_type=DATA_TYPES[t.dtype], dims=list(t.dims),
+                         optional=t.optional, format=FORMATS[t.format])  # fmt: skip
 
 
 def _output(t: Tensor, step: Step | None = None) -> mc.ModelOutput:
@@ -394,7 +390,7 @@ def read_config(path: str | os.PathLike) -> mc.ModelConfig:
 
 
 def write_config(path: str | os.PathLike, config: mc.ModelConfig) -> None:
-    """Check, then write; a config Triton would refuse raises ConfigError and is not written."""
-    _refuse_if_invalid(config, path)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(to_pbtxt(config))
+    """Check, then write whole (Triton may be reading the folder); a config Triton would refuse
+    raises ConfigError and is not written."""
+    text = to_pbtxt(_refuse_if_invalid(config, path)).encode()
+    atomic_write(path, lambda f: f.write(text), mode=0o644)

@@ -25,6 +25,7 @@ from pathlib import Path
 from maas.access import TLS, Ports
 from maas.contract import CLIENT_HEADER, GRPC_HEADER_PREFIX, SEQUENCE_HEADER, TENANT_HEADER
 from maas.errors import ServerError
+from maas.files import atomic_write
 from maas.processes import die_with_parent
 from maas.processes import stop as stop_process
 from maas.tenants import MAP_BUCKET, Tenants
@@ -204,14 +205,6 @@ def worker_user(folder: Path) -> str:
     return f"nobody {grp.getgrgid(nobody.pw_gid).gr_name}"
 
 
-def _write_private(path: Path, text: str) -> None:
-    """A config that may hold keys: mode 0600 from its creation (nginx's master reads it)."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-
-
 class Nginx:
     """nginx over `replicas` as configured by `lb`, as our child: `start`/`stop` (or `with`),
     `reload` (SIGHUP: new workers with fresh peer state; the old ones finish their requests)."""
@@ -263,7 +256,9 @@ class Nginx:
         against it, "" if nothing."""
         binary, js_module = require_nginx()
         folder = path.parent
-        _write_private(path, nginx_config(self.replicas, lb, folder, js_module, self._user))
+        # It may hold keys: 0600 from its creation, written whole (nginx's master reads it).
+        text = nginx_config(self.replicas, lb, folder, js_module, self._user)
+        atomic_write(path, lambda f: f.write(text.encode()))
         check = subprocess.run([binary, "-t", "-c", str(path), "-p", str(folder)],
                                capture_output=True, text=True)  # fmt: skip
         return check.stderr if check.returncode != 0 else ""

@@ -8,13 +8,16 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: str | Path, write) -> None:
-    """Call write(file) on a temporary binary file beside `path` (mode 0600, mkstemp's), flush
-    it to disk, then rename it into place; on any error nothing is left."""
+def atomic_write(path: str | Path, write, mode: int = 0o600) -> None:
+    """Call write(file) on a temporary binary file beside `path` (private from its creation,
+    mkstemp's, then `mode`), flush it to disk, then rename it into place (a link at `path` is
+    replaced, not followed); on any error nothing is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if mode != 0o600:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -40,6 +40,7 @@ from maas import contract as C
 from maas.access import Keys
 from maas.balancer import Balancer, Nginx, answers, http_ok, require_nginx
 from maas.errors import OptionError, ServerError
+from maas.files import atomic_write
 from maas.processes import running
 from maas.prometheus import scrape_config
 from maas.serve import Healing, ServerConfig, TritonServer
@@ -148,9 +149,7 @@ class Fleet:
             (PROMETHEUS_CONFIG, scrape_config(metrics)),
             ("fleet.json", json.dumps(state, indent=2) + "\n"),
         ):
-            tmp = self.state_dir / f"{name}.tmp"
-            tmp.write_text(text)
-            tmp.replace(self.state_dir / name)  # never half-written
+            atomic_write(self.state_dir / name, lambda f, text=text: f.write(text.encode()))
 
     def reload_tenants(self) -> bool:
         """The tenants file read again if it changed, and nginx reconfigured with it (no
@@ -237,14 +236,11 @@ def read_state(state_dir: Path = STATE_DIR) -> dict | None:
 
 def write_key(path: Path, key: str) -> None:
     """The admin key for `maas rollout` from another shell, readable by this user only: in a
-    0700 folder, a file made afresh (a link planted at its name is removed, not followed)."""
+    0700 folder, a file made afresh and renamed into place (a link planted at its name is
+    replaced, not followed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # the name itself, never what a link there points to
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
+    atomic_write(path, lambda f: f.write(key.encode() + b"\n"))
 
 
 def status(state_dir: Path = STATE_DIR) -> dict | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from maas import contract
 from maas.cli import common
 from maas.errors import OptionError, ServerError
+from maas.files import atomic_write
 
 
 def publish_arguments(p: argparse.ArgumentParser) -> None:
@@ -106,7 +107,6 @@ def pod_guard(args) -> int:
     """The Kubernetes pod's guard config (deploy/k8s/triton.yaml): with tenants it holds their
     keys, so it goes into the maas-guard-conf Secret; the guard reloads when it changes."""
     from maas.balancer import pod_config
-    from maas.files import atomic_write
     from maas.tenants import Tenants
 
     if not args.out.parent.is_dir():
@@ -161,8 +161,8 @@ def rollout(args) -> int:
     steps = roll(addresses, args.model, to, args.repository, keys.headers)
     before = sorted({v for s in steps for v in s.before})
     done[args.model] = {"from": before, "to": to, "at": round(time.time())}
-    args.state_dir.mkdir(parents=True, exist_ok=True)
-    history.write_text(json.dumps(done, indent=2) + "\n")
+    text = json.dumps(done, indent=2) + "\n"
+    atomic_write(history, lambda f: f.write(text.encode()))
     return 0
 
 

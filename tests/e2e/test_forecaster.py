@@ -4,6 +4,7 @@ windows, every horizon, every kind of bad input refused by name, the CLI."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -238,24 +239,31 @@ def test_idle_and_evicted_sequences_are_told_to_start_again(
     config.parameters[C.MAX_SEQUENCES].string_value = "3"
     write_config(path, config)
     values = test_windows.x[0]
-    with triton(repo) as server:
-        # IDs of each protocol's own; the first wait frees what the one before left held.
-        for first, scheme in ((9, "http"), (19, "grpc")):
+    # IDs of each protocol's own, both left silent through one wait; then the second
+    # protocol's STARTs evict what the first one's left held.
+    with triton(repo) as server, contextlib.ExitStack() as stack:
+        clients = {
+            (first, scheme): stack.enter_context(
+                Client(server.url(scheme), model=C.FORECASTER_STREAM)
+            )
+            for first, scheme in ((9, "http"), (19, "grpc"))
+        }
+        for (first, _), client in clients.items():
+            for i, value in enumerate(values[:5]):
+                assert client.observe(first, value, start=i == 0).held == i + 1
+        time.sleep(2.5)
+        for (first, scheme), client in clients.items():
             a, b, c, d = (f"{scheme}-{name}" for name in "abcd")
-            with Client(server.url(scheme), model=C.FORECASTER_STREAM) as client:
-                for i, value in enumerate(values[:5]):
-                    assert client.observe(first, value, start=i == 0).held == i + 1
-                time.sleep(2.5)
-                with pytest.raises(InvalidInput, match=rf"sequence {first} holds nothing.*START"):
-                    client.observe(first, 1.0)
-                for sequence in (a, b, c):
-                    client.observe(sequence, values[0], start=True)
-                assert client.observe(a, values[1]).held == 2  # b is now the least recent
-                assert client.observe(d, values[0], start=True).held == 1  # admitted at once
-                with pytest.raises(InvalidInput, match=rf"sequence {b} was evicted.*START again"):
-                    client.observe(b, values[1])
-                assert [client.observe(s, values[2]).held for s in (a, c, d)] == [3, 2, 2]
-                assert client.observe(b, 1.0, start=True).held == 1
+            with pytest.raises(InvalidInput, match=rf"sequence {first} holds nothing.*START"):
+                client.observe(first, 1.0)
+            for sequence in (a, b, c):
+                client.observe(sequence, values[0], start=True)
+            assert client.observe(a, values[1]).held == 2  # b is now the least recent
+            assert client.observe(d, values[0], start=True).held == 1  # admitted at once
+            with pytest.raises(InvalidInput, match=rf"sequence {b} was evicted.*START again"):
+                client.observe(b, values[1])
+            assert [client.observe(s, values[2]).held for s in (a, c, d)] == [3, 2, 2]
+            assert client.observe(b, 1.0, start=True).held == 1
 
 
 @pytest.fixture(scope="module")
