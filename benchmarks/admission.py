@@ -5,13 +5,14 @@ switched off, side by side in one run on one machine.
     python -m maas.benchmarks.admission --seconds 3 --multiples 0.5 1 2 4
 
 Overload: the generator (COUNT 8 per request by default: one request is real work) on a server
-of its own, first as built (its first batched step admits ServingOptions.max_queue_size waiting
-requests) and then with the bound removed. Capacity is what a closed loop of 32 requests in
-flight gets answered per second; then requests are offered open loop at multiples of it (sent
-on a fixed schedule, whatever the answers), each run `--seconds` long, and every request's
-outcome and latency are kept: answered (its latency), refused at once (Overloaded), or late
-(no answer in 10 s). The client shares the machine's cores with the server: the rate it
-reached is reported beside the rate asked for.
+of its own, three ways (SERVERS): as built (its first step admits ServingOptions.max_queue_size
+waiting requests), with a bounded wait at every step instead (queue_timeout_ms, WAIT_MS; what
+`maas build --queue-timeout-ms` builds) and with neither. Capacity is what a closed loop of
+32 requests in flight gets answered per second; then requests are offered open loop at
+multiples of it (sent on a fixed schedule, whatever the answers), each run `--seconds` long,
+and every request's outcome and latency are kept: answered (its latency), refused
+(Overloaded), or late (no answer in 10 s). The client shares the machine's cores with the
+server: the rate it reached is reported beside the rate asked for.
 
 Cache: the image classifier, closed loop, on a workload where half the requests repeat one of
 8 images and half are images not seen before, with Triton's response cache on and off.
@@ -31,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maas.build.configs import read_config, write_config
+from maas.build.admission import bound_wait
+from maas.build.configs import ServingOptions, read_config, write_config
 from maas.clients.errors import Overloaded, from_triton
 from maas.runtime import names as C
 from maas.serve import ServerConfig, TritonServer
@@ -72,16 +74,31 @@ class Outcomes:
         }
 
 
-def copy_models(repository: Path, models, target: Path, queue: int | None) -> Path:
+def copy_models(repository: Path, models, target: Path, change=None) -> Path:
+    """The models' folders copied, each config (and alternate) rewritten by change(config)."""
     for model in models:
         shutil.copytree(repository / model, target / model, ignore=shutil.ignore_patterns("__py*"))
-    if queue is not None:  # the admission bound as built, or none
-        for path in [*target.glob("*/config.pbtxt"), *target.glob("*/configs/*.pbtxt")]:
-            config = read_config(path)
-            if config.dynamic_batching.default_queue_policy.max_queue_size:
-                config.dynamic_batching.default_queue_policy.max_queue_size = queue
-                write_config(path, config)
+    for path in [*target.glob("*/config.pbtxt"), *target.glob("*/configs/*.pbtxt")]:
+        if change is not None:
+            write_config(path, change(read_config(path)))
     return target
+
+
+def bounded_wait(config):
+    """Every step's wait bounded (maas.build.admission.bound_wait, WAIT_MS), no length bound."""
+    return bound_wait(unbounded(config), ServingOptions(queue_timeout_ms=WAIT_MS))
+
+
+def unbounded(config):
+    if config.HasField("dynamic_batching"):  # (an ensemble has none: it is its scheduling)
+        config.dynamic_batching.default_queue_policy.max_queue_size = 0
+    return config
+
+
+# Overload: the server as built (a length bound at each pipeline's first step), with a bounded
+# wait at every step instead, and with neither.
+SERVERS = {"as built": None, "bounded wait": bounded_wait, "unbounded": unbounded}
+WAIT_MS = 100
 
 
 def generator_requests(count: int):
@@ -172,9 +189,9 @@ def _curve(label, url, multiples: list[float], seconds: float, count: int) -> li
 
 def overload(repository: Path, multiples: list[float], seconds: float, count: int) -> dict:
     rows: dict[str, list[dict]] = {}
-    for label, queue in (("admission", None), ("unbounded", 0)):
+    for label, change in SERVERS.items():
         with tempfile.TemporaryDirectory() as tmp:
-            repo = copy_models(repository, GENERATOR_MODELS, Path(tmp) / "repo", queue)
+            repo = copy_models(repository, GENERATOR_MODELS, Path(tmp) / "repo", change)
             with TritonServer(repo) as server:
                 rows[label] = _curve(label, server.grpc_url, multiples, seconds, count)
     return rows
@@ -198,7 +215,7 @@ def cache(repository: Path, seconds: float) -> dict[str, dict]:
             return [t]
 
         with tempfile.TemporaryDirectory() as tmp:
-            repo = copy_models(repository, CLASSIFIER_MODELS, Path(tmp) / "repo", None)
+            repo = copy_models(repository, CLASSIFIER_MODELS, Path(tmp) / "repo")
             with TritonServer(repo, ServerConfig(cache_mb=mb)) as server:
                 got = asyncio.run(closed_loop(server.grpc_url, C.ENSEMBLE, make, 16, seconds))
                 stats = _cache_stats(server.grpc_url, C.ENSEMBLE)
@@ -250,9 +267,10 @@ def write(rows: dict[str, list[dict]], cached: dict[str, dict], out: Path, count
             )
     lines += ["", "Capacity: answered/s of a closed loop of 32. Latencies are the client's, which "
               "shares the machine's cores with the server: beyond 1x its own CPU (every refusal "
-              "is an exception in Python) and event-loop delays are part of the figures. The "
-              "bound is at each pipeline's first step (the generator's: gan_noise, one "
-              "request per call), so admitted requests still queue at the steps behind it.",
+              "is an exception in Python) and event-loop delays are part of the figures. As "
+              "built, the bound is the length of the first step's queue (gan_noise's), so "
+              "admitted requests still queue at the steps behind it; with a bounded wait, "
+              f"a request that waited {WAIT_MS} ms at any step is refused there.",
               ""]  # fmt: skip
     base = cached["no cache"]["per_s"]
     lines += ["", "## Cache: the image classifier, half of the requests repeating 8 images", "",

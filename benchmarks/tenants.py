@@ -81,7 +81,7 @@ def run(repository: Path, seconds: float, share: float, flood: int, count: int) 
     make = generator_requests(count)
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        repo = copy_models(repository, GENERATOR_MODELS, Path(tmp) / "repo", None)
+        repo = copy_models(repository, GENERATOR_MODELS, Path(tmp) / "repo")
         with TritonServer(repo) as server:
             for label, kind in (("priorities", "interactive"), ("no priorities", "bulk")):
                 table, keys = tenants(kind)

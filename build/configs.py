@@ -49,10 +49,14 @@ class ServingOptions:
     serve_versions: int = 1  # a network's versions Triton loads: the newest N
     # Admission control: requests waiting at a pipeline's first step beyond which Triton
     # refuses a new one at once (gRPC UNAVAILABLE, HTTP 503 "Exceeds maximum queue size"),
-    # before it costs any work; 0: unbounded. One full batch of one-row requests waiting. On 2
-    # cores this refuses the excess in microseconds but does not yet hold answered throughput
-    # beyond capacity (docs/operate.md, admission control; benchmarks/results/admission.md).
+    # before it costs any work; 0: unbounded. One full batch of one-row requests waiting. Held
+    # full, it stalls Triton 2.51's batcher: answered throughput falls far under capacity
+    # (docs/operate.md, admission control; maas.build.admission).
     max_queue_size: int = 64
+    # A request that waited this long in any step's queue is refused (503 / UNAVAILABLE,
+    # "Request timeout expired"): admitted requests wait no longer than that at any step,
+    # whichever is the slower one. 0: no limit (maas.build.admission.bound_wait).
+    queue_timeout_ms: int = 0
     # Triton's response cache on every pipeline whose answer depends only on its request (all
     # ensembles; not the stream): a repeated request is answered from the server's cache
     # (`maas serve --cache-mb`) without running a step.
@@ -71,8 +75,9 @@ class ServingOptions:
             raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
         if not self.top_k >= 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if self.max_queue_size < 0:
-            raise ValueError(f"max_queue_size must be >= 0, got {self.max_queue_size}")
+        for name in ("max_queue_size", "queue_timeout_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if any(n < 1 for n in self.instances.values()):
             raise ValueError(f"instances must be >= 1, got {dict(self.instances)}")
         object.__setattr__(self, "instances", MappingProxyType(dict(self.instances)))
@@ -115,7 +120,7 @@ def _batching(opts: ServingOptions) -> mc.ModelDynamicBatching:
     return mc.ModelDynamicBatching(
         max_queue_delay_microseconds=opts.queue_delay_us,
         preferred_batch_size=preferred if opts.preferred_batch_size else [],
-        **_PRIORITIES,
+        **PRIORITIES,
     )
 
 
@@ -125,7 +130,7 @@ def _batching(opts: ServingOptions) -> mc.ModelDynamicBatching:
 # out of range) gets the lowest. Batched models and first steps only: on gan_png (unbatched,
 # the generator's last step) priority levels cut the generator's throughput from 435-556 to
 # 91-209 requests/s in 11 runs of 12 (docs/operate.md); its queue stays first come, first served.
-_PRIORITIES = {"priority_levels": PRIORITY_LEVELS, "default_priority_level": PRIORITY_LEVELS}
+PRIORITIES = {"priority_levels": PRIORITY_LEVELS, "default_priority_level": PRIORITY_LEVELS}
 
 
 def _cpu(count: int) -> list[mc.ModelInstanceGroup]:
@@ -326,24 +331,6 @@ def ensemble_config(pipeline: Pipeline, opts: ServingOptions) -> mc.ModelConfig:
             ]
         ),
     )
-
-
-def admit(config: mc.ModelConfig, step: Step, opts: ServingOptions) -> mc.ModelConfig:
-    """A pipeline's first step: its queue bounded (ServingOptions.max_queue_size), so that a
-    request beyond it is refused before any step works on it. A step that keeps sequences
-    admits at least one waiting request per sequence it holds (each may send its next step at
-    once). An unbatched first step gets Triton's dynamic batcher for this alone (with
-    max_batch_size 0 it batches nothing; without one its queue has no policy). The bound holds
-    at each priority level. The networks' queues stay unbounded: a policy there cost the
-    generator throughput in our runs (docs/operate.md, admission control), so where a network
-    is the slower part, requests admitted at the front can still queue in front of it."""
-    if opts.max_queue_size:
-        bound = max(opts.max_queue_size, step.sequences.capacity if step.sequences else 0)
-        config.dynamic_batching.MergeFrom(mc.ModelDynamicBatching(**_PRIORITIES))
-        policy = config.dynamic_batching.default_queue_policy
-        policy.max_queue_size = bound
-        policy.timeout_action = mc.ModelQueuePolicy.REJECT
-    return config
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:

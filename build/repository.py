@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from maas import families
+from maas.build import admission, configs, environment, manifest, portable, shipped, variants
 from maas.build import candidates as cands
-from maas.build import configs, environment, manifest, portable, shipped, variants
 from maas.build.release import CONTAINER_PYTHON, TRITON_RELEASE
-from maas.build.tensorrt import EngineOptions, Profile, builder_flags, compute_capability
+from maas.build.tensorrt import EngineOptions, Profile, builder_flags, compute_capability, plan_fits
 from maas.errors import GateError
 from maas.probe import PROBES_FILE, probe_file
 from maas.spec import DTYPES
@@ -199,14 +199,17 @@ def _assemble(root, previous, served, opts, build, winners) -> list[int]:
         _write_core(root, previous, opts, build, chosen, data, record)
         for chosen, data, record in winners
     ]
-    # Admission control at each pipeline's first step, unless another pipeline runs that model
-    # further in (vae_decoder: vae_decode's first, vae_sample's third), where a refusal would
-    # come after work was spent.
+    # Admission control (maas.build.admission): at each pipeline's first step, unless another
+    # pipeline runs that model further in (vae_decoder: vae_decode's first, vae_sample's third)
+    # where a refusal would come after work; and, where asked, a bounded wait at every step.
     inner = {s.model for p in served for s in p.steps[1:]}
-    for step in {p.entry.model: p.entry for p in served if p.entry.model not in inner}.values():
-        folder = root / step.model
-        for path in (folder / "config.pbtxt", *(folder / "configs").glob("*")):
-            _write(path, configs.admit(configs.read_config(path), step, opts))
+    entries = {p.entry.model: p.entry for p in served if p.entry.model not in inner}
+    for model in {s.model for p in served for s in p.steps}:
+        for path in (root / model / "config.pbtxt", *(root / model / "configs").glob("*")):
+            config = configs.read_config(path)
+            if model in entries:
+                config = admission.admit(config, entries[model], opts)
+            _write(path, admission.bound_wait(config, opts))
     # Every pipeline's probe request, for a probe that has no maas (deploy/k8s/probe.py).
     _write_bytes(root / PROBES_FILE, (json.dumps(probe_file(root), indent=1) + "\n").encode())
     return versions
@@ -258,15 +261,6 @@ def _write_core(root, previous, opts, build, chosen, data, record) -> int:
         )
     _write_warmup_files(folder, core)
     return version
-
-
-def plan_fits(entry: dict, cc: str, profile: Profile) -> bool:
-    """Whether a TensorRT version (its manifest) can serve beside a new build on this GPU:
-    a plan for compute capability `cc`, built with a profile reaching `profile.max_batch`."""
-    built = entry.get("tensorrt", {}).get("profile", {})
-    return cc in entry.get("cc_model_filenames", {}) and (
-        built.get("max_batch", 0) >= profile.max_batch and built.get("min_batch", 1) == 1
-    )
 
 
 def _write_python_step(folder: Path, step, opts) -> None:

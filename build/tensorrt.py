@@ -244,3 +244,12 @@ def engine_runner(plan: Path, core: Step, max_batch: int) -> Run:
 
     weakref.finalize(run, runner.deactivate)  # its CUDA buffers and stream go with `run`
     return run
+
+
+def plan_fits(entry: dict, cc: str, profile: Profile) -> bool:
+    """Whether a TensorRT version (its manifest) can serve beside a new build on this GPU:
+    a plan for compute capability `cc`, built with a profile reaching `profile.max_batch`."""
+    built = entry.get("tensorrt", {}).get("profile", {})
+    return cc in entry.get("cc_model_filenames", {}) and (
+        built.get("max_batch", 0) >= profile.max_batch and built.get("min_batch", 1) == 1
+    )

@@ -4,8 +4,8 @@
     ├── BadURL                  a URL the client cannot use (also a ValueError)
     ├── ServerUnavailable       nothing answers at that URL (refused, timed out, DNS), or a
     │                           model's Python stub is dead until the server reloads it
-    │   └── Overloaded          the server is at capacity and refused the request at once
-    │       │                   (its admission queue is full: gRPC UNAVAILABLE, HTTP 503)
+    │   └── Overloaded          the server is at capacity and refused the request (a step's
+    │       │                   queue full, or its wait too long: gRPC UNAVAILABLE, HTTP 503)
     │       └── OverQuota       this client key sent more than its rate at the front door
     │                           (maas.tenants: HTTP 429, gRPC RESOURCE_EXHAUSTED)
     ├── ModelNotReady           the server answers but the model is missing or not loaded
@@ -88,7 +88,8 @@ def from_triton(error: Exception) -> ClientError:
         if "unknown model" in lowered or "is not found" in lowered:
             return ModelNotReady(message, status)
         return InvalidInput(message, status)
-    if "exceeds maximum queue size" in lowered:  # admission control (ServingOptions)
+    # Admission control (maas.build.admission): a step's queue full, or waited on too long.
+    if "exceeds maximum queue size" in lowered or "request timeout expired" in lowered:
         return Overloaded(f"overloaded, retry later: {message}", status)
     if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status or "failed to connect" in lowered:
         return ServerUnavailable(message, status)

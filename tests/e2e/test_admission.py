@@ -1,8 +1,8 @@
-"""Compute is scarce: beyond capacity a request is refused at once (Triton's queue policy at a
-pipeline's first step) instead of waiting in an unbounded queue, and what was admitted is
-answered right; a repeated request is answered from Triton's response cache without running
-a step, with the same bytes. Figures (the overload curve, the cache's gain) are in
-benchmarks/admission.py's run, not here."""
+"""Compute is scarce: beyond capacity a request is refused (Triton's queue policies: a pipeline's
+first step full, or a wait too long at any step; maas.build.admission) instead of waiting in an
+unbounded queue, and what was admitted is answered right; a repeated request is answered from
+Triton's response cache without running a step, with the same bytes. Figures (the overload
+curve, the cache's gain) are in benchmarks/admission.py's run, not here."""
 
 from __future__ import annotations
 
@@ -22,24 +22,41 @@ from maas.server_config import SERVE_CACHE_MB
 SCHEMES = ["http", "grpc"]
 
 
-@pytest.fixture(scope="module")
-def small_queue(classifier_repository, tmp_path_factory, triton):
-    """The classifier alone, its first step admitting 2 waiting requests at most."""
+@pytest.fixture(scope="module", params=["queue", "wait"])
+def small_queue(request, classifier_repository, tmp_path_factory, triton):
+    """The classifier alone, bounded one way or the other: its first step admitting 2 waiting
+    requests at most (max_queue_size), or, built with queue_timeout_ms alone, every step
+    refusing a request that waited 20 ms in its queue."""
     repo = tmp_path_factory.mktemp("admission") / "repo"
-    shutil.copytree(classifier_repository, repo)
-    path = repo / C.PREPROCESS / "config.pbtxt"
-    config = read_config(path)
-    assert config.dynamic_batching.default_queue_policy.max_queue_size == 64  # the build's
-    config.dynamic_batching.default_queue_policy.max_queue_size = 2
-    write_config(path, config)
+    if request.param == "queue":
+        shutil.copytree(classifier_repository, repo)
+        path = repo / C.PREPROCESS / "config.pbtxt"
+        config = read_config(path)
+        assert config.dynamic_batching.default_queue_policy.max_queue_size == 64  # the build's
+        config.dynamic_batching.default_queue_policy.max_queue_size = 2
+        write_config(path, config)
+    else:
+        from maas.build.configs import ServingOptions
+        from maas.build.repository import BuildOptions, build_repository
+
+        checkpoint, onnx = (request.getfixturevalue(f) for f in ("checkpoint_path", "onnx_path"))
+        wait_alone = ServingOptions(max_queue_size=0, queue_timeout_ms=20)
+        build_repository(checkpoint, onnx, repo, wait_alone,
+                         BuildOptions(variant="onnx", speed_seconds=0.1))  # fmt: skip
+        for path in [*repo.glob("*/config.pbtxt"), *repo.glob("*/configs/*.pbtxt")]:
+            config = read_config(path)  # every step bounded, not the ensemble (no queue)
+            wait = config.dynamic_batching.default_queue_policy.default_timeout_microseconds
+            assert wait == (0 if config.platform == "ensemble" else 20_000), path
+    why = {"queue": "Exceeds maximum queue size", "wait": "Request timeout expired"}
     with triton(repo) as server:
-        yield server
+        yield server, why[request.param]
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_beyond_capacity_requests_are_refused_at_once_and_the_admitted_answered_right(
     small_queue, heldout_png, offline, scheme
 ):
+    small_queue, why = small_queue
     images = heldout_png[:200]
 
     async def flood():
@@ -59,6 +76,7 @@ def test_beyond_capacity_requests_are_refused_at_once_and_the_admitted_answered_
     answered = [(i, a) for i, a in outcomes if not isinstance(a, Overloaded)]
     assert refused and answered, (len(refused), len(answered))
     assert all("overloaded, retry later" in str(e) for e in refused)
+    assert all(why in str(e) for e in refused), refused[0]
     assert {e.status for e in refused} == {"503" if scheme == "http" else "StatusCode.UNAVAILABLE"}
     for i, answer in answered:  # nothing admitted is lost or answered wrongly
         assert answer.top.label == offline["labels"][i, 0].decode()

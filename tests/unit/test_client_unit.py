@@ -76,6 +76,8 @@ def test_parse_url_errors(url, protocol, message):
         ("StatusCode.INTERNAL", "boom", InferenceFailed),
         ("StatusCode.UNAVAILABLE", "in ensemble 'x', Exceeds maximum queue size", Overloaded),
         ("503", "in ensemble 'x', Exceeds maximum queue size", Overloaded),
+        ("StatusCode.UNAVAILABLE", "in ensemble 'x', Request timeout expired", Overloaded),
+        ("503", "Request timeout expired", Overloaded),
     ],
 )
 def test_error_mapping(status, message, kind):

@@ -14,8 +14,8 @@ from maas import catalog
 from maas.backends import plan_problems
 from maas.build import configs, shipped
 from maas.build.configs import read_config, write_config
-from maas.build.repository import BuildOptions, build_repository, plan_fits
-from maas.build.tensorrt import Profile
+from maas.build.repository import BuildOptions, build_repository
+from maas.build.tensorrt import Profile, plan_fits
 from maas.errors import ConfigError
 from maas.runtime import names as C
 from maas.runtime.images import decode
