@@ -171,12 +171,17 @@ async def closed_loop(url: str, model: str, make, concurrency: int, seconds: flo
     return out
 
 
-def _curve(label, url, multiples: list[float], seconds: float, count: int) -> list[dict]:
+def _curve(label, url, multiples: list[float], seconds: float, count: int,
+           capacity: float | None = None) -> tuple[list[dict], float]:  # fmt: skip
+    """This server's closed loop of 32, then open loops at `multiples` of `capacity` (the first
+    server's, so that every server is offered the same rates), or of its own."""
     generator_inputs = generator_requests(count)
     run = asyncio.run(closed_loop(url, C.GENERATOR, generator_inputs, 32, seconds))
-    capacity = len(run.answered) / run.seconds
-    rows = [run.row(capacity) | {"multiple": 1.0, "closed": True}]
-    print(f"{label}: capacity {capacity:.0f} requests/s (closed loop, 32 in flight)")
+    own = len(run.answered) / run.seconds
+    capacity = capacity or own
+    rows = [run.row(capacity) | {"multiple": own / capacity, "closed": True}]
+    print(f"{label}: {own:.0f} requests/s answered in a closed loop of 32; offered "
+          f"multiples of {capacity:.0f}/s")  # fmt: skip
     for m in multiples:
         got = asyncio.run(open_loop(url, C.GENERATOR, generator_inputs, m * capacity, seconds))
         r = got.row(capacity) | {"closed": False, **_fail_stats(url, C.GENERATOR)}
@@ -184,16 +189,19 @@ def _curve(label, url, multiples: list[float], seconds: float, count: int) -> li
         print(f"  {m:g}x: sent {r['sent_per_s']:.0f}/s, answered {r['answered_per_s']:.0f}/s, "
               f"p99 {r['answered_p99_ms']:.0f} ms; refused {r['refused_share']:.0%} "
               f"(p99 {r['refused_p99_ms']:.1f} ms); late {r['late']}")  # fmt: skip
-    return rows
+    return rows, capacity
 
 
 def overload(repository: Path, multiples: list[float], seconds: float, count: int) -> dict:
+    """Each of SERVERS offered the same rates: multiples of the first one's capacity."""
     rows: dict[str, list[dict]] = {}
+    capacity = None
     for label, change in SERVERS.items():
         with tempfile.TemporaryDirectory() as tmp:
             repo = copy_models(repository, GENERATOR_MODELS, Path(tmp) / "repo", change)
             with TritonServer(repo) as server:
-                rows[label] = _curve(label, server.grpc_url, multiples, seconds, count)
+                rows[label], capacity = _curve(label, server.grpc_url, multiples, seconds,
+                                               count, capacity)  # fmt: skip
     return rows
 
 
@@ -258,14 +266,15 @@ def write(rows: dict[str, list[dict]], cached: dict[str, dict], out: Path, count
              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for label, table in rows.items():
         for r in table:
-            offered = "capacity (closed, 32)" if r["closed"] else f"{r['multiple']:g}x"
+            offered = "closed loop, 32" if r["closed"] else f"{r['multiple']:g}x"
             lines.append(
                 f"| {label} | {offered} | {r['sent_per_s']:.0f} | {r['answered_per_s']:.0f} | "
                 f"{r['answered_p50_ms']:.1f} | {r['answered_p99_ms']:.1f} | "
                 f"{r['refused_share']:.0%} | {r['refused_p99_ms']:.1f} | "
                 f"{r.get('refused_server_us', float('nan')):.0f} | {r['late']} |"
             )
-    lines += ["", "Capacity: answered/s of a closed loop of 32. Latencies are the client's, which "
+    lines += ["", "Capacity: answered/s of the first server's closed loop of 32; every server is "
+              "offered the same multiples of it. Latencies are the client's, which "
               "shares the machine's cores with the server: beyond 1x its own CPU (every refusal "
               "is an exception in Python) and event-loop delays are part of the figures. As "
               "built, the bound is the length of the first step's queue (gan_noise's), so "

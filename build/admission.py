@@ -37,10 +37,11 @@ def admit(config: mc.ModelConfig, step: Step, opts: ServingOptions) -> mc.ModelC
 def bound_wait(config: mc.ModelConfig, opts: ServingOptions) -> mc.ModelConfig:
     """Any step (not an ensemble, which has no queue of its own): a request that has waited
     ServingOptions.queue_timeout_ms in its queue is refused, gRPC UNAVAILABLE or HTTP 503
-    "Request timeout expired" (maas's clients: Overloaded, retried with back-off). A refusal
-    at a later step comes after the steps before it worked; the bound on every step is what
-    keeps an admitted request's wait bounded wherever the bottleneck is. An unbatched step
-    gets a dynamic batcher for the policy alone (it batches nothing)."""
+    "Request timeout expired" (maas's clients: Overloaded, retried with back-off), not at once
+    but when Triton finds it expired. A refusal at a later step comes after the steps before it
+    worked; the bound on every step is what keeps an admitted request's wait bounded wherever
+    the bottleneck is. An unbatched step gets a dynamic batcher for the policy alone (it
+    batches nothing). The build leaves out a network a step calls from inside (the stream's)."""
     if opts.queue_timeout_ms and config.platform != "ensemble":
         policy = config.dynamic_batching.default_queue_policy
         policy.default_timeout_microseconds = opts.queue_timeout_ms * 1000

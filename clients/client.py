@@ -266,12 +266,12 @@ class AsyncClient(_Base):
         super().__init__(url, protocol, model, batch_size, retry or Retry(), key, tls)
         aio = importlib.import_module(f"tritonclient.{self.protocol}.aio")
         secure = self.tls.kwargs(self.protocol, aio=True) if self.tls else {}
-        self._clients = [aio.InferenceServerClient(a, **secure) for a in self.addresses]
-        self._infer_kwargs = (
-            {"timeout": int(timeout_s)}
-            if self.protocol == "http"
-            else {"client_timeout": timeout_s}
-        )
+        # HTTP: aiohttp's total timeout per request (infer's own `timeout` is a server-side
+        # limit in microseconds); gRPC: the call's deadline.
+        http = self.protocol == "http"
+        extra = {"conn_timeout": timeout_s} if http else {}
+        self._clients = [aio.InferenceServerClient(a, **secure, **extra) for a in self.addresses]
+        self._infer_kwargs = {} if http else {"client_timeout": timeout_s}
 
     async def classify(
         self, images: Iterable[ImageInput], top_k: int | None = None

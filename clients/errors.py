@@ -88,8 +88,10 @@ def from_triton(error: Exception) -> ClientError:
         if "unknown model" in lowered or "is not found" in lowered:
             return ModelNotReady(message, status)
         return InvalidInput(message, status)
-    # Admission control (maas.build.admission): a step's queue full, or waited on too long.
-    if "exceeds maximum queue size" in lowered or "request timeout expired" in lowered:
+    # Admission control (maas.build.admission): a step's queue full, or waited on too long;
+    # a refusal, not a step that failed on one inside (INTERNAL: nothing says it is safe again).
+    bound = "exceeds maximum queue size" in lowered or "request timeout expired" in lowered
+    if bound and status in ("503", "StatusCode.UNAVAILABLE"):
         return Overloaded(f"overloaded, retry later: {message}", status)
     if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status or "failed to connect" in lowered:
         return ServerUnavailable(message, status)

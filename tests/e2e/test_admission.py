@@ -53,7 +53,7 @@ def small_queue(request, classifier_repository, tmp_path_factory, triton):
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
-def test_beyond_capacity_requests_are_refused_at_once_and_the_admitted_answered_right(
+def test_beyond_capacity_requests_are_refused_and_the_admitted_answered_right(
     small_queue, heldout_png, offline, scheme
 ):
     small_queue, why = small_queue

@@ -240,3 +240,24 @@ def test_serve_refuses_plans_it_cannot_load(tmp_path):
         )
     assert plan_problems(tmp_path, True, "10.7.0") == []  # libnvinfer's name: X.Y.Z only
     assert plan_problems(tmp_path, True, None) == []  # unknown: Triton will say
+
+
+def test_a_bounded_wait_covers_every_step_but_a_network_called_from_inside(
+    tmp_path, forecaster_path, forecaster_onnx
+):
+    """queue_timeout_ms on both forecaster pipelines: every step's queue refuses a request
+    that waited that long, but not forecaster_rnn's, which the stream calls from inside
+    after recording the value (a refusal there is no refusal of the stream's request)."""
+    opts = configs.ServingOptions(queue_timeout_ms=50)
+    fast = BuildOptions(variant="onnx", speed_seconds=0.1)
+    repo = build_repository(
+        forecaster_path, forecaster_onnx, tmp_path / "r", opts, fast, "forecaster"
+    )
+    waits = {
+        path.relative_to(repo).as_posix(): read_config(path).dynamic_batching.default_queue_policy
+        for path in [*repo.glob("*/config.pbtxt"), *repo.glob("*/configs/*.pbtxt")]
+    }
+    bounded = {p for p, policy in waits.items() if policy.default_timeout_microseconds == 50_000}
+    steps = {f"{m}/config.pbtxt" for m in (C.FORECASTER_PREPROCESS, C.FORECASTER_POSTPROCESS,
+                                           C.FORECASTER_STREAM)}  # fmt: skip
+    assert bounded == steps, sorted(waits)
