@@ -54,6 +54,10 @@ if [ -d "$_maas_env/python$_maas_python/site-packages" ]; then
   export PYTHONPATH="$_maas_env/python$_maas_python/site-packages${PYTHONPATH:+:$PYTHONPATH}"
 fi
 unset _maas_env _maas_python
+# The server's storage credentials (tritonserver reads an s3://, gs:// or as:// repository with
+# them) are not this step's: it decodes untrusted images, and runs without them.
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN GOOGLE_APPLICATION_CREDENTIALS \
+  AZURE_STORAGE_ACCOUNT AZURE_STORAGE_KEY
 """
 
 

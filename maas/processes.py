@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,9 +111,17 @@ def in_group(group: int) -> list[int]:
     return out
 
 
+def stub_model(args: list[str]) -> str:
+    """The model a stub's command line serves: from its instance name, <model>_<group>_<n>
+    (Triton 2.51's ninth argument), else from <repository>/<model>/<version>/model.py (its
+    second). The name first: a repository Triton reads from S3 lies in a temporary folder per
+    model (/tmp/folderXXXX/1/model.py), which names no model."""
+    named = re.fullmatch(r"(.+)_\d+_\d+", args[8]) if len(args) > 8 else None
+    return named.group(1) if named else Path(args[1]).parts[-3]
+
+
 def stubs(server_pid: int) -> dict[str, list[int]]:
-    """Python-backend stub processes running under tritonserver `server_pid`: model -> pids
-    (from each stub's command line: the stub, then <repository>/<model>/<version>/model.py)."""
+    """Python-backend stub processes running under tritonserver `server_pid`: model -> pids."""
     found: dict[str, list[int]] = {}
     try:
         kids = psutil.Process(server_pid).children()
@@ -125,5 +134,5 @@ def stubs(server_pid: int) -> dict[str, list[int]]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue  # gone meanwhile, or not ours to read
         if alive and len(args) >= 2 and args[0].endswith(STUB):
-            found.setdefault(Path(args[1]).parts[-3], []).append(kid.pid)
+            found.setdefault(stub_model(args), []).append(kid.pid)
     return found

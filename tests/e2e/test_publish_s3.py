@@ -6,9 +6,11 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import psutil
 
 from maas.cli import main as cli
 from maas.clients.client import Client
+from maas.processes import stubs
 from maas.publish import INDEX, S3Location, local_tree, publish, s3_client
 from maas.runtime import names as C
 from maas.serve import ServerConfig
@@ -65,6 +67,16 @@ def test_publish_then_serve_from_s3(
         assert f"--model-repository={url}" in server.process.args
         with Client(server.url("grpc")) as served:
             got = served.classify(heldout_png[:16], top_k=3)
+        # tritonserver has the storage key, and so does a numpy-only step (its stub inherits
+        # the server's environment); the image step, which decodes users' bytes, has not.
+        secret, found = "AWS_SECRET_ACCESS_KEY", stubs(server.process.pid)
+        assert psutil.Process(server.process.pid).environ()[secret] == s3[secret]
+        assert found[C.POSTPROCESS] and all(
+            secret in psutil.Process(pid).environ() for pid in found[C.POSTPROCESS]
+        )
+        assert found[C.PREPROCESS] and not any(
+            secret in psutil.Process(pid).environ() for pid in found[C.PREPROCESS]
+        )
     ids = np.array([[p.class_id for p in c.predictions] for c in got])
     np.testing.assert_array_equal(ids[:, 0], offline["ids"][:16, 0])
 

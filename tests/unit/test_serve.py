@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import sys
 
+import pytest
+
 from maas.backends import STUB, python_backend_dir
 from maas.serve import ServerConfig, TritonServer
 
@@ -106,3 +108,20 @@ def test_every_model_loads_at_once_and_each_server_names_its_own_shared_memory(t
     many, one = TritonServer(tmp_path), TritonServer(tmp_path / "m0")
     assert many.load_threads() == 32 and one.load_threads() == 4
     assert many.shm_prefix != one.shm_prefix and many.shm_prefix.startswith("maas_")
+
+
+@pytest.mark.parametrize(
+    ("model_py", "instance", "model"),
+    [
+        ("/srv/repo/gan_png/1/model.py", "gan_png_0_1", "gan_png"),
+        ("/tmp/folderbKWC1q/1/model.py", "postprocess_0_0", "postprocess"),  # read from S3
+        ("/srv/repo/preprocess/1/model.py", None, "preprocess"),  # no instance name given
+    ],
+)
+def test_a_stub_is_known_by_its_instance_name_then_its_path(model_py, instance, model):
+    """The watchdog's census counts stubs by model: a replica serving an s3:// repository ran
+    every stub from a temporary folder, which the path alone took for the model's name."""
+    from maas.processes import stub_model
+
+    args = ["/x/triton_python_backend_stub", model_py, "shm", "1", "1", "6648", "/x", "336"]
+    assert stub_model(args + ([instance, "DEFAULT"] if instance else [])) == model
