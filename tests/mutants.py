@@ -43,7 +43,7 @@ MUTANTS = [
     Mutant("M2", "transforms: top-k ranks the worst first", "maas/runtime/classify.py",
            "np.argsort(-probs", "np.argsort(probs", ("tests/unit/test_transforms.py",)),
     Mutant("M3", "configs: an image input declares no format", "build/configs.py",
-           "format=FORMATS[t.format],", "format=FORMATS[''],",
+           "format=FORMATS[t.format])", "format=FORMATS[''])",
            ("tests/unit/test_repository.py",)),
     Mutant("M4", "configs: the stream is served by as many instances as asked (its state split)",
            "build/configs.py", "_cpu(1 if step.sequences else opts.count(step))",
