@@ -78,9 +78,9 @@ def copy_models(repository: Path, models, target: Path, change=None) -> Path:
     """The models' folders copied, each config (and alternate) rewritten by change(config)."""
     for model in models:
         shutil.copytree(repository / model, target / model, ignore=shutil.ignore_patterns("__py*"))
-    for path in [*target.glob("*/config.pbtxt"), *target.glob("*/configs/*.pbtxt")]:
-        if change is not None:
-            write_config(path, change(read_config(path)))
+    configs = [*target.glob("*/config.pbtxt"), *target.glob("*/configs/*.pbtxt")]
+    for path in configs if change is not None else ():
+        write_config(path, change(read_config(path)))
     return target
 
 

@@ -205,13 +205,14 @@ def _assemble(root, previous, served, opts, build, winners) -> list[int]:
     # but a network a step calls from inside (the stream's: it has recorded the value by then).
     inner = {s.model for p in served for s in p.steps[1:]}
     entries = {p.entry.model: p.entry for p in served if p.entry.model not in inner}
-    called = {s.parameters.get("network") for p in served for s in p.steps}
-    for model in {s.model for p in served for s in p.steps}:
+    waits = {s.model for p in served for s in p.steps} if opts.queue_timeout_ms else set()
+    waits -= {s.parameters.get("network") for p in served for s in p.steps}
+    for model in entries.keys() | waits:  # only these change
         for path in (root / model / "config.pbtxt", *(root / model / "configs").glob("*")):
             config = configs.read_config(path)
             if model in entries:
                 config = admission.admit(config, entries[model], opts)
-            _write(path, config if model in called else admission.bound_wait(config, opts))
+            _write(path, admission.bound_wait(config, opts) if model in waits else config)
     # Every pipeline's probe request, for a probe that has no maas (deploy/k8s/probe.py).
     _write_bytes(root / PROBES_FILE, (json.dumps(probe_file(root), indent=1) + "\n").encode())
     return versions
