@@ -146,13 +146,20 @@ MAX_TOLERANCE = 0.08
 
 
 def test_the_tensorrt_qdq_graph_runs_close_to_the_float_model(graphs):
+    """The Q/DQ graph run as written (ONNX Runtime's graph optimisations off: each
+    QuantizeLinear/DequantizeLinear computed, no fusion into ONNX Runtime's own int8 kernels),
+    which is the arithmetic TensorRT's int8 layers do with int32 sums. Fused, on a CPU with
+    AVX2 and no VNNI (an AMD EPYC here, 2026-12), ONNX Runtime's u8s8 kernels saturate their
+    16-bit pair sums: 0.108 RMS, 0.31 at most, on this same graph."""
     source, trt, _, held_out = graphs
 
-    def run(path):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    def run(path, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return session.run(["Y"], {"X": held_out})[0]
 
-    reference, quantised = run(source), run(trt)
+    reference, quantised = run(source), run(trt, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     error = np.abs(quantised - reference)
     rms = np.sqrt((error**2).mean() / (reference**2).mean())
     worst = error.max() / np.abs(reference).max()
