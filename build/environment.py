@@ -7,9 +7,10 @@ an unpacked folder that the step's config names in Triton's documented way,
     env/python3.11/site-packages/PIL ...
     env/environment.json                  what is in it: package versions per Python
 
-Only the image steps need one (Pillow: JPEG, WebP, TIFF need real decoders); every other step
-imports numpy alone, which every Triton container has. Why this shape (measured in
-docs/deploy.md):
+Every Python step has one, for its activate script: it takes the server's storage credentials
+out of the stub's environment (docs/security.md). Only the image steps bring packages in it
+(Pillow: JPEG, WebP, TIFF need real decoders); every other step imports numpy alone, which
+every Triton container has. Why this shape (measured in docs/deploy.md):
 - a folder, not a conda-pack tarball: the Python backend uses a folder in place, while a
   tarball is unpacked at every server start; and a tarball must hold a whole Python (~100 MB)
   to bring a ~10 MB package;
@@ -40,6 +41,7 @@ from maas.errors import PackagingError
 
 ENV_FOLDER = "env"
 EXECUTION_ENV = f"$$TRITON_MODEL_DIRECTORY/{ENV_FOLDER}"
+PARAMETER = {"EXECUTION_ENV_PATH": EXECUTION_ENV}  # in every Python step's config
 WHEELHOUSE_ENV = "MAAS_WHEELHOUSE"
 # Pillow's C extensions decoding does not need: fonts, colour management, AVIF, Tk (the GIF
 # plugin imports ImageMath: _imagingmath stays).
@@ -47,17 +49,19 @@ SKIPPED_EXTENSIONS = ("_avif", "_imagingcms", "_imagingft", "_imagingtk")
 
 ACTIVATE = """\
 # Sourced by Triton's Python backend before it starts this model's stub (EXECUTION_ENV_PATH).
-# Puts the packages built for the stub's Python first on its import path. Written by maas build.
+# Written by maas build. The server's storage credentials (tritonserver reads an s3://, gs://
+# or as:// repository with them) are not this step's: its stub runs without them.
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN GOOGLE_APPLICATION_CREDENTIALS \
+  AZURE_STORAGE_ACCOUNT AZURE_STORAGE_KEY
+"""
+# Where the step brings packages: those built for the stub's Python first on its import path.
+ACTIVATE_PACKAGES = """\
 _maas_env=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 _maas_python=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 if [ -d "$_maas_env/python$_maas_python/site-packages" ]; then
   export PYTHONPATH="$_maas_env/python$_maas_python/site-packages${PYTHONPATH:+:$PYTHONPATH}"
 fi
 unset _maas_env _maas_python
-# The server's storage credentials (tritonserver reads an s3://, gs:// or as:// repository with
-# them) are not this step's: it decodes untrusted images, and runs without them.
-unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN GOOGLE_APPLICATION_CREDENTIALS \
-  AZURE_STORAGE_ACCOUNT AZURE_STORAGE_KEY
 """
 
 
@@ -70,12 +74,13 @@ def wheelhouse() -> Path:
     return Path(os.environ.get(WHEELHOUSE_ENV) or Path(sys.prefix) / "maas-wheelhouse")
 
 
-def write_environment(folder: Path, packages: tuple[str, ...]) -> dict:
+def write_environment(folder: Path, packages: tuple[str, ...] = ()) -> dict:
     """`folder`/env with `packages` for the running Python and every other one the wheelhouse
-    has them for; returns what environment.json records. Packages: "pillow"."""
+    has them for (none: the activate script alone); returns what environment.json records.
+    Packages: "pillow"."""
     env = folder / ENV_FOLDER
     (env / "bin").mkdir(parents=True)
-    (env / "bin" / "activate").write_text(ACTIVATE)
+    (env / "bin" / "activate").write_text(ACTIVATE + (ACTIVATE_PACKAGES if packages else ""))
     record: dict[str, dict[str, str]] = {}
     for package in packages:
         if package != "pillow":
@@ -89,10 +94,10 @@ def write_environment(folder: Path, packages: tuple[str, ...]) -> dict:
     return record
 
 
-def pythons(record: dict) -> set[str]:
-    """The Pythons every package of an environment record is there for."""
+def pythons(record: dict) -> list[str]:
+    """The Pythons every package of an environment record is there for, sorted."""
     sets = [set(versions) for versions in record.values()]
-    return set.intersection(*sets) if sets else set()
+    return sorted(set.intersection(*sets)) if sets else []
 
 
 def _site(env: Path, python: str) -> Path:

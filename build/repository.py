@@ -240,10 +240,12 @@ def _write_core(root, previous, opts, build, chosen, data, record) -> int:
     same = [v for v, rt in runtimes.items() if rt == chosen.variant.runtime]
     if chosen.variant.runtime == "onnxruntime":
         _write(folder / "config.pbtxt", configs.core_config(core, opts, same))
+        environment.write_environment(folder)  # the Python alternate's: no storage keys
         _write(
             folder / "configs" / f"{configs.PYTHON_CONFIG}.pbtxt",
-            configs.core_python_config(core, opts, same, shipped.stamps()),
-        )
+            configs.core_python_config(core, opts, same,
+                                       {**shipped.stamps(), **environment.PARAMETER}),
+        )  # fmt: skip
         _write(
             folder / "configs" / "onnxruntime_tensorrt.pbtxt",
             configs.core_onnxruntime_tensorrt_config(core, opts, same, build.workspace_bytes),
@@ -267,21 +269,20 @@ def _write_core(root, previous, opts, build, chosen, data, record) -> int:
 
 
 def _write_python_step(folder: Path, step, opts) -> None:
-    """A Python step, self-contained (build/shipped.py): version 1 with its code, the
-    environment it needs beyond numpy, its config with the stamps, files and warm-up."""
+    """A Python step, self-contained (build/shipped.py): version 1 with its code, its
+    environment (the packages it needs beyond numpy; no storage keys), its config with the
+    stamps, files and warm-up."""
     cls = shipped.check(step)
     shipped.write_version(folder / "1", step.adapter)
-    parameters = {**step.config_parameters, **shipped.stamps()}
-    if cls is not None and cls.NEEDS:
-        packages = environment.write_environment(folder, cls.NEEDS)
-        parameters["EXECUTION_ENV_PATH"] = environment.EXECUTION_ENV
-        if CONTAINER_PYTHON not in environment.pythons(packages):
-            log.warning(
-                "%s: %s for Python %s (Triton %s's container) is not in %s: this step loads "
-                "only where the stub runs Python %s", step.model, ", ".join(cls.NEEDS),
-                CONTAINER_PYTHON, TRITON_RELEASE, environment.wheelhouse(),
-                ", ".join(sorted(environment.pythons(packages))),
-            )  # fmt: skip
+    needs = cls.NEEDS if cls is not None else ()
+    packages = environment.write_environment(folder, needs)
+    parameters = {**step.config_parameters, **shipped.stamps(), **environment.PARAMETER}
+    if needs and CONTAINER_PYTHON not in environment.pythons(packages):
+        log.warning(
+            "%s: %s for Python %s (Triton %s's container) is not in %s: this step loads "
+            "only where the stub runs Python %s", step.model, ", ".join(needs), CONTAINER_PYTHON,
+            TRITON_RELEASE, environment.wheelhouse(), ", ".join(environment.pythons(packages)),
+        )  # fmt: skip
     _write(folder / "config.pbtxt", configs.python_config(step, opts, parameters))
     for name, data in step.files.items():
         _write_bytes(folder / name, data)

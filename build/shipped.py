@@ -1,7 +1,8 @@
 """What makes a Python-backend model folder self-contained: the step's code, shipped with it.
 
     <model>/config.pbtxt      parameters: the step's own, maas_version, maas_runtime_sha256,
-                              EXECUTION_ENV_PATH (only for a step that needs a package beyond
+                              EXECUTION_ENV_PATH (its env/: an activate script that drops the
+                              server's storage keys, and the packages a step needs beyond
                               numpy: the image steps, Pillow; build/environment.py)
     <model>/1/model.py        one import: `from maas_runtime.images import Preprocess as
                               TritonPythonModel`

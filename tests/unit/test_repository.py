@@ -95,11 +95,16 @@ def test_every_python_model_ships_the_installed_runtime_and_says_which(repositor
             continue
         stamps = {k: v.string_value for k, v in config.parameters.items()}
         assert stamps["maas_runtime_sha256"] == shipped.runtime_sha256(), config.name
-        env = stamps.get("EXECUTION_ENV_PATH")
+        # Every step's stub starts through its env's activate script (no storage keys); the
+        # image steps' env brings Pillow too.
+        assert stamps["EXECUTION_ENV_PATH"] == "$$TRITON_MODEL_DIRECTORY/env", config.name
+        activate = (repository / config.name / "env" / "bin" / "activate").read_text()
+        assert "unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY" in activate, config.name
         images = config.name in (C.PREPROCESS, C.VAE_PREPROCESS, "colours_preprocess")
-        assert (env == "$$TRITON_MODEL_DIRECTORY/env") == images, config.name
-        if images:
-            assert (repository / config.name / "env" / "bin" / "activate").is_file()
+        assert ("PYTHONPATH" in activate) == images, config.name
+    python = read_config(repository / C.CLASSIFIER / "configs" / "python.pbtxt")  # the alternate
+    assert python.parameters["EXECUTION_ENV_PATH"].string_value == "$$TRITON_MODEL_DIRECTORY/env"
+    assert (repository / C.CLASSIFIER / "env" / "bin" / "activate").is_file()
 
 
 def test_composing_models_batch_and_warm_up(repository):
