@@ -5,14 +5,18 @@ switched off, side by side in one run on one machine.
     python -m maas.benchmarks.admission --seconds 3 --multiples 0.5 1 2 4
 
 Overload: the generator (COUNT 8 per request by default: one request is real work) on a server
-of its own, three ways (SERVERS): as built (its first step admits ServingOptions.max_queue_size
+of its own, six ways (SERVERS): as built (its first step admits ServingOptions.max_queue_size
 waiting requests), with a bounded wait at every step instead (queue_timeout_ms, WAIT_MS; what
-`maas build --queue-timeout-ms` builds) and with neither. Capacity is what a closed loop of
-32 requests in flight gets answered per second; then requests are offered open loop at
-multiples of it (sent on a fixed schedule, whatever the answers), each run `--seconds` long,
-and every request's outcome and latency are kept: answered (its latency), refused
-(Overloaded), or late (no answer in 10 s). The client shares the machine's cores with the
-server: the rate it reached is reported beside the rate asked for.
+`maas build --queue-timeout-ms` builds), with neither, and as built behind the fleet's front
+door (nginx), which admits 64, 32 (its default) or 16 requests in flight and refuses the next.
+Capacity is what a closed loop of 32 requests in flight gets answered per second; then requests
+are offered open loop at multiples of it (sent on a fixed schedule, whatever the answers), each
+run `--seconds` long, and every request's outcome and latency are kept: answered (its latency),
+refused (Overloaded), or late (no answer in 10 s). The client shares the machine's cores with
+the server: the rate it reached is reported beside the rate asked for.
+
+The door's refusal alone: one client sending requests one after another while the door is held
+full (door_refusals), the time a refusal takes apart from a flooding client's own CPU.
 
 Cache: the image classifier, closed loop, on a workload where half the requests repeat one of
 8 images and half are images not seen before, with Triton's response cache on and off.
@@ -24,17 +28,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from maas.access import Ports
+from maas.balancer import Balancer, Nginx, has_nginx
+from maas.benchmarks.loops import closed_loop, generator_requests, open_loop
 from maas.build.admission import bound_wait
 from maas.build.configs import ServingOptions, read_config, write_config
-from maas.clients.errors import Overloaded, from_triton
 from maas.runtime import names as C
 from maas.serve import ServerConfig, TritonServer
 from maas.server_config import SERVE_CACHE_MB
@@ -42,36 +48,6 @@ from maas.server_config import SERVE_CACHE_MB
 RESULTS = Path(__file__).resolve().parent / "results"
 GENERATOR_MODELS = (C.GENERATOR, C.GAN_NOISE, C.GAN_GENERATOR, C.GAN_PNG)
 CLASSIFIER_MODELS = (C.ENSEMBLE, C.PREPROCESS, C.CLASSIFIER, C.POSTPROCESS)
-LATE_S = 10.0
-
-
-@dataclass
-class Outcomes:
-    asked: float  # requests/s asked for (0: closed loop)
-    seconds: float = 0.0
-    answered: list[float] = field(default_factory=list)  # latencies, s
-    refused: list[float] = field(default_factory=list)
-    late: int = 0
-    failed: int = 0
-
-    @property
-    def sent(self) -> int:
-        return len(self.answered) + len(self.refused) + self.late + self.failed
-
-    def row(self, capacity: float) -> dict:
-        p = lambda xs, q: float(np.percentile(xs, q) * 1e3) if xs else float("nan")  # noqa: E731
-        return {
-            "multiple": self.asked / capacity if self.asked else 0.0,
-            "asked_per_s": self.asked,
-            "sent_per_s": self.sent / self.seconds,
-            "answered_per_s": len(self.answered) / self.seconds,
-            "answered_p50_ms": p(self.answered, 50),
-            "answered_p99_ms": p(self.answered, 99),
-            "refused_share": len(self.refused) / max(self.sent, 1),
-            "refused_p99_ms": p(self.refused, 99),
-            "late": self.late,
-            "failed": self.failed,
-        }
 
 
 def copy_models(repository: Path, models, target: Path, change=None) -> Path:
@@ -96,85 +72,23 @@ def unbounded(config):
 
 
 # Overload: the server as built (a length bound at each pipeline's first step), with a bounded
-# wait at every step instead, and with neither.
-SERVERS = {"as built": None, "bounded wait": bounded_wait, "unbounded": unbounded}
+# wait at every step instead, with neither; and as built behind the front door (nginx, the
+# fleet's), which bounds requests in flight: label -> (config change, in flight or None).
+SERVERS = {
+    "as built": (None, None),
+    "bounded wait": (bounded_wait, None),
+    "unbounded": (unbounded, None),
+    **{f"front door, {n} in flight": (None, n) for n in (64, Balancer.inflight_per_replica, 16)},
+}
 WAIT_MS = 100
 
 
-def generator_requests(count: int):
-    """Requests for the generator: digit 3, `count` images, the seed given."""
-
-    def make(grpc, seed: int):
-        inputs = []
-        for name, value in ((C.DIGIT, 3), (C.SEED, seed), (C.COUNT, count)):
-            dtype, kind = (np.int64, "INT64") if name == C.SEED else (np.int32, "INT32")
-            t = grpc.InferInput(name, [1], kind)
-            t.set_data_from_numpy(np.array([value], dtype))
-            inputs.append(t)
-        return inputs
-
-    return make
-
-
-def _aio(protocol: str):
-    """tritonclient's asyncio module for `protocol` ("grpc" or "http")."""
-    import importlib
-
-    return importlib.import_module(f"tritonclient.{protocol}.aio")
-
-
-async def _one(client, model, inputs, out: Outcomes, headers: dict | None = None) -> None:
-    start = time.perf_counter()
-    try:
-        await asyncio.wait_for(client.infer(model, inputs, headers=headers), LATE_S)
-        out.answered.append(time.perf_counter() - start)
-    except asyncio.TimeoutError:
-        out.late += 1
-    except Exception as e:
-        if isinstance(from_triton(e), Overloaded):
-            out.refused.append(time.perf_counter() - start)
-        else:
-            out.failed += 1
-
-
-async def open_loop(url: str, model: str, make, rate: float, seconds: float,
-                    protocol: str = "grpc", headers: dict | None = None) -> Outcomes:  # fmt: skip
-    tc = _aio(protocol)
-    out = Outcomes(asked=rate)
-    async with tc.InferenceServerClient(url) as client:
-        tasks, start, n = [], time.perf_counter(), 0
-        while (now := time.perf_counter() - start) < seconds:
-            due = n / rate
-            if due > now:
-                await asyncio.sleep(due - now)
-            inputs = make(tc, n)
-            tasks.append(asyncio.create_task(_one(client, model, inputs, out, headers)))
-            n += 1
-        await asyncio.gather(*tasks)
-        out.seconds = seconds
-    return out
-
-
-async def closed_loop(url: str, model: str, make, concurrency: int, seconds: float,
-                      protocol: str = "grpc", headers: dict | None = None) -> Outcomes:  # fmt: skip
-    tc = _aio(protocol)
-    out = Outcomes(asked=0)
-    async with tc.InferenceServerClient(url) as client:
-        start, counter = time.perf_counter(), iter(range(10**9))
-
-        async def worker():
-            while time.perf_counter() - start < seconds:
-                await _one(client, model, make(tc, next(counter)), out, headers)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        out.seconds = time.perf_counter() - start
-    return out
-
-
 def _curve(label, url, multiples: list[float], seconds: float, count: int,
-           capacity: float | None = None) -> tuple[list[dict], float]:  # fmt: skip
+           capacity: float | None = None, server_url: str | None = None
+           ) -> tuple[list[dict], float]:  # fmt: skip
     """This server's closed loop of 32, then open loops at `multiples` of `capacity` (the first
-    server's, so that every server is offered the same rates), or of its own."""
+    server's, so that every server is offered the same rates), or of its own; requests to
+    `url`, the server's statistics from `server_url` (default: the same)."""
     generator_inputs = generator_requests(count)
     run = asyncio.run(closed_loop(url, C.GENERATOR, generator_inputs, 32, seconds))
     own = len(run.answered) / run.seconds
@@ -184,7 +98,7 @@ def _curve(label, url, multiples: list[float], seconds: float, count: int,
           f"multiples of {capacity:.0f}/s")  # fmt: skip
     for m in multiples:
         got = asyncio.run(open_loop(url, C.GENERATOR, generator_inputs, m * capacity, seconds))
-        r = got.row(capacity) | {"closed": False, **_fail_stats(url, C.GENERATOR)}
+        r = got.row(capacity) | {"closed": False, **_fail_stats(server_url or url, C.GENERATOR)}
         rows.append(r)
         print(f"  {m:g}x: sent {r['sent_per_s']:.0f}/s, answered {r['answered_per_s']:.0f}/s, "
               f"p99 {r['answered_p99_ms']:.0f} ms; refused {r['refused_share']:.0%} "
@@ -196,13 +110,71 @@ def overload(repository: Path, multiples: list[float], seconds: float, count: in
     """Each of SERVERS offered the same rates: multiples of the first one's capacity."""
     rows: dict[str, list[dict]] = {}
     capacity = None
-    for label, change in SERVERS.items():
-        with tempfile.TemporaryDirectory() as tmp:
+    for label, (change, inflight) in SERVERS.items():
+        if inflight is not None and not has_nginx():
+            print(f"{label}: skipped, no nginx with its njs module here")
+            continue
+        with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
             repo = copy_models(repository, GENERATOR_MODELS, Path(tmp) / "repo", change)
-            with TritonServer(repo) as server:
-                rows[label], capacity = _curve(label, server.grpc_url, multiples, seconds,
-                                               count, capacity)  # fmt: skip
+            server = stack.enter_context(TritonServer(repo))
+            url = server.grpc_url
+            if inflight is not None:
+                ports = Ports.free()
+                lb = Balancer(http=ports.http, grpc=ports.grpc, inflight_per_replica=inflight)
+                stack.enter_context(Nginx([server.ports], lb))
+                url = f"{lb.host}:{lb.grpc}"
+            rows[label], capacity = _curve(label, url, multiples, seconds, count, capacity,
+                                           server.grpc_url)  # fmt: skip
     return rows
+
+
+def door_refusals(repository: Path, n: int = 300) -> dict:
+    """What a refusal at the door costs, apart from a flooding client's own CPU: the door (4 in
+    flight) held full by 4 long generator requests (COUNT 256) sent again as each is answered,
+    while one client sends `n` requests one after another over HTTP, each on a connection of
+    its own; their latencies (all refused)."""
+    import http.client
+    import json
+    import threading
+
+    def post(port: int, count: int) -> tuple[int, float]:
+        inputs = [{"name": name, "shape": [1], "datatype": kind, "data": [value]}
+                  for name, kind, value in ((C.DIGIT, "INT32", 3), (C.SEED, "INT64", 5),
+                                            (C.COUNT, "INT32", count))]  # fmt: skip
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        start = time.perf_counter()
+        conn.request("POST", f"/v2/models/{C.GENERATOR}/infer", json.dumps({"inputs": inputs}))
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        return response.status, time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        repo = copy_models(repository, GENERATOR_MODELS, Path(tmp) / "repo")
+        server = stack.enter_context(TritonServer(repo))
+        ports = Ports.free()
+        lb = Balancer(http=ports.http, grpc=ports.grpc, inflight_per_replica=4)
+        stack.enter_context(Nginx([server.ports], lb))
+        holding = threading.Event()
+
+        def hold():
+            while not holding.is_set():
+                post(lb.http, 256)
+
+        holders = [threading.Thread(target=hold) for _ in range(4)]
+        for t in holders:
+            t.start()
+        time.sleep(1.0)
+        got = [post(lb.http, 8) for _ in range(n)]
+        holding.set()
+        for t in holders:
+            t.join()
+    refused = [seconds for status, seconds in got if status == 503]
+    out = {"sent": n, "refused": len(refused),
+           **{f"p{q}_ms": float(np.percentile(refused, q) * 1e3) for q in (50, 99)}}  # fmt: skip
+    print(f"the door's refusals, one client while it is full: {out['refused']} of {n}, p50 "
+          f"{out['p50_ms']:.2f} ms, p99 {out['p99_ms']:.2f} ms")  # fmt: skip
+    return out
 
 
 def cache(repository: Path, seconds: float) -> dict[str, dict]:
@@ -252,7 +224,8 @@ def _cache_stats(url: str, model: str) -> dict:
     return {"hits": s.cache_hit.count, "misses": s.cache_miss.count, "hit_us": hit_us}
 
 
-def write(rows: dict[str, list[dict]], cached: dict[str, dict], out: Path, count: int) -> None:
+def write(rows: dict[str, list[dict]], door: dict | None, cached: dict[str, dict], out: Path,
+          count: int) -> None:  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
@@ -279,8 +252,20 @@ def write(rows: dict[str, list[dict]], cached: dict[str, dict], out: Path, count
               "is an exception in Python) and event-loop delays are part of the figures. As "
               "built, the bound is the length of the first step's queue (gan_noise's), so "
               "admitted requests still queue at the steps behind it; with a bounded wait, "
-              f"a request that waited {WAIT_MS} ms at any step is refused there.",
+              f"a request that waited {WAIT_MS} ms at any step is refused there. Behind the "
+              "front door, nginx refuses beyond its bound on requests in flight before the "
+              "server sees the request (the server's refusal time: nan, none reached it); "
+              "the client then reaches the server through nginx, on the same cores.",
               ""]  # fmt: skip
+    if door:
+        lines += ["## A refusal at the door, seen by a client that is not itself flooding", "",
+                  "| sent | refused | p50 ms | p99 ms |", "|---|---|---|---|",
+                  f"| {door['sent']} | {door['refused']} | {door['p50_ms']:.2f} | "
+                  f"{door['p99_ms']:.2f} |", "",
+                  "The door (4 in flight) held full by 4 generator requests of 256 images, "
+                  "sent again as each is answered; one client sends requests one after "
+                  "another over HTTP, each on a new connection (the time includes it).",
+                  ""]  # fmt: skip
     base = cached["no cache"]["per_s"]
     lines += ["", "## Cache: the image classifier, half of the requests repeating 8 images", "",
               "| server | images/s | vs no cache | hits | misses | p50 ms | hit lookup us |",
@@ -324,8 +309,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     rows = overload(args.repository, args.multiples, args.seconds, args.count)
+    door = door_refusals(args.repository) if has_nginx() else None
     cached = cache(args.repository, args.seconds)
-    write(rows, cached, args.out, args.count)
+    write(rows, door, cached, args.out, args.count)
 
 
 if __name__ == "__main__":

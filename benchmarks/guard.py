@@ -23,7 +23,8 @@ import numpy as np
 
 from maas.access import Ports
 from maas.balancer import GUARD, TEMP_KINDS, TEMPLATE, Balancer, http_ok, render, require_nginx
-from maas.benchmarks.admission import RESULTS, closed_loop, copy_models
+from maas.benchmarks.admission import RESULTS, copy_models
+from maas.benchmarks.loops import closed_loop
 from maas.processes import stop
 from maas.runtime import names as C
 from maas.serve import TritonServer

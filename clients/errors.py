@@ -4,8 +4,9 @@
     ├── BadURL                  a URL the client cannot use (also a ValueError)
     ├── ServerUnavailable       nothing answers at that URL (refused, timed out, DNS), or a
     │                           model's Python stub is dead until the server reloads it
-    │   └── Overloaded          the server is at capacity and refused the request (a step's
-    │       │                   queue full, or its wait too long: gRPC UNAVAILABLE, HTTP 503)
+    │   └── Overloaded          the server is at capacity and refused the request (the front
+    │       │                   door's requests in flight, a step's queue full, or its wait
+    │       │                   too long: gRPC UNAVAILABLE, HTTP 503)
     │       └── OverQuota       this client key sent more than its rate at the front door
     │                           (maas.tenants: HTTP 429, gRPC RESOURCE_EXHAUSTED)
     ├── ModelNotReady           the server answers but the model is missing or not loaded
@@ -88,11 +89,14 @@ def from_triton(error: Exception) -> ClientError:
         if "unknown model" in lowered or "is not found" in lowered:
             return ModelNotReady(message, status)
         return InvalidInput(message, status)
-    # Admission control (maas.build.admission): a step's queue full, or waited on too long;
-    # a refusal, not a step that failed on one inside (INTERNAL: nothing says it is safe again).
-    bound = "exceeds maximum queue size" in lowered or "request timeout expired" in lowered
+    # Admission control: the front door's bound on requests in flight (maas.balancer), a
+    # step's queue full or waited on too long (maas.build.admission); a refusal, not a step
+    # that failed on one inside (INTERNAL: nothing says it is safe again).
+    bound = any(s in lowered for s in ("overloaded, retry", "exceeds maximum queue size",
+                                       "request timeout expired"))  # fmt: skip
     if bound and status in ("503", "StatusCode.UNAVAILABLE"):
-        return Overloaded(f"overloaded, retry later: {message}", status)
+        said = lowered.startswith("overloaded, retry later")  # the door's says it already
+        return Overloaded(message if said else f"overloaded, retry later: {message}", status)
     if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status or "failed to connect" in lowered:
         return ServerUnavailable(message, status)
     if "stub process" in lowered and "is not healthy" in lowered:

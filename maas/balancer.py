@@ -47,6 +47,15 @@ class Balancer:
     max_body: str = "64m"  # nginx refuses larger requests with 413 before a replica sees them
     fail_timeout_s: int = 2  # a replica that failed a connection is skipped this long
     timeout_s: int = 60  # per request, connect to answer
+    # Inference requests in flight per replica and priority class; the next is refused at
+    # once (503, gRPC UNAVAILABLE: "overloaded, retry later"). The rule: about a replica's
+    # capacity times the latency an admitted request may take (the generator at COUNT 8: a
+    # few hundred requests/s x ~0.1 s), and all classes together no more than a first step's
+    # own bound (ServingOptions.max_queue_size, 64), which stalls Triton 2.51's batcher when
+    # reached. Measured against 64 and 16 in benchmarks/admission.py (docs/operate.md). The
+    # total is this times the replicas nginx was given: while one is down, the others share
+    # it. 0: no bound at the door.
+    inflight_per_replica: int = 32
     tls: TLS | None = None  # HTTPS and gRPC over TLS here; nginx to the replicas: loopback
     # Who may call inference, at what rate and priority (maas.tenants); None: whoever the
     # replicas let in (their own client key, if any, which the client then sends).
@@ -130,6 +139,8 @@ def render(replicas: list[Ports], lb: Balancer, *, js_module: str, scratch: Path
         replicas=[{"http": r.http, "grpc": r.grpc} for r in replicas],
         fail_timeout=lb.fail_timeout_s,
         timeout=lb.timeout_s,
+        inflight_per_replica=lb.inflight_per_replica,
+        inflight=lb.inflight_per_replica * len(replicas),
         tls=lb.tls,
         tenants=lb.tenants.tenants if lb.tenants else (),
         replica_key=lb.replica_key,
@@ -154,14 +165,15 @@ def nginx_config(
     )  # fmt: skip
 
 
-def pod_config(tenants: Tenants | None = None, **here) -> str:
+def pod_config(tenants: Tenants | None = None,
+               inflight: int = Balancer.inflight_per_replica, **here) -> str:  # fmt: skip
     """The pod's guard, one tritonserver beside it, HTTP and gRPC: with no tenants,
     deploy/k8s/guard.conf; with them (keys inside: a Secret), `maas pod-guard`'s. `here`
     replaces the pod's paths and ports (a test runs it with this machine's)."""
     pod = {**POD, **here}
     return render(
         [Ports(http=pod["triton_http"], grpc=pod["triton_grpc"], metrics=0)],
-        Balancer(tenants=tenants),
+        Balancer(tenants=tenants, inflight_per_replica=inflight),
         js_module=pod["js_module"], scratch=pod["scratch"], guard_dir=pod["guard_dir"],
         user=pod["user"], error_log="stderr", http_listen=pod["http_listen"],
         grpc_listen=pod["grpc_listen"],

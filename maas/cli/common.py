@@ -93,6 +93,23 @@ def positive(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    """0 or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def inflight(p: argparse.ArgumentParser) -> None:
+    from maas.balancer import Balancer
+
+    p.add_argument("--inflight", type=count, default=Balancer.inflight_per_replica, metavar="N",
+                   help="inference requests in flight per replica and priority class at the "
+                   "front door; the next is refused at once (503, gRPC UNAVAILABLE); 0: no "
+                   "bound (default: %(default)s)")  # fmt: skip
+
+
 def dataclass_flags(p, cls, skip: tuple[str, ...] = (), prefix: str = "") -> None:
     """A --flag for each field of the dataclass `cls`, typed and defaulted by it."""
     instance = cls()

@@ -48,6 +48,7 @@ def fleet_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tenants", type=Path, help="who may call inference, at what rate and "
                    "priority (JSON, mode 0600: maas.tenants); reread on change")  # fmt: skip
     common.server_tls(p, "nginx's HTTP (HTTPS) and gRPC ports")
+    common.inflight(p)
 
 
 def fleet(args) -> int:
@@ -77,7 +78,8 @@ def fleet(args) -> int:
     if not args.no_build and args.served_from is None:
         ensure_built(Paths(args.artifacts, args.repository), data_dir=args.data_dir)
     keys = Keys.from_env(args.admin_key_file, args.client_key_file)
-    lb = fleets.Balancer(args.host, args.http_port, args.grpc_port, tls=common.server_tls_of(args))
+    lb = fleets.Balancer(args.host, args.http_port, args.grpc_port, tls=common.server_tls_of(args),
+                         inflight_per_replica=args.inflight)  # fmt: skip
     stopping = threading.Event()
     old = {s: signal.signal(s, lambda *_: stopping.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     group = fleets.Fleet(
@@ -101,6 +103,7 @@ def pod_guard_arguments(p: argparse.ArgumentParser) -> None:
     tenants = "who may call inference, at what rate and priority (JSON, mode 0600: maas.tenants)"
     p.add_argument("--tenants", type=Path, help=f"{tenants}; none: deploy/k8s/guard.conf's")
     p.add_argument("--out", type=Path, required=True, help="the nginx.conf to write (mode 0600)")
+    common.inflight(p)
 
 
 def pod_guard(args) -> int:
@@ -111,7 +114,7 @@ def pod_guard(args) -> int:
 
     if not args.out.parent.is_dir():
         raise OptionError(f"--out {args.out}: no folder {args.out.parent}")
-    text = pod_config(Tenants.load(args.tenants) if args.tenants else None)
+    text = pod_config(Tenants.load(args.tenants) if args.tenants else None, args.inflight)
     atomic_write(args.out, lambda f: f.write(text.encode()))  # 0600 from its creation: keys
     print(f"maas pod-guard: wrote {args.out}")
     return 0

@@ -1,8 +1,9 @@
 """Compute is scarce: beyond capacity a request is refused (Triton's queue policies: a pipeline's
-first step full, or a wait too long at any step; maas.build.admission) instead of waiting in an
-unbounded queue, and what was admitted is answered right; a repeated request is answered from
-Triton's response cache without running a step, with the same bytes. Figures (the overload
-curve, the cache's gain) are in benchmarks/admission.py's run, not here."""
+first step full, or a wait too long at any step, maas.build.admission; the front door's bound on
+requests in flight, maas.balancer) instead of waiting in an unbounded queue, and what was
+admitted is answered right; a repeated request is answered from Triton's response cache without
+running a step, with the same bytes. Figures (the overload curve, the cache's gain) are in
+benchmarks/admission.py's run, not here."""
 
 from __future__ import annotations
 
@@ -52,15 +53,11 @@ def small_queue(request, classifier_repository, tmp_path_factory, triton):
         yield server, why[request.param]
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
-def test_beyond_capacity_requests_are_refused_and_the_admitted_answered_right(
-    small_queue, heldout_png, offline, scheme
-):
-    small_queue, why = small_queue
-    images = heldout_png[:200]
+def flood(url: str, images) -> tuple[list[Overloaded], list[tuple[int, object]]]:
+    """Every image at once, no retries: the refusals, and (index, answer) for the rest."""
 
-    async def flood():
-        async with AsyncClient(small_queue.url(scheme), retry=Retry(attempts=1)) as client:
+    async def all_at_once():
+        async with AsyncClient(url, retry=Retry(attempts=1)) as client:
 
             async def one(i):
                 try:
@@ -69,11 +66,20 @@ def test_beyond_capacity_requests_are_refused_and_the_admitted_answered_right(
                 except Overloaded as e:
                     return i, e
 
-            return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(200))), 60)
+            return await asyncio.wait_for(asyncio.gather(*map(one, range(len(images)))), 60)
 
-    outcomes = asyncio.run(flood())
+    outcomes = asyncio.run(all_at_once())
     refused = [e for _, e in outcomes if isinstance(e, Overloaded)]
-    answered = [(i, a) for i, a in outcomes if not isinstance(a, Overloaded)]
+    return refused, [(i, a) for i, a in outcomes if not isinstance(a, Overloaded)]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_beyond_capacity_requests_are_refused_and_the_admitted_answered_right(
+    small_queue, heldout_png, offline, scheme
+):
+    small_queue, why = small_queue
+    images = heldout_png[:200]
+    refused, answered = flood(small_queue.url(scheme), images)
     assert refused and answered, (len(refused), len(answered))
     assert all("overloaded, retry later" in str(e) for e in refused)
     assert all(why in str(e) for e in refused), refused[0]
@@ -82,6 +88,46 @@ def test_beyond_capacity_requests_are_refused_and_the_admitted_answered_right(
         assert answer.top.label == offline["labels"][i, 0].decode()
     with Client(small_queue.url(scheme)) as client:  # and the server serves on
         assert client.classify(images[:3])[0].top.label == offline["labels"][0, 0].decode()
+
+
+def ensemble_failures(server) -> tuple[int, int]:
+    """The classifier pipeline's answered and failed (refused included) requests, Triton's
+    statistics."""
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        stats = client.get_inference_statistics(C.ENSEMBLE).model_stats[0].inference_stats
+    return stats.success.count, stats.fail.count
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_the_front_door_refuses_beyond_its_requests_in_flight_before_a_replica_sees_them(
+    server, heldout_png, offline, scheme
+):
+    """nginx in front of the server, 2 inference requests in flight a replica: a flood of 100
+    is answered in part, the rest refused at the door (503 / UNAVAILABLE, Overloaded) without
+    reaching Triton (its failure count stays), and what was admitted is answered right."""
+    from maas.access import Ports
+    from maas.balancer import Balancer, Nginx, has_nginx
+
+    if not has_nginx():
+        pytest.skip("nginx or its njs module missing")
+    ports, images = Ports.free(), heldout_png[:100]
+    lb = Balancer(http=ports.http, grpc=ports.grpc, inflight_per_replica=2)
+    with Nginx([server.ports], lb):
+        answered_before, failed_before = ensemble_failures(server)
+        refused, answered = flood(lb.url(scheme), images)
+        assert refused and answered, (len(refused), len(answered))
+        assert all("in flight at this front door" in str(e) for e in refused), refused[0]
+        expected = "503" if scheme == "http" else "StatusCode.UNAVAILABLE"
+        assert {e.status for e in refused} == {expected}
+        for i, answer in answered:
+            assert answer.top.label == offline["labels"][i, 0].decode()
+        answered_after, failed_after = ensemble_failures(server)
+        assert failed_after == failed_before  # the refused never reached the server
+        assert answered_after >= answered_before + len(answered)
+        with Client(lb.url(scheme)) as client:  # and the door serves on
+            assert client.classify(images[:3])[0].top.label == offline["labels"][0, 0].decode()
 
 
 @pytest.fixture(scope="module")

@@ -327,7 +327,9 @@ def test_an_interactive_tenant_overtakes_a_bulk_flood_and_without_priorities_it_
     for label, kind in (("priorities", "interactive"), ("one class", "bulk")):
         table["app"] = {**TABLE["app"], "class": kind}
         ports = Ports.free()
-        lb = Balancer(http=ports.http, grpc=ports.grpc, tenants=Tenants.parse({"tenants": table}))
+        # Triton's priorities alone: the door admits the whole flood (its bound: the next test).
+        lb = Balancer(http=ports.http, grpc=ports.grpc, inflight_per_replica=0,
+                      tenants=Tenants.parse({"tenants": table}))  # fmt: skip
         with Nginx([server.ports], lb):
             for _ in range(3):  # a flood that the server cleared within 0.3 s shows nothing
                 seen[label] = _overtaken(lb, KEYS)
@@ -337,3 +339,49 @@ def test_an_interactive_tenant_overtakes_a_bulk_flood_and_without_priorities_it_
     (overtook, waiting), (overtook_in_one_class, waiting_in_one_class) = seen.values()
     assert waiting >= 8 and waiting_in_one_class >= 8, seen  # a flood was queued both times
     assert overtook >= waiting // 3 and overtook >= overtook_in_one_class + 6, seen
+
+
+def test_a_bulk_flood_at_its_bound_in_flight_leaves_the_interactive_class_its_own(server):
+    """The front door bounds requests in flight per priority class (2 here): a bulk tenant
+    that keeps sending beyond its bound is refused at once (503, Retry-After), and an
+    interactive tenant's requests meanwhile are all admitted; in one class with the flood,
+    the same requests meet the flood's bound."""
+    import concurrent.futures
+    import time
+
+    def generate(tenant: str) -> tuple[int, dict, bytes]:
+        inputs = [{"name": name, "shape": [1], "datatype": kind, "data": [value]}
+                  for name, kind, value in ((C.DIGIT, "INT32", 3), (C.SEED, "INT64", 5),
+                                            (C.COUNT, "INT32", 64))]  # fmt: skip
+        return post(lb, json.dumps({"inputs": inputs}).encode(), {"client-key": KEYS[tenant]},
+                    model=C.GENERATOR)  # fmt: skip
+
+    def flood(until: float) -> list[int]:
+        statuses = []
+        while time.monotonic() < until:
+            status, headers, body = generate("batch")
+            assert status in (200, 503), (status, body)
+            if status == 503:
+                assert b"overloaded, retry later" in body and headers["Retry-After"] == "1"
+            statuses.append(status)
+        return statuses
+
+    seen = {}
+    # The flood's refusals count against its quota too (over 1,000 a second here): room.
+    table = {"batch": {**TABLE["batch"], "rate": 10**5, "burst": 10**5}}
+    for label, kind in (("priorities", "interactive"), ("one class", "bulk")):
+        table["app"] = {**TABLE["app"], "class": kind}
+        ports = Ports.free()
+        lb = Balancer(http=ports.http, grpc=ports.grpc, inflight_per_replica=2,
+                      tenants=Tenants.parse({"tenants": table}))  # fmt: skip
+        with Nginx([server.ports], lb), concurrent.futures.ThreadPoolExecutor(6) as pool:
+            until = time.monotonic() + 2.0
+            flooding = [pool.submit(flood, until) for _ in range(6)]
+            time.sleep(0.3)
+            mine = [generate("app")[0] for _ in range(10)]
+            bulk = [s for f in flooding for s in f.result()]
+        seen[label] = {"app": mine, "bulk 503": bulk.count(503), "bulk 200": bulk.count(200)}
+        assert bulk.count(503) and bulk.count(200), seen
+    print(seen)
+    assert seen["priorities"]["app"] == [200] * 10, seen
+    assert 503 in seen["one class"]["app"], seen

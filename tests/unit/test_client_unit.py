@@ -78,6 +78,8 @@ def test_parse_url_errors(url, protocol, message):
         ("503", "in ensemble 'x', Exceeds maximum queue size", Overloaded),
         ("StatusCode.UNAVAILABLE", "in ensemble 'x', Request timeout expired", Overloaded),
         ("503", "Request timeout expired", Overloaded),
+        ("503", "overloaded, retry later: 64 requests of this class are in flight", Overloaded),
+        ("StatusCode.UNAVAILABLE", "overloaded, retry later: 64 requests ...", Overloaded),
         # A step that called another model from inside and got refused there: not a refusal
         # of this request (the stream had recorded its value), so not retried as one.
         ("StatusCode.INTERNAL", "forecaster_rnn: Request timeout expired", InferenceFailed),

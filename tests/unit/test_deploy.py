@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maas.balancer import GUARD, has_nginx, pod_config, require_nginx
+from maas.balancer import GUARD, Balancer, has_nginx, pod_config, require_nginx
 from maas.contract import FORWARD_PATTERN
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
@@ -198,6 +198,16 @@ def test_the_pods_guard_conf_is_the_template_rendered_for_the_pod():
     assert (DEPLOY / "k8s" / "guard.conf").read_text() == pod_config()
 
 
+def test_the_front_doors_bound_keeps_a_replicas_own_unreached():
+    """Requests in flight at the door, every class's together (over gRPC a client may put them
+    all at one Triton level), are no more than a first step admits waiting at one level:
+    Triton 2.51 stalls a batcher whose queue is full."""
+    from maas.build.configs import ServingOptions
+    from maas.tenants import LEVELS
+
+    assert 0 < Balancer.inflight_per_replica * LEVELS <= ServingOptions.max_queue_size
+
+
 @pytest.mark.skipif(not has_nginx(), reason="nginx or its njs module missing")
 def test_the_guards_nginx_config_is_one_nginx_accepts(tmp_path):
     """The pod's config through `nginx -t` here, rendered with this machine's njs module,
@@ -207,7 +217,9 @@ def test_the_guards_nginx_config_is_one_nginx_accepts(tmp_path):
     conf = pod_config(js_module=module, scratch=tmp_path, guard_dir=GUARD.parent)
     infer = "location ~ ^/v2/models/[^/]+(/versions/[^/]+)?/infer$ {"
     assert f"{infer}\n      set $maas_infer_uri $uri;  # what the guard" in conf
-    assert "whichever location reads the body\n      if ($maas_body_in_file) {" in conf
+    door = "limit_conn maas_inflight 32;\n      error_page 599 = @overloaded;\n"  # either way
+    assert f"reads the body\n      {door}      if ($maas_body_in_file) {{" in conf
+    assert f"internal;\n      {door}      client_body_in_file_only clean;" in conf
     assert "client_body_in_file_only clean;\n      js_content guard.infer;" in conf
     _nginx_accepts(binary, conf, tmp_path)
 
@@ -229,6 +241,12 @@ def test_pod_guard_renders_tenants_into_a_private_conf_nginx_accepts(tmp_path, c
     conf = out.read_text()
     assert conf == pod_config(Tenants.load(tenants)) and conf != pod_config()
     assert f'"k|{key}|" web;' in conf and "rate=5r/s" in conf and "return 401;" in conf
+    assert conf.count("limit_conn maas_inflight 32;") == 3  # HTTP (both bodies) and gRPC
+    assert cli(["pod-guard", "--inflight", "0", "--out", str(out)]) == 0
+    assert "limit_conn " not in out.read_text() and "@overloaded" not in out.read_text()
+    with pytest.raises(SystemExit):  # argparse's usage
+        cli(["pod-guard", "--inflight", "-1", "--out", str(out)])
+    assert "--inflight: must be 0 or more, got -1" in capsys.readouterr().err
     tenants.chmod(0o644)  # a keys file others can read: refused, nothing written
     assert cli(["pod-guard", "--tenants", str(tenants), "--out", str(tmp_path / "x")]) == 1
     assert "make it private" in capsys.readouterr().err and not (tmp_path / "x").exists()
@@ -281,7 +299,7 @@ def test_both_nginx_configs_have_what_the_guard_uses(tmp_path):
     import re
 
     from maas.access import Ports
-    from maas.balancer import Balancer, nginx_config
+    from maas.balancer import nginx_config
 
     script = GUARD.read_text()
     targets = set(re.findall(r"'(/maas-triton[\w-]*)'", script))
