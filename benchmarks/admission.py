@@ -16,7 +16,7 @@ refused (Overloaded), or late (no answer in 10 s). The client shares the machine
 the server: the rate it reached is reported beside the rate asked for.
 
 The door's refusal alone: one client sending requests one after another while the door is held
-full (door_refusals), the time a refusal takes apart from a flooding client's own CPU.
+at its bound (door_refusals), the time a refusal takes apart from a flooding client's own CPU.
 
 Cache: the image classifier, closed loop, on a workload where half the requests repeat one of
 8 images and half are images not seen before, with Triton's response cache on and off.
@@ -130,9 +130,10 @@ def overload(repository: Path, multiples: list[float], seconds: float, count: in
 
 def door_refusals(repository: Path, n: int = 300) -> dict:
     """What a refusal at the door costs, apart from a flooding client's own CPU: the door (4 in
-    flight) held full by 4 long generator requests (COUNT 256) sent again as each is answered,
-    while one client sends `n` requests one after another over HTTP, each on a connection of
-    its own; their latencies (all refused)."""
+    flight) held at its bound by 4 long generator requests (COUNT 256), each sent again when
+    answered (a place is free in between: some requests are admitted), while one client sends
+    `n` requests one after another over HTTP, each on a connection of its own; the refused
+    ones' latencies."""
     import http.client
     import json
     import threading
@@ -169,10 +170,10 @@ def door_refusals(repository: Path, n: int = 300) -> dict:
         holding.set()
         for t in holders:
             t.join()
-    refused = [seconds for status, seconds in got if status == 503]
-    out = {"sent": n, "refused": len(refused),
+    refused = [seconds for status, seconds in got if status == 503] or [float("nan")]
+    out = {"sent": n, "refused": sum(status == 503 for status, _ in got),
            **{f"p{q}_ms": float(np.percentile(refused, q) * 1e3) for q in (50, 99)}}  # fmt: skip
-    print(f"the door's refusals, one client while it is full: {out['refused']} of {n}, p50 "
+    print(f"the door's refusals, one client while it is at its bound: {out['refused']} of {n}, p50 "
           f"{out['p50_ms']:.2f} ms, p99 {out['p99_ms']:.2f} ms")  # fmt: skip
     return out
 
@@ -262,8 +263,9 @@ def write(rows: dict[str, list[dict]], door: dict | None, cached: dict[str, dict
                   "| sent | refused | p50 ms | p99 ms |", "|---|---|---|---|",
                   f"| {door['sent']} | {door['refused']} | {door['p50_ms']:.2f} | "
                   f"{door['p99_ms']:.2f} |", "",
-                  "The door (4 in flight) held full by 4 generator requests of 256 images, "
-                  "sent again as each is answered; one client sends requests one after "
+                  "The door (4 in flight) held at its bound by 4 generator requests of 256 "
+                  "images, each sent again when answered (a place is free in between: the "
+                  "requests not refused were answered); one client sends requests one after "
                   "another over HTTP, each on a new connection (the time includes it).",
                   ""]  # fmt: skip
     base = cached["no cache"]["per_s"]

@@ -6,7 +6,7 @@ all of it and answer a probe through every pipeline, served three ways.
 
 - `stock`: as NVIDIA's container serves it: the native onnxruntime backend ($MAAS_BACKEND_DIR),
   the stubs on a Python with numpy alone (maas.container), Triton's default model control;
-- `stock, no environments`: the same server and models, the image steps' EXECUTION_ENV_PATH
+- `stock, no environments`: the same server and models, the steps' EXECUTION_ENV_PATH
   taken out of a copy and the stubs on this venv's Python (it has Pillow): what the
   environment itself costs at load;
 - `stock, environments as tar.gz`: the same with each environment packed as conda-pack packs
@@ -35,7 +35,7 @@ from maas.serve import ServerConfig, TritonServer
 
 
 def size_by_part(repository: Path) -> dict[str, int]:
-    """Bytes: the image steps' environments, the shipped runtime, the networks, the rest."""
+    """Bytes: the steps' environments, the shipped runtime, the networks, the rest."""
     parts = {"environments": 0, "maas_runtime": 0, "networks": 0, "other": 0}
     for path in repository.rglob("*"):
         if not path.is_file():
@@ -54,7 +54,7 @@ def size_by_part(repository: Path) -> dict[str, int]:
 
 
 def with_environments(repository: Path, into: Path, how: str) -> Path:
-    """A copy whose image steps have no environment ("none") or a packed one ("tar.gz")."""
+    """A copy whose steps have no environment ("none") or a packed one ("tar.gz")."""
     copy = shutil.copytree(repository, into / how / "model_repository")
     for path in copy.glob("*/config.pbtxt"):
         config = read_config(path)

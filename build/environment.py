@@ -50,9 +50,13 @@ SKIPPED_EXTENSIONS = ("_avif", "_imagingcms", "_imagingft", "_imagingtk")
 ACTIVATE = """\
 # Sourced by Triton's Python backend before it starts this model's stub (EXECUTION_ENV_PATH).
 # Written by maas build. The server's storage credentials (tritonserver reads an s3://, gs://
-# or as:// repository with them) are not this step's: its stub runs without them.
-unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN GOOGLE_APPLICATION_CREDENTIALS \
-  AZURE_STORAGE_ACCOUNT AZURE_STORAGE_KEY
+# or as:// repository with them) are not this step's: its stub runs without them. (Defence in
+# depth: the stub runs as tritonserver's user, which can read the server's /proc environ.)
+for _maas_v in $(compgen -v AWS_) $(compgen -v AZURE_STORAGE_) GOOGLE_APPLICATION_CREDENTIALS \
+    TRITON_CLOUD_CREDENTIAL_PATH; do
+  unset "$_maas_v"
+done
+unset _maas_v
 """
 # Where the step brings packages: those built for the stub's Python first on its import path.
 ACTIVATE_PACKAGES = """\

@@ -73,7 +73,9 @@ def test_publish_then_serve_from_s3(
         assert psutil.Process(server.process.pid).environ()[secret] == s3[secret]
         assert found[C.PREPROCESS] and found[C.POSTPROCESS], found
         for model, pids in found.items():
-            assert not any(secret in psutil.Process(pid).environ() for pid in pids), model
+            for pid in pids:  # read (it has the server's PATH), and without any AWS_ variable
+                environ = psutil.Process(pid).environ()
+                assert "PATH" in environ and not any(k.startswith("AWS_") for k in environ), model
     ids = np.array([[p.class_id for p in c.predictions] for c in got])
     np.testing.assert_array_equal(ids[:, 0], offline["ids"][:16, 0])
 
