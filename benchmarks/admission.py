@@ -83,12 +83,11 @@ SERVERS = {
 WAIT_MS = 100
 
 
-def _curve(label, url, multiples: list[float], seconds: float, count: int,
-           capacity: float | None = None, server_url: str | None = None
-           ) -> tuple[list[dict], float]:  # fmt: skip
+def _curve(label, url, stats_url: str, multiples: list[float], seconds: float, count: int,
+           capacity: float | None = None) -> tuple[list[dict], float]:  # fmt: skip
     """This server's closed loop of 32, then open loops at `multiples` of `capacity` (the first
     server's, so that every server is offered the same rates), or of its own; requests to
-    `url`, the server's statistics from `server_url` (default: the same)."""
+    `url` (the server's, or the door's in front of it), its statistics from `stats_url`."""
     generator_inputs = generator_requests(count)
     run = asyncio.run(closed_loop(url, C.GENERATOR, generator_inputs, 32, seconds))
     own = len(run.answered) / run.seconds
@@ -98,7 +97,7 @@ def _curve(label, url, multiples: list[float], seconds: float, count: int,
           f"multiples of {capacity:.0f}/s")  # fmt: skip
     for m in multiples:
         got = asyncio.run(open_loop(url, C.GENERATOR, generator_inputs, m * capacity, seconds))
-        r = got.row(capacity) | {"closed": False, **_fail_stats(server_url or url, C.GENERATOR)}
+        r = got.row(capacity) | {"closed": False, **_fail_stats(stats_url, C.GENERATOR)}
         rows.append(r)
         print(f"  {m:g}x: sent {r['sent_per_s']:.0f}/s, answered {r['answered_per_s']:.0f}/s, "
               f"p99 {r['answered_p99_ms']:.0f} ms; refused {r['refused_share']:.0%} "
@@ -123,8 +122,8 @@ def overload(repository: Path, multiples: list[float], seconds: float, count: in
                 lb = Balancer(http=ports.http, grpc=ports.grpc, inflight_per_replica=inflight)
                 stack.enter_context(Nginx([server.ports], lb))
                 url = f"{lb.host}:{lb.grpc}"
-            rows[label], capacity = _curve(label, url, multiples, seconds, count, capacity,
-                                           server.grpc_url)  # fmt: skip
+            rows[label], capacity = _curve(label, url, server.grpc_url, multiples, seconds,
+                                           count, capacity)  # fmt: skip
     return rows
 
 

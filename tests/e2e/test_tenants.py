@@ -290,6 +290,15 @@ def dataclass_replace_ports(lb: Balancer) -> Balancer:
     return dataclasses.replace(lb, http=ports.http, grpc=ports.grpc)
 
 
+def generate(lb: Balancer, key: str, seed: int, count: int = 64) -> tuple[int, dict, bytes]:
+    """One generator request (digit 3, `count` images) through the front door over HTTP."""
+    inputs = [{"name": name, "shape": [1], "datatype": kind, "data": [value]}
+              for name, kind, value in ((C.DIGIT, "INT32", 3), (C.SEED, "INT64", seed),
+                                        (C.COUNT, "INT32", count))]  # fmt: skip
+    return post(lb, json.dumps({"inputs": inputs}).encode(), {"client-key": key},
+                model=C.GENERATOR)  # fmt: skip
+
+
 def _overtaken(
     lb: Balancer, keys: dict[str, str], bulk: int = 48, count: int = 64
 ) -> tuple[int, int]:
@@ -299,20 +308,16 @@ def _overtaken(
     import concurrent.futures
     import time
 
-    def generate(tenant: str, seed: int) -> float:
-        inputs = [{"name": name, "shape": [1], "datatype": kind, "data": [value]}
-                  for name, kind, value in ((C.DIGIT, "INT32", 3), (C.SEED, "INT64", seed),
-                                            (C.COUNT, "INT32", count))]  # fmt: skip
-        status, _, body = post(lb, json.dumps({"inputs": inputs}).encode(),
-                               {"client-key": keys[tenant]}, model=C.GENERATOR)  # fmt: skip
+    def answered_at(tenant: str, seed: int) -> float:
+        status, _, body = generate(lb, keys[tenant], seed, count)
         assert status == 200, body
         return time.monotonic()
 
     with concurrent.futures.ThreadPoolExecutor(bulk + 1) as pool:
-        flood = [pool.submit(generate, "batch", seed) for seed in range(bulk)]
+        flood = [pool.submit(answered_at, "batch", seed) for seed in range(bulk)]
         time.sleep(0.3)  # the flood is queued at the generator's steps
         sent = time.monotonic()
-        mine = pool.submit(generate, "app", 10**6).result()
+        mine = pool.submit(answered_at, "app", 10**6).result()
         done = [f.result() for f in flood]
         return sum(t > mine for t in done), sum(t > sent for t in done)
 
@@ -349,17 +354,10 @@ def test_a_bulk_flood_at_its_bound_in_flight_leaves_the_interactive_class_its_ow
     import concurrent.futures
     import time
 
-    def generate(tenant: str) -> tuple[int, dict, bytes]:
-        inputs = [{"name": name, "shape": [1], "datatype": kind, "data": [value]}
-                  for name, kind, value in ((C.DIGIT, "INT32", 3), (C.SEED, "INT64", 5),
-                                            (C.COUNT, "INT32", 64))]  # fmt: skip
-        return post(lb, json.dumps({"inputs": inputs}).encode(), {"client-key": KEYS[tenant]},
-                    model=C.GENERATOR)  # fmt: skip
-
     def flood(until: float) -> list[int]:
         statuses = []
         while time.monotonic() < until:
-            status, headers, body = generate("batch")
+            status, headers, body = generate(lb, KEYS["batch"], 5)
             assert status in (200, 503), (status, body)
             if status == 503:
                 assert b"overloaded, retry later" in body and headers["Retry-After"] == "1"
@@ -378,7 +376,7 @@ def test_a_bulk_flood_at_its_bound_in_flight_leaves_the_interactive_class_its_ow
             until = time.monotonic() + 2.0
             flooding = [pool.submit(flood, until) for _ in range(6)]
             time.sleep(0.3)
-            mine = [generate("app")[0] for _ in range(10)]
+            mine = [generate(lb, KEYS["app"], 5)[0] for _ in range(10)]
             bulk = [s for f in flooding for s in f.result()]
         seen[label] = {"app": mine, "bulk 503": bulk.count(503), "bulk 200": bulk.count(200)}
         assert bulk.count(503) and bulk.count(200), seen
